@@ -1,0 +1,412 @@
+//! The typed configuration model produced by the parser.
+//!
+//! `defaults` sections are already folded into each proxy when the model is built, so the
+//! engine never has to know about HAProxy's inheritance rules. Every item keeps the place
+//! (`Span`) it came from, so later validation and runtime errors can point at a line.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where an item was written: file name as given on the command line, and 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Span {
+    pub file: Arc<str>,
+    pub line: u32,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// The whole configuration: one `global` section and the proxies in declaration order.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub global: Global,
+    /// Frontends, backends and listens in the order they were declared. Proxies without an
+    /// explicit `id N` get the lowest free id in declaration order, starting at 1 (so a
+    /// backend declared after a frontend has id 2, as in `show servers state`).
+    pub proxies: Vec<Proxy>,
+}
+
+impl Config {
+    pub fn proxy(&self, name: &str) -> Option<&Proxy> {
+        self.proxies.iter().find(|p| p.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Global {
+    /// Process-wide connection limit (`maxconn`); `None` means the built-in default.
+    pub maxconn: Option<u32>,
+    pub logs: Vec<LogTarget>,
+    pub stats_sockets: Vec<StatsSocket>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub daemon: bool,
+    pub nbthread: Option<u32>,
+    pub pidfile: Option<PathBuf>,
+    /// `log-send-hostname [NAME]`: hostname put in syslog headers.
+    pub log_send_hostname: Option<String>,
+    /// `log-tag`: program name in syslog headers (default "haproxy" for compatibility with
+    /// existing log pipelines that match on it).
+    pub log_tag: Option<String>,
+    pub hard_stop_after: Option<Duration>,
+}
+
+/// `log <target> [len N] [format F] <facility> [max level [min level]]`, or `log stdout ...`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogTarget {
+    pub span: Span,
+    pub address: LogAddress,
+    pub facility: Facility,
+    /// Messages above this level (less severe) are not sent.
+    pub max_level: Level,
+    pub min_level: Option<Level>,
+    pub format: LogFormat,
+    pub max_len: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogAddress {
+    /// UDP syslog server (`127.0.0.1`, `127.0.0.1:514`, `udp@...`); port defaults to 514.
+    Udp(SocketAddr),
+    /// Unix datagram socket (`/dev/log`).
+    Unix(PathBuf),
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// RFC 3164 style header (HAProxy's default).
+    Rfc3164,
+    Rfc5424,
+    /// Only the message, no syslog header (`format raw`).
+    Raw,
+    /// Header without date/host (`format short`): `<PRI>` then the message.
+    Short,
+}
+
+/// Syslog facility, numbered as in RFC 5424.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Facility {
+    Kern = 0,
+    User = 1,
+    Mail = 2,
+    Daemon = 3,
+    Auth = 4,
+    Syslog = 5,
+    Lpr = 6,
+    News = 7,
+    Uucp = 8,
+    Cron = 9,
+    Auth2 = 10,
+    Ftp = 11,
+    Ntp = 12,
+    Audit = 13,
+    Alert = 14,
+    Cron2 = 15,
+    Local0 = 16,
+    Local1 = 17,
+    Local2 = 18,
+    Local3 = 19,
+    Local4 = 20,
+    Local5 = 21,
+    Local6 = 22,
+    Local7 = 23,
+}
+
+/// Syslog severity, numbered as in RFC 5424.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Emerg = 0,
+    Alert = 1,
+    Crit = 2,
+    Err = 3,
+    Warning = 4,
+    Notice = 5,
+    Info = 6,
+    Debug = 7,
+}
+
+/// `stats socket <addr> [level L] [mode M] ...`: parsed and kept for the Runtime API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsSocket {
+    pub span: Span,
+    pub address: SocketAddress,
+    pub level: Option<String>,
+    /// File mode for unix sockets, as written in octal.
+    pub mode: Option<u32>,
+    /// Remaining `name [value]` settings, kept verbatim.
+    pub params: Vec<String>,
+}
+
+/// An address as HAProxy writes it for listeners: `ipv4@`, `ipv6@`, `unix@` or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketAddress {
+    Inet(SocketAddr),
+    Unix(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    Frontend,
+    Backend,
+    Listen,
+}
+
+impl ProxyKind {
+    pub fn has_frontend(self) -> bool {
+        matches!(self, ProxyKind::Frontend | ProxyKind::Listen)
+    }
+    pub fn has_backend(self) -> bool {
+        matches!(self, ProxyKind::Backend | ProxyKind::Listen)
+    }
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ProxyKind::Frontend => "frontend",
+            ProxyKind::Backend => "backend",
+            ProxyKind::Listen => "listen",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Tcp,
+    Http,
+}
+
+/// One `frontend`, `backend` or `listen` section with its `defaults` applied.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    pub span: Span,
+    pub kind: ProxyKind,
+    pub name: String,
+    pub mode: Mode,
+    pub binds: Vec<Bind>,
+    pub default_backend: Option<String>,
+    /// Unconditional `use_backend NAME` rules, in order (conditions are not supported yet).
+    pub use_backends: Vec<UseBackend>,
+    pub balance: Balance,
+    pub hash_type: HashType,
+    pub servers: Vec<Server>,
+    /// Frontend: max concurrent connections accepted; backend: `fullconn` is separate.
+    pub maxconn: Option<u32>,
+    /// Backend-side `fullconn`, kept for dynamic maxconn (`minconn`).
+    pub fullconn: Option<u32>,
+    pub retries: u32,
+    pub options: ProxyOptions,
+    pub timeouts: Timeouts,
+    /// Log targets of this proxy (`log global` expands to the global ones).
+    pub logs: Vec<LogTarget>,
+    pub disabled: bool,
+    /// HAProxy's proxy id (`id N`), or assigned in declaration order.
+    pub id: u32,
+    /// `description TEXT` (words joined by single spaces), shown by the stats page.
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UseBackend {
+    pub span: Span,
+    pub backend: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyOptions {
+    /// `option redispatch [interval]`: `Some(interval)`, default interval -1 (last retry).
+    pub redispatch: Option<i32>,
+    pub tcplog: bool,
+    pub httplog: bool,
+    pub tcpka: bool,
+    pub clitcpka: bool,
+    pub srvtcpka: bool,
+    pub dontlognull: bool,
+    pub allbackups: bool,
+    pub logasap: bool,
+    pub log_global: bool,
+}
+
+/// Every `timeout` kind HAProxy knows; `None` when not set (no default is invented here).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Option<Duration>,
+    pub client: Option<Duration>,
+    pub server: Option<Duration>,
+    pub queue: Option<Duration>,
+    pub check: Option<Duration>,
+    pub http_request: Option<Duration>,
+    pub http_keep_alive: Option<Duration>,
+    pub client_fin: Option<Duration>,
+    pub server_fin: Option<Duration>,
+    pub tunnel: Option<Duration>,
+    pub tarpit: Option<Duration>,
+}
+
+/// `bind addr:port[,addr:port...] [options]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bind {
+    pub span: Span,
+    /// Every concrete address this line listens on (port ranges expanded).
+    pub addresses: Vec<SocketAddress>,
+    pub name: Option<String>,
+    pub maxconn: Option<u32>,
+    pub backlog: Option<u32>,
+    /// `v4v6`: an IPv6 wildcard also accepts IPv4; `v6only`: it does not.
+    pub v6only: Option<bool>,
+    pub accept_proxy: bool,
+    pub transparent: bool,
+}
+
+/// Load-balancing algorithm named by `balance`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    StaticRr,
+    LeastConn,
+    First,
+    Source,
+    /// `random[(draws)]`: power-of-`draws` choices, default 2.
+    Random {
+        draws: u32,
+    },
+    /// L7 algorithms: only meaningful in `mode http`; in tcp mode they act as roundrobin.
+    Uri,
+    UrlParam(String),
+    Hdr(String),
+    RdpCookie(Option<String>),
+}
+
+/// `hash-type map-based|consistent [function] [avalanche]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HashType {
+    pub method: HashMethod,
+    pub function: HashFunction,
+    pub avalanche: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashMethod {
+    #[default]
+    MapBased,
+    Consistent,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashFunction {
+    #[default]
+    Sdbm,
+    Djb2,
+    Wt6,
+    Crc32,
+}
+
+/// A server's address as written: an IP literal or a hostname resolved at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    V1,
+    V2,
+}
+
+/// `server NAME ADDR[:PORT] [settings...]` after `default-server` settings were applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
+    pub span: Span,
+    pub name: String,
+    pub host: Host,
+    /// `None` when the address has no port (HAProxy then uses the client's destination port).
+    pub port: Option<u16>,
+    /// `id N`, or assigned in declaration order starting at 1.
+    pub id: u32,
+    pub check: bool,
+    pub inter: Duration,
+    pub fastinter: Option<Duration>,
+    pub downinter: Option<Duration>,
+    pub rise: u32,
+    pub fall: u32,
+    /// `port N` for checks.
+    pub check_port: Option<u16>,
+    /// `addr IP` for checks.
+    pub check_addr: Option<Host>,
+    /// 0..=256, default 1.
+    pub weight: u32,
+    pub backup: bool,
+    pub maxconn: Option<u32>,
+    pub maxqueue: Option<u32>,
+    pub minconn: Option<u32>,
+    pub disabled: bool,
+    pub send_proxy: Option<ProxyProtocol>,
+    pub agent_check: bool,
+    pub agent_port: Option<u16>,
+    pub agent_inter: Option<Duration>,
+    pub slowstart: Option<Duration>,
+    pub cookie: Option<String>,
+    pub ssl: bool,
+    pub observe_layer4: bool,
+    pub error_limit: Option<u32>,
+    pub on_error: Option<String>,
+    pub on_marked_down: Option<String>,
+    pub on_marked_up: Option<String>,
+}
+
+impl Server {
+    /// HAProxy's defaults for a server line with no settings.
+    pub fn new(span: Span, name: String, host: Host, port: Option<u16>) -> Self {
+        Server {
+            span,
+            name,
+            host,
+            port,
+            id: 0,
+            check: false,
+            inter: Duration::from_secs(2),
+            fastinter: None,
+            downinter: None,
+            rise: 2,
+            fall: 3,
+            check_port: None,
+            check_addr: None,
+            weight: 1,
+            backup: false,
+            maxconn: None,
+            maxqueue: None,
+            minconn: None,
+            disabled: false,
+            send_proxy: None,
+            agent_check: false,
+            agent_port: None,
+            agent_inter: None,
+            slowstart: None,
+            cookie: None,
+            ssl: false,
+            observe_layer4: false,
+            error_limit: None,
+            on_error: None,
+            on_marked_down: None,
+            on_marked_up: None,
+        }
+    }
+}

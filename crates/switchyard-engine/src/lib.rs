@@ -1,0 +1,278 @@
+//! Switchyard's data plane: listeners, server selection, queueing, retries, forwarding and
+//! per-session logging, built from a parsed configuration.
+//!
+//! [`Engine::build`] turns a [`switchyard_config::Config`] into runtime objects (resolving
+//! server names and binding every listener, so configuration mistakes surface before any
+//! traffic is accepted); [`Engine::run`] accepts until [`Engine::stop_accepting`] is called.
+
+mod forward;
+mod listener;
+mod select;
+mod session;
+pub mod state;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use arc_swap::ArcSwap;
+use switchyard_config::{self as config, Config, Host, ProxyKind};
+use tokio::sync::{watch, Notify, Semaphore};
+
+pub use listener::Listener;
+use state::{AdminState, Backend, Counters, Frontend, LogSettings, Process, Server};
+
+/// Connections allowed per process when `global maxconn` is not set, before the file
+/// descriptor limit is taken into account.
+const DEFAULT_MAXCONN: u32 = 4096;
+
+/// A built engine: runtime objects plus bound listeners, ready to run.
+pub struct Engine {
+    pub process: Arc<Process>,
+    pub frontends: Vec<Arc<Frontend>>,
+    pub backends: Vec<Arc<Backend>>,
+    listeners: Vec<(Listener, Arc<Frontend>)>,
+    stop: watch::Sender<bool>,
+}
+
+impl Engine {
+    /// Builds runtime objects and binds all listeners. Must run inside a tokio runtime
+    /// (listeners register with its reactor).
+    pub async fn build(config: &Config) -> anyhow::Result<Engine> {
+        let maxconn = config.global.maxconn.unwrap_or_else(default_maxconn);
+        let process = Arc::new(Process {
+            maxconn,
+            slots: Arc::new(Semaphore::new(maxconn as usize)),
+            active: AtomicU32::new(0),
+            total: AtomicU64::new(0),
+            started: Instant::now(),
+            idle: Notify::new(),
+        });
+
+        let tag = config
+            .global
+            .log_tag
+            .clone()
+            .unwrap_or_else(|| "haproxy".to_string());
+        let hostname = config.global.log_send_hostname.as_deref();
+
+        let mut backends_by_name: HashMap<&str, Arc<Backend>> = HashMap::new();
+        let mut backends = Vec::new();
+        for proxy in config
+            .proxies
+            .iter()
+            .filter(|p| p.kind.has_backend() && !p.disabled)
+        {
+            let backend = Arc::new(build_backend(proxy).await?);
+            backends_by_name.insert(proxy.name.as_str(), Arc::clone(&backend));
+            backends.push(backend);
+        }
+
+        let mut frontends = Vec::new();
+        let mut listeners = Vec::new();
+        for proxy in config
+            .proxies
+            .iter()
+            .filter(|p| p.kind.has_frontend() && !p.disabled)
+        {
+            let target = proxy
+                .use_backends
+                .first()
+                .map(|rule| rule.backend.as_str())
+                .or(proxy.default_backend.as_deref())
+                .or((proxy.kind == ProxyKind::Listen).then_some(proxy.name.as_str()));
+            let backend = match target {
+                Some(name) => Some(Arc::clone(backends_by_name.get(name).ok_or_else(|| {
+                    anyhow!(
+                        "{}: proxy '{}' routes to unknown backend '{name}'",
+                        proxy.span,
+                        proxy.name
+                    )
+                })?)),
+                None => None,
+            };
+            let logger = if proxy.logs.is_empty() {
+                None
+            } else {
+                Some(Arc::new(
+                    switchyard_log::Logger::new(&proxy.logs, &tag, hostname)
+                        .with_context(|| format!("{}: cannot open log targets", proxy.span))?,
+                ))
+            };
+            let fe_maxconn = proxy.maxconn.unwrap_or(maxconn);
+            let frontend = Arc::new(Frontend {
+                name: proxy.name.clone(),
+                id: proxy.id,
+                backend,
+                slots: Arc::new(Semaphore::new(fe_maxconn as usize)),
+                maxconn: fe_maxconn,
+                timeouts: proxy.timeouts,
+                tcpka: proxy.options.tcpka || proxy.options.clitcpka,
+                log: LogSettings {
+                    logger,
+                    tcplog: proxy.options.tcplog,
+                    dontlognull: proxy.options.dontlognull,
+                },
+                counters: Counters::default(),
+            });
+            for bind in &proxy.binds {
+                for address in &bind.addresses {
+                    let config::SocketAddress::Inet(addr) = address else {
+                        bail!(
+                            "{}: unix listeners are not supported for proxies yet",
+                            bind.span
+                        );
+                    };
+                    let backlog = bind.backlog.unwrap_or(fe_maxconn.clamp(128, 65535));
+                    let listener =
+                        Listener::bind(*addr, backlog, bind.v6only).with_context(|| {
+                            format!("{}: cannot bind {addr} for '{}'", bind.span, proxy.name)
+                        })?;
+                    listeners.push((listener, Arc::clone(&frontend)));
+                }
+            }
+            frontends.push(frontend);
+        }
+        let (stop, _) = watch::channel(false);
+        Ok(Engine {
+            process,
+            frontends,
+            backends,
+            listeners,
+            stop,
+        })
+    }
+
+    /// Addresses actually bound (useful when a config asked for port 0).
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(l, f)| l.local_addr().ok().map(|a| (f.name.clone(), a)))
+            .collect()
+    }
+
+    /// A handle that stops the accept loops when triggered.
+    pub fn stopper(&self) -> Stopper {
+        Stopper {
+            stop: self.stop.clone(),
+            process: Arc::clone(&self.process),
+        }
+    }
+
+    /// Runs every accept loop until stopped. Sessions in flight keep running after this
+    /// returns; use [`Stopper::drained`] to wait for them.
+    pub async fn run(self) {
+        let mut tasks = Vec::new();
+        for (listener, frontend) in self.listeners {
+            let process = Arc::clone(&self.process);
+            let stop = self.stop.subscribe();
+            tasks.push(tokio::spawn(listener.accept_loop(process, frontend, stop)));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Stops accepting and waits for sessions to finish.
+#[derive(Clone)]
+pub struct Stopper {
+    stop: watch::Sender<bool>,
+    process: Arc<Process>,
+}
+
+impl Stopper {
+    pub fn stop_accepting(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    pub fn active_sessions(&self) -> u32 {
+        self.process.active.load(Ordering::Relaxed)
+    }
+
+    /// Completes when no session is left.
+    pub async fn drained(&self) {
+        loop {
+            let idle = self.process.idle.notified();
+            if self.active_sessions() == 0 {
+                return;
+            }
+            // Re-check periodically in case the wake-up raced with registration.
+            let _ = tokio::time::timeout(Duration::from_millis(200), idle).await;
+        }
+    }
+}
+
+async fn build_backend(proxy: &config::Proxy) -> anyhow::Result<Backend> {
+    let mut servers = Vec::with_capacity(proxy.servers.len());
+    for server in &proxy.servers {
+        let ip = resolve(&server.host)
+            .await
+            .with_context(|| format!("{}: server '{}/{}'", server.span, proxy.name, server.name))?;
+        let admin = if server.disabled {
+            AdminState::Maint
+        } else {
+            AdminState::Ready
+        };
+        servers.push(Arc::new(Server {
+            name: server.name.clone(),
+            id: server.id,
+            addr: SocketAddr::new(ip, server.port.unwrap_or(0)),
+            port_from_client: server.port.is_none(),
+            backup: server.backup,
+            maxconn: server.maxconn,
+            maxqueue: server.maxqueue,
+            send_proxy: server.send_proxy,
+            weight: AtomicU32::new(server.weight),
+            admin: AtomicU8::new(admin as u8),
+            up: AtomicBool::new(true),
+            counters: Counters::default(),
+            last_change: std::sync::Mutex::new(Instant::now()),
+        }));
+    }
+    let queue_limit = if !servers.is_empty() && servers.iter().all(|s| s.maxqueue.is_some()) {
+        Some(servers.iter().filter_map(|s| s.maxqueue).sum())
+    } else {
+        None
+    };
+    if proxy.mode == config::Mode::Http {
+        bail!("{}: mode http is not supported yet", proxy.span);
+    }
+    Ok(Backend {
+        name: proxy.name.clone(),
+        id: proxy.id,
+        servers: ArcSwap::from_pointee(servers),
+        algorithm: switchyard_balance::build(&proxy.balance, &proxy.hash_type),
+        generation: AtomicU64::new(0),
+        retries: proxy.retries,
+        redispatch: proxy.options.redispatch,
+        allbackups: proxy.options.allbackups,
+        timeouts: proxy.timeouts,
+        tcpka: proxy.options.tcpka || proxy.options.srvtcpka,
+        counters: Counters::default(),
+        slot_freed: Notify::new(),
+        queue_limit,
+    })
+}
+
+async fn resolve(host: &Host) -> anyhow::Result<IpAddr> {
+    match host {
+        Host::Ip(ip) => Ok(*ip),
+        Host::Name(name) => tokio::net::lookup_host((name.as_str(), 0))
+            .await
+            .with_context(|| format!("cannot resolve '{name}'"))?
+            .map(|addr| addr.ip())
+            .next()
+            .ok_or_else(|| anyhow!("'{name}' resolves to no address")),
+    }
+}
+
+/// HAProxy derives its default from the file descriptor limit: each session needs two.
+fn default_maxconn() -> u32 {
+    let limit = listener::raise_nofile_limit();
+    let by_fds = (limit.saturating_sub(100) / 2).max(1);
+    DEFAULT_MAXCONN.min(u32::try_from(by_fds).unwrap_or(u32::MAX))
+}

@@ -1,0 +1,126 @@
+//! Listening sockets and the accept loop.
+//!
+//! The loop takes the global and frontend `maxconn` slots *before* calling `accept`, like
+//! HAProxy: when a limit is reached, new connections wait in the kernel's backlog instead of
+//! being accepted and then refused.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::session::Session;
+use crate::state::{Frontend, Process};
+
+#[derive(Debug)]
+pub struct Listener {
+    inner: TcpListener,
+}
+
+impl Listener {
+    /// Binds with `SO_REUSEADDR` (restart without waiting for TIME_WAIT) and the requested
+    /// IPv6-only behaviour; `None` keeps the system default (`net.ipv6.bindv6only`).
+    pub fn bind(addr: SocketAddr, backlog: u32, v6only: Option<bool>) -> io::Result<Listener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        if addr.is_ipv6() {
+            if let Some(only) = v6only {
+                socket.set_only_v6(only)?;
+            }
+        }
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+        let inner = TcpListener::from_std(socket.into())?;
+        Ok(Listener { inner })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+
+    pub(crate) async fn accept_loop(
+        self,
+        process: Arc<Process>,
+        frontend: Arc<Frontend>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let permits = tokio::select! {
+                permits = take_permits(&process, &frontend) => permits,
+                _ = stop.changed() => return,
+            };
+            let Some(permits) = permits else { return };
+            let accepted = tokio::select! {
+                accepted = self.inner.accept() => accepted,
+                _ = stop.changed() => return,
+            };
+            match accepted {
+                Ok((client, client_addr)) => {
+                    let local_addr = client.local_addr().unwrap_or(client_addr);
+                    let session = Session {
+                        process: Arc::clone(&process),
+                        frontend: Arc::clone(&frontend),
+                        client,
+                        client_addr,
+                        local_addr,
+                        accepted_at: SystemTime::now(),
+                        accepted: Instant::now(),
+                        _slots: permits,
+                    };
+                    tokio::spawn(session.run());
+                }
+                Err(error) => {
+                    // Running out of descriptors or memory: back off briefly instead of
+                    // spinning; the permits are released by dropping them here.
+                    tracing::warn!(frontend = %frontend.name, %error, "accept failed");
+                    drop(permits);
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn take_permits(
+    process: &Process,
+    frontend: &Frontend,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::sync::OwnedSemaphorePermit,
+)> {
+    let global = Arc::clone(&process.slots).acquire_owned().await.ok()?;
+    let local = Arc::clone(&frontend.slots).acquire_owned().await.ok()?;
+    Some((global, local))
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the resulting soft limit.
+pub(crate) fn raise_nofile_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    limit.rlim_cur
+}

@@ -1,0 +1,163 @@
+//! Choosing a server for a session: tiers (active, then backup), connection slots under
+//! `maxconn`, and the backend queue with `timeout queue`.
+
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_balance::{PickRequest, ServerView};
+
+use crate::state::{Backend, Server};
+
+/// A connection slot on a server, released when dropped.
+#[derive(Debug)]
+pub struct Lease {
+    pub server: Arc<Server>,
+    backend: Arc<Backend>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.server.release_slot();
+        // A slot is free: the oldest queued session may take it.
+        self.backend.slot_freed.notify_one();
+    }
+}
+
+/// Why no server could be assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoServer {
+    /// No server is usable (all down, in maintenance, or none configured).
+    Unavailable,
+    /// Servers exist but stayed full for the whole `timeout queue`.
+    QueueTimeout,
+    /// The queue is at its bound (`maxqueue`).
+    QueueFull,
+}
+
+/// Outcome of one selection attempt without waiting.
+enum Attempt {
+    Leased(Lease),
+    /// Usable servers exist but all are at `maxconn`.
+    Full,
+    Unavailable,
+}
+
+/// Picks a server and takes a slot on it, waiting in the backend queue while every usable
+/// server is full. `avoid` is a server not to pick again (redispatch after a failure) unless
+/// it is the only one. Returns the lease and the time spent queued.
+pub async fn assign(
+    backend: &Arc<Backend>,
+    client: Option<IpAddr>,
+    avoid: Option<&Arc<Server>>,
+    queue_timeout: Option<Duration>,
+) -> Result<(Lease, Duration), (NoServer, Duration)> {
+    let started = Instant::now();
+    // Sessions already waiting have priority: a newcomer queues behind them.
+    if backend.counters.queue_current.load(Ordering::Relaxed) == 0 {
+        match attempt(backend, client, avoid) {
+            Attempt::Leased(lease) => return Ok((lease, Duration::ZERO)),
+            Attempt::Unavailable => return Err((NoServer::Unavailable, Duration::ZERO)),
+            Attempt::Full => {}
+        }
+    }
+    if let Some(limit) = backend.queue_limit {
+        if backend.counters.queue_current.load(Ordering::Relaxed) >= limit {
+            return Err((NoServer::QueueFull, Duration::ZERO));
+        }
+    }
+    let deadline = queue_timeout.map(|t| tokio::time::Instant::from_std(started + t));
+    backend.counters.queue_entered();
+    let _leave = QueueGuard(backend);
+    loop {
+        let notified = backend.slot_freed.notified();
+        tokio::pin!(notified);
+        // Register before trying, so a slot freed between the attempt and the wait is seen.
+        notified.as_mut().enable();
+        match attempt(backend, client, avoid) {
+            Attempt::Leased(lease) => return Ok((lease, started.elapsed())),
+            Attempt::Unavailable => return Err((NoServer::Unavailable, started.elapsed())),
+            Attempt::Full => {}
+        }
+        match deadline {
+            Some(deadline) => {
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return Err((NoServer::QueueTimeout, started.elapsed()));
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+struct QueueGuard<'a>(&'a Backend);
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        self.0.counters.queue_left();
+    }
+}
+
+fn attempt(backend: &Arc<Backend>, client: Option<IpAddr>, avoid: Option<&Arc<Server>>) -> Attempt {
+    let servers = backend.servers.load();
+    // The active tier serves while any active server is usable; backups only when none is.
+    let any_active = servers.iter().any(|s| !s.backup && s.usable());
+    let tier: Vec<&Arc<Server>> = if any_active {
+        servers.iter().filter(|s| !s.backup).collect()
+    } else if backend.allbackups {
+        servers.iter().filter(|s| s.backup).collect()
+    } else {
+        // Without `option allbackups` only the first usable backup takes the traffic.
+        servers
+            .iter()
+            .filter(|s| s.backup && s.usable())
+            .take(1)
+            .collect()
+    };
+    if !tier.iter().any(|s| s.usable()) {
+        return Attempt::Unavailable;
+    }
+    let generation =
+        backend.generation.load(Ordering::Relaxed) + if any_active { 0 } else { 1 << 63 };
+    // A few tries: a server may fill up between the pick and taking its slot.
+    for _ in 0..4 {
+        let avoid_ok = avoid.filter(|a| {
+            tier.iter()
+                .filter(|s| s.usable() && s.has_slot())
+                .any(|s| !Arc::ptr_eq(s, a))
+        });
+        let views: Vec<ServerView> = tier
+            .iter()
+            .map(|s| ServerView {
+                weight: s.weight.load(Ordering::Relaxed),
+                conns: s.counters.current.load(Ordering::Relaxed),
+                eligible: s.usable()
+                    && s.has_slot()
+                    && !avoid_ok.is_some_and(|a| Arc::ptr_eq(s, a)),
+            })
+            .collect();
+        if !views.iter().any(|v| v.eligible) {
+            return Attempt::Full;
+        }
+        let request = PickRequest {
+            servers: &views,
+            generation,
+            client,
+        };
+        let Some(index) = backend.algorithm.pick(&request) else {
+            return Attempt::Full;
+        };
+        let Some(server) = tier.get(index) else {
+            return Attempt::Full;
+        };
+        if server.try_take_slot() {
+            backend.counters.lb_total.fetch_add(1, Ordering::Relaxed);
+            return Attempt::Leased(Lease {
+                server: Arc::clone(server),
+                backend: Arc::clone(backend),
+            });
+        }
+    }
+    Attempt::Full
+}

@@ -1,0 +1,490 @@
+//! One proxied TCP session: pick a server (queueing if needed), connect with retries and
+//! redispatch, forward, then log the way HAProxy's `option tcplog` does.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use switchyard_log::{SessionState, TcpLogRecord, TerminationCause};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::forward::{self, ByteSink, Ending, Limits, Side};
+use crate::select::{self, Lease, NoServer};
+use crate::state::{Backend, Frontend, Process, Server};
+
+/// Everything a session needs, owned so the task is `'static`.
+pub struct Session {
+    pub process: Arc<Process>,
+    pub frontend: Arc<Frontend>,
+    pub client: TcpStream,
+    pub client_addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub accepted_at: SystemTime,
+    pub accepted: Instant,
+    /// Held for the whole session: global and frontend `maxconn` slots.
+    pub _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+}
+
+/// What the log line needs to know about how the session went.
+struct Outcome {
+    backend: Option<Arc<Backend>>,
+    server: Option<Arc<Server>>,
+    queue_wait: Option<Duration>,
+    connect_time: Option<Duration>,
+    upstream: u64,
+    downstream: u64,
+    cause: TerminationCause,
+    state: SessionState,
+    retries: u32,
+    redispatched: bool,
+    srv_queue: u32,
+    backend_queue: u32,
+}
+
+/// Counts bytes on the frontend, backend and server at once, live.
+struct Sinks<'a> {
+    frontend: &'a Frontend,
+    backend: &'a Backend,
+    server: &'a Server,
+}
+
+impl ByteSink for Sinks<'_> {
+    fn add_upstream(&self, bytes: u64) {
+        self.frontend
+            .counters
+            .bytes_in
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.backend
+            .counters
+            .bytes_in
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.server
+            .counters
+            .bytes_in
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+    fn add_downstream(&self, bytes: u64) {
+        self.frontend
+            .counters
+            .bytes_out
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.backend
+            .counters
+            .bytes_out
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.server
+            .counters
+            .bytes_out
+            .fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Session {
+    pub async fn run(self) {
+        let process = Arc::clone(&self.process);
+        let frontend = Arc::clone(&self.frontend);
+        process.active.fetch_add(1, Ordering::Relaxed);
+        process.total.fetch_add(1, Ordering::Relaxed);
+        frontend.counters.session_started();
+        tune_client(&self.client, frontend.tcpka);
+        if !frontend.log.tcplog {
+            if let Some(logger) = &frontend.log.logger {
+                logger.log(
+                    switchyard_config::Level::Info,
+                    &switchyard_log::format_connect(
+                        self.client_addr,
+                        self.local_addr,
+                        &frontend.name,
+                        "TCP",
+                    ),
+                );
+            }
+        }
+
+        let client_addr = self.client_addr;
+        let accepted_at = self.accepted_at;
+        let accepted = self.accepted;
+        let outcome = self.proxy().await;
+
+        if frontend.log.tcplog {
+            if let Some(logger) = &frontend.log.logger {
+                let quiet = frontend.log.dontlognull && outcome.upstream == 0;
+                if !quiet {
+                    let line = log_line(
+                        &process,
+                        &frontend,
+                        &outcome,
+                        client_addr,
+                        accepted_at,
+                        accepted.elapsed(),
+                    );
+                    logger.log(switchyard_config::Level::Info, &line);
+                }
+            }
+        }
+        frontend.counters.session_ended();
+        if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            process.idle.notify_waiters();
+        }
+    }
+
+    async fn proxy(self) -> Outcome {
+        let mut outcome = Outcome {
+            backend: self.frontend.backend.clone(),
+            server: None,
+            queue_wait: None,
+            connect_time: None,
+            upstream: 0,
+            downstream: 0,
+            cause: TerminationCause::Proxy,
+            state: SessionState::Request,
+            retries: 0,
+            redispatched: false,
+            srv_queue: 0,
+            backend_queue: 0,
+        };
+        let Some(backend) = self.frontend.backend.clone() else {
+            // No backend to send to: HAProxy logs this as a proxy-side refusal.
+            outcome.cause = TerminationCause::Proxy;
+            outcome.state = SessionState::Request;
+            return outcome;
+        };
+        backend.counters.session_started();
+        let connected = self.connect(&backend, &mut outcome).await;
+        let result = match connected {
+            Some((server_stream, lease)) => {
+                outcome.server = Some(Arc::clone(&lease.server));
+                self.relay(&backend, server_stream, lease, &mut outcome)
+                    .await;
+                outcome
+            }
+            None => outcome,
+        };
+        backend.counters.session_ended();
+        result
+    }
+
+    /// Assigns a server and connects, retrying and redispatching as configured.
+    async fn connect(
+        &self,
+        backend: &Arc<Backend>,
+        outcome: &mut Outcome,
+    ) -> Option<(TcpStream, Lease)> {
+        let connect_timeout = backend.timeouts.connect;
+        // HAProxy falls back to the connect timeout when no queue timeout is set.
+        let queue_timeout = backend.timeouts.queue.or(connect_timeout);
+        let mut avoid: Option<Arc<Server>> = None;
+        let mut lease: Option<Lease> = None;
+        let mut attempt: u32 = 0;
+        loop {
+            let current = match lease.take() {
+                Some(lease) => lease,
+                None => {
+                    let assigned = tokio::select! {
+                        assigned = select::assign(backend, Some(self.client_addr.ip()), avoid.as_ref(), queue_timeout) => assigned,
+                        _ = client_closed(&self.client) => {
+                            outcome.cause = TerminationCause::ClientAbort;
+                            outcome.state = SessionState::Queue;
+                            return None;
+                        }
+                    };
+                    match assigned {
+                        Ok((lease, waited)) => {
+                            outcome.queue_wait =
+                                Some(outcome.queue_wait.unwrap_or_default() + waited);
+                            lease
+                        }
+                        Err((reason, waited)) => {
+                            outcome.queue_wait =
+                                Some(outcome.queue_wait.unwrap_or_default() + waited);
+                            outcome.backend_queue =
+                                backend.counters.queue_current.load(Ordering::Relaxed);
+                            match reason {
+                                NoServer::Unavailable => {
+                                    outcome.cause = TerminationCause::ServerAbort;
+                                    outcome.state = SessionState::Connect;
+                                }
+                                NoServer::QueueTimeout => {
+                                    outcome.cause = TerminationCause::ServerTimeout;
+                                    outcome.state = SessionState::Queue;
+                                }
+                                NoServer::QueueFull => {
+                                    outcome.cause = TerminationCause::Resource;
+                                    outcome.state = SessionState::Queue;
+                                }
+                            }
+                            return None;
+                        }
+                    }
+                }
+            };
+            let target = current.server.target(self.local_addr.port());
+            let started = Instant::now();
+            let result = connect_to(target, connect_timeout, backend.tcpka).await;
+            match result {
+                Ok(stream) => {
+                    outcome.connect_time = Some(started.elapsed());
+                    return Some((stream, current));
+                }
+                Err(error) => {
+                    tracing::debug!(server = %current.server.name, %target, %error, "connect failed");
+                    current
+                        .server
+                        .counters
+                        .connect_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    backend
+                        .counters
+                        .connect_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    if attempt >= backend.retries {
+                        outcome.server = Some(Arc::clone(&current.server));
+                        outcome.connect_time = None;
+                        outcome.cause = if error.kind() == io::ErrorKind::TimedOut {
+                            TerminationCause::ServerTimeout
+                        } else {
+                            TerminationCause::ServerAbort
+                        };
+                        outcome.state = SessionState::Connect;
+                        return None;
+                    }
+                    attempt += 1;
+                    outcome.retries = attempt;
+                    current
+                        .server
+                        .counters
+                        .retries
+                        .fetch_add(1, Ordering::Relaxed);
+                    backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    if redispatch_now(backend.redispatch, attempt, backend.retries) {
+                        outcome.redispatched = true;
+                        current
+                            .server
+                            .counters
+                            .redispatches
+                            .fetch_add(1, Ordering::Relaxed);
+                        backend
+                            .counters
+                            .redispatches
+                            .fetch_add(1, Ordering::Relaxed);
+                        avoid = Some(Arc::clone(&current.server));
+                        drop(current);
+                    } else {
+                        // HAProxy's turn-around timer: do not hammer a restarting server.
+                        let pause = connect_timeout
+                            .unwrap_or(Duration::from_secs(1))
+                            .min(Duration::from_secs(1));
+                        if error.kind() != io::ErrorKind::TimedOut {
+                            tokio::time::sleep(pause).await;
+                        }
+                        lease = Some(current);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn relay(
+        &self,
+        backend: &Arc<Backend>,
+        server_stream: TcpStream,
+        lease: Lease,
+        outcome: &mut Outcome,
+    ) {
+        let server = Arc::clone(&lease.server);
+        let timeouts = &self.frontend.timeouts;
+        let limits = Limits {
+            client: timeouts.client,
+            server: backend.timeouts.server,
+            client_fin: timeouts.client_fin,
+            server_fin: backend.timeouts.server_fin,
+            tunnel: backend.timeouts.tunnel,
+        };
+        let sinks = Sinks {
+            frontend: &self.frontend,
+            backend,
+            server: &server,
+        };
+        let (ending, transferred) =
+            forward::forward(&self.client, &server_stream, limits, &sinks).await;
+        outcome.upstream = transferred.upstream;
+        outcome.downstream = transferred.downstream;
+        outcome.state = SessionState::Data;
+        match ending {
+            Ending::Closed => {
+                outcome.cause = TerminationCause::Normal;
+                outcome.state = SessionState::Closed;
+            }
+            Ending::Aborted(Side::Client) => {
+                outcome.cause = TerminationCause::ClientAbort;
+                server
+                    .counters
+                    .client_aborts
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .client_aborts
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ending::Aborted(Side::Server) => {
+                outcome.cause = TerminationCause::ServerAbort;
+                server
+                    .counters
+                    .server_aborts
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .server_aborts
+                    .fetch_add(1, Ordering::Relaxed);
+                server
+                    .counters
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Ending::TimedOut(Side::Client) => outcome.cause = TerminationCause::ClientTimeout,
+            Ending::TimedOut(Side::Server) => outcome.cause = TerminationCause::ServerTimeout,
+        }
+        if !matches!(ending, Ending::Closed) {
+            // Reset rather than linger on a broken or timed-out session.
+            let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
+        }
+        drop(server_stream);
+        drop(lease);
+    }
+}
+
+/// HAProxy's redispatch rule: a positive interval P redispatches on every P-th retry; a
+/// negative N redispatches on the N-th retry before the last (-1 = the last retry).
+fn redispatch_now(interval: Option<i32>, attempt: u32, retries: u32) -> bool {
+    match interval {
+        None | Some(0) => false,
+        Some(p) if p > 0 => attempt.is_multiple_of(p.unsigned_abs()),
+        Some(n) => {
+            let from_end = n.unsigned_abs();
+            retries + 1 >= from_end && attempt == retries + 1 - from_end
+        }
+    }
+}
+
+fn tune_client(stream: &TcpStream, keepalive: bool) {
+    let _ = stream.set_nodelay(true);
+    if keepalive {
+        let _ = socket2::SockRef::from(stream).set_keepalive(true);
+    }
+}
+
+async fn connect_to(
+    target: SocketAddr,
+    timeout: Option<Duration>,
+    keepalive: bool,
+) -> io::Result<TcpStream> {
+    let socket = if target.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_nodelay(true)?;
+    if keepalive {
+        socket.set_keepalive(true)?;
+    }
+    let connect = socket.connect(target);
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, connect)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout connect expired"))?,
+        None => connect.await,
+    }
+}
+
+/// Completes when the client closes or resets while we are still choosing a server.
+async fn client_closed(client: &TcpStream) {
+    let mut probe = [0u8; 1];
+    loop {
+        if client.readable().await.is_err() {
+            return;
+        }
+        match client.peek(&mut probe).await {
+            // Data waiting is fine: it will be forwarded once connected. Stop polling so we
+            // don't spin on a readable socket; only a close matters here.
+            Ok(0) | Err(_) => return,
+            Ok(_) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+fn log_line(
+    process: &Process,
+    frontend: &Frontend,
+    outcome: &Outcome,
+    client: SocketAddr,
+    accepted_at: SystemTime,
+    total: Duration,
+) -> String {
+    let backend_name = outcome
+        .backend
+        .as_ref()
+        .map_or(frontend.name.as_str(), |b| b.name.as_str());
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let record = TcpLogRecord {
+        backend: Some(backend_name),
+        server: outcome.server.as_ref().map(|s| s.name.as_str()),
+        tw: outcome.queue_wait.map(millis),
+        tc: outcome.connect_time.map(millis),
+        tt: millis(total),
+        logasap: false,
+        bytes_read: outcome.downstream,
+        termination: outcome.cause,
+        state: outcome.state,
+        actconn: process.active.load(Ordering::Relaxed),
+        feconn: frontend.counters.current.load(Ordering::Relaxed),
+        beconn: outcome
+            .backend
+            .as_ref()
+            .map_or(0, |b| b.counters.current.load(Ordering::Relaxed)),
+        srv_conn: outcome
+            .server
+            .as_ref()
+            .map_or(0, |s| s.counters.current.load(Ordering::Relaxed)),
+        retries: outcome.retries,
+        redispatched: outcome.redispatched,
+        srv_queue: outcome.srv_queue,
+        backend_queue: outcome.backend_queue,
+        ..TcpLogRecord::new(client, accepted_at, &frontend.name)
+    };
+    switchyard_log::format_tcplog(&record)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redispatch_now;
+
+    #[test]
+    fn redispatch_default_is_last_retry() {
+        let hits: Vec<u32> = (1..=3)
+            .filter(|&a| redispatch_now(Some(-1), a, 3))
+            .collect();
+        assert_eq!(hits, vec![3]);
+    }
+
+    #[test]
+    fn redispatch_every_pth_retry() {
+        let hits: Vec<u32> = (1..=6).filter(|&a| redispatch_now(Some(2), a, 6)).collect();
+        assert_eq!(hits, vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn redispatch_nth_before_last() {
+        let hits: Vec<u32> = (1..=5)
+            .filter(|&a| redispatch_now(Some(-2), a, 5))
+            .collect();
+        assert_eq!(hits, vec![4]);
+        assert!(!(1..=3).any(|a| redispatch_now(None, a, 3)));
+    }
+}

@@ -1,0 +1,245 @@
+//! Runtime objects the data plane works on: frontends, backends, servers and their counters.
+//!
+//! Counters are plain atomics updated with `Relaxed` ordering: they are statistics, and no
+//! decision depends on their exact ordering with other memory. Server membership of a backend
+//! sits behind an `ArcSwap` so the control plane can add and remove servers without the data
+//! path ever taking a lock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use switchyard_balance::Algorithm;
+use switchyard_config as config;
+use tokio::sync::{Notify, Semaphore};
+
+/// Administrative state set by the operator (config `disabled`, later the Runtime API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdminState {
+    Ready = 0,
+    /// Takes no new connections except persistent ones; existing ones continue.
+    Drain = 1,
+    /// Takes no connections at all.
+    Maint = 2,
+}
+
+impl AdminState {
+    fn from_u8(value: u8) -> Self {
+        match value {
+            1 => AdminState::Drain,
+            2 => AdminState::Maint,
+            _ => AdminState::Ready,
+        }
+    }
+}
+
+/// Counters shared by frontends, backends and servers (HAProxy's `show stat` columns).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Current sessions (`scur`).
+    pub current: AtomicU32,
+    /// Highest `current` seen (`smax`).
+    pub max: AtomicU32,
+    /// Cumulated sessions (`stot`).
+    pub total: AtomicU64,
+    /// Bytes received from clients (`bin`).
+    pub bytes_in: AtomicU64,
+    /// Bytes sent to clients (`bout`).
+    pub bytes_out: AtomicU64,
+    /// Connection errors towards servers (`econ`).
+    pub connect_errors: AtomicU64,
+    /// Sessions aborted by an error on the server side (`eresp`).
+    pub response_errors: AtomicU64,
+    /// Retries (`wretr`) and redispatches (`wredis`).
+    pub retries: AtomicU64,
+    pub redispatches: AtomicU64,
+    /// Client aborts (`cli_abrt`) and server aborts (`srv_abrt`).
+    pub client_aborts: AtomicU64,
+    pub server_aborts: AtomicU64,
+    /// Times this object was chosen by the balancer (`lbtot`).
+    pub lb_total: AtomicU64,
+    /// Current and max queued connections (`qcur`, `qmax`).
+    pub queue_current: AtomicU32,
+    pub queue_max: AtomicU32,
+    /// Connections refused because of limits (`dreq`/`ereq`-like for the frontend).
+    pub denied: AtomicU64,
+}
+
+impl Counters {
+    /// Counts a new session and returns the new current value.
+    pub fn session_started(&self) -> u32 {
+        let now = self.current.fetch_add(1, Ordering::Relaxed) + 1;
+        self.max.fetch_max(now, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+        now
+    }
+
+    pub fn session_ended(&self) {
+        self.current.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn queue_entered(&self) -> u32 {
+        let now = self.queue_current.fetch_add(1, Ordering::Relaxed) + 1;
+        self.queue_max.fetch_max(now, Ordering::Relaxed);
+        now
+    }
+
+    pub fn queue_left(&self) {
+        self.queue_current.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One server of a backend.
+#[derive(Debug)]
+pub struct Server {
+    pub name: String,
+    pub id: u32,
+    /// Resolved address; `None` port means "the port the client connected to".
+    pub addr: SocketAddr,
+    pub port_from_client: bool,
+    pub backup: bool,
+    /// `maxconn`: concurrent connections allowed, `None` = unlimited.
+    pub maxconn: Option<u32>,
+    pub maxqueue: Option<u32>,
+    pub send_proxy: Option<config::ProxyProtocol>,
+    /// Configured weight (`uweight`), 0..=256.
+    pub weight: AtomicU32,
+    pub admin: AtomicU8,
+    /// Operational state: false when health checks (or a failed address) say it is down.
+    pub up: AtomicBool,
+    pub counters: Counters,
+    /// When the operational or admin state last changed (`lastchg`).
+    pub last_change: std::sync::Mutex<Instant>,
+}
+
+impl Server {
+    pub fn admin_state(&self) -> AdminState {
+        AdminState::from_u8(self.admin.load(Ordering::Relaxed))
+    }
+
+    /// Usable for new traffic: up, ready and with a non-zero weight.
+    pub fn usable(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+            && self.admin_state() == AdminState::Ready
+            && self.weight.load(Ordering::Relaxed) > 0
+    }
+
+    /// Has a free connection slot under `maxconn`.
+    pub fn has_slot(&self) -> bool {
+        match self.maxconn {
+            Some(limit) => self.counters.current.load(Ordering::Relaxed) < limit,
+            None => true,
+        }
+    }
+
+    /// Takes a connection slot if one is free; the caller must release it with
+    /// [`Server::release_slot`]. Atomic so two sessions cannot both take the last slot.
+    pub fn try_take_slot(&self) -> bool {
+        let current = &self.counters.current;
+        let taken = match self.maxconn {
+            None => {
+                current.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Some(limit) => current
+                .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
+                    (c < limit).then_some(c + 1)
+                })
+                .is_ok(),
+        };
+        if taken {
+            let now = current.load(Ordering::Relaxed);
+            self.counters.max.fetch_max(now, Ordering::Relaxed);
+            self.counters.total.fetch_add(1, Ordering::Relaxed);
+            self.counters.lb_total.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    pub fn release_slot(&self) {
+        self.counters.session_ended();
+    }
+
+    /// The address to connect to for a client that connected to `local_port`.
+    pub fn target(&self, local_port: u16) -> SocketAddr {
+        let mut addr = self.addr;
+        if self.port_from_client {
+            addr.set_port(local_port);
+        }
+        addr
+    }
+}
+
+/// A backend: servers, algorithm, queue and counters.
+#[derive(Debug)]
+pub struct Backend {
+    pub name: String,
+    pub id: u32,
+    pub servers: ArcSwap<Vec<Arc<Server>>>,
+    pub algorithm: Box<dyn Algorithm>,
+    /// Bumped on any change that affects eligibility other than connection counts.
+    pub generation: AtomicU64,
+    pub retries: u32,
+    /// `option redispatch [interval]`.
+    pub redispatch: Option<i32>,
+    pub allbackups: bool,
+    pub timeouts: config::Timeouts,
+    pub tcpka: bool,
+    pub counters: Counters,
+    /// Woken whenever a server slot frees up or eligibility changes, so queued sessions retry.
+    pub slot_freed: Notify,
+    /// Bound on queued sessions: the sum of the servers' `maxqueue` when every server has one.
+    pub queue_limit: Option<u32>,
+}
+
+impl Backend {
+    /// Signal that something changed that may let queued sessions proceed.
+    pub fn wake_queue(&self) {
+        self.slot_freed.notify_waiters();
+    }
+
+    pub fn bump_generation(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.wake_queue();
+    }
+}
+
+/// A frontend: where connections are accepted and which backend they go to.
+#[derive(Debug)]
+pub struct Frontend {
+    pub name: String,
+    pub id: u32,
+    pub backend: Option<Arc<Backend>>,
+    pub slots: Arc<Semaphore>,
+    pub maxconn: u32,
+    pub timeouts: config::Timeouts,
+    pub tcpka: bool,
+    pub log: LogSettings,
+    pub counters: Counters,
+}
+
+/// What and how a frontend logs.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    pub logger: Option<Arc<switchyard_log::Logger>>,
+    /// `option tcplog`: one line per session at its end; otherwise HAProxy's short
+    /// "Connect from" line at accept time.
+    pub tcplog: bool,
+    pub dontlognull: bool,
+}
+
+/// Process-wide state.
+#[derive(Debug)]
+pub struct Process {
+    pub maxconn: u32,
+    pub slots: Arc<Semaphore>,
+    /// Current sessions across all frontends (`actconn`).
+    pub active: AtomicU32,
+    pub total: AtomicU64,
+    pub started: Instant,
+    /// Woken when `active` drops to zero (graceful stop waits on it).
+    pub idle: Notify,
+}

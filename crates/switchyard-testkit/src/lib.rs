@@ -1,0 +1,77 @@
+//! Test harness shared by the integration tests and benchmarks.
+//!
+//! * [`free_port`] / [`wait_for_port`]: loopback ports that are not handed out twice, not even
+//!   to another test binary running in parallel (nextest).
+//! * [`ChildGuard`]: a spawned process whose output goes to files, killed when dropped.
+//! * [`PgInstance`]: a real, throw-away PostgreSQL server (run as the `postgres` OS user when the
+//!   tests run as root), driven with the real `psql` and `pgbench`.
+//! * [`Switchyard`] / [`check_config`]: the real `switchyard` binary with a config from a string.
+//! * [`require_postgres`]: tests that need PostgreSQL fail loudly when it is missing, unless
+//!   `SWITCHYARD_SKIP_PG=1` says skipping is fine.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use switchyard_testkit::{free_port, require_postgres_or_return, PgInstance, Switchyard};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! require_postgres_or_return!(Ok(()));
+//! let a = PgInstance::start_named("a")?;
+//! let b = PgInstance::start_named("b")?;
+//! let front = free_port();
+//! let config = format!(
+//!     "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+//!      listen pg\n    bind 127.0.0.1:{front}\n    balance roundrobin\n\
+//!      server a 127.0.0.1:{}\n    server b 127.0.0.1:{}\n",
+//!     a.port(),
+//!     b.port()
+//! );
+//! // In crates/switchyard/tests: Switchyard::start(env!("CARGO_BIN_EXE_switchyard"), &config)
+//! let mut proxy = Switchyard::start("target/debug/switchyard", &config)?;
+//! let first = a.node_name(Some(front))?; // "a" or "b": whoever answered through the proxy
+//! a.pgbench_init(1)?;
+//! let report = a.pgbench(None, &["-c", "4", "-T", "2"])?;
+//! assert_eq!(report.failed, 0);
+//! assert!(proxy.stop(Duration::from_secs(10)).is_some(), "{}", proxy.output_so_far());
+//! # let _ = (first, b);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Environment knobs: `SWITCHYARD_PG_BIN` (directory holding `initdb`/`postgres`),
+//! `SWITCHYARD_TEST_TMPDIR` (where temp dirs go), `SWITCHYARD_SKIP_PG=1`,
+//! `SWITCHYARD_KEEP_TMP=1` (keep temp dirs for post-mortems).
+
+mod pg;
+mod ports;
+mod process;
+mod proxy;
+mod tmp;
+
+pub use pg::{
+    have_postgres, node_name_at, pg_bin_dir, pg_tool, pgbench, psql, require_postgres, PgInstance,
+    PgbenchReport, NODE_TABLE,
+};
+pub use ports::{free_port, wait_for_port};
+pub use process::{have_command, run_with_timeout, ChildGuard};
+pub use proxy::{bind_ports, check_config, check_config_output, CheckOutput, Switchyard};
+pub use tmp::TempDir;
+
+/// Re-exported so integration tests can name signals without their own `libc` dependency.
+pub use libc;
+
+/// `if !require_postgres() { return; }` in one line: returns early from the calling test when
+/// PostgreSQL is missing and `SWITCHYARD_SKIP_PG=1` is set, panics when it is missing otherwise.
+/// In a test returning `Result`, give the value to return: `require_postgres_or_return!(Ok(()))`.
+#[macro_export]
+macro_rules! require_postgres_or_return {
+    () => {
+        if !$crate::require_postgres() {
+            return;
+        }
+    };
+    ($ret:expr) => {
+        if !$crate::require_postgres() {
+            return $ret;
+        }
+    };
+}

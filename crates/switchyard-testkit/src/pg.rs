@@ -1,0 +1,735 @@
+//! Real, throw-away PostgreSQL servers.
+
+use std::ffi::CString;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use crate::ports::free_port;
+use crate::process::{run_with_timeout, ChildGuard};
+use crate::tmp::TempDir;
+
+/// The table [`PgInstance::start_named`] creates: one row, one column `name`.
+pub const NODE_TABLE: &str = "switchyard_node";
+
+const PSQL_TIMEOUT: Duration = Duration::from_secs(120);
+const PGBENCH_TIMEOUT: Duration = Duration::from_secs(900);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn version_key(dir: &Path) -> Vec<u64> {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.split('.').map(|p| p.parse().unwrap_or(0)).collect())
+        .unwrap_or_default()
+}
+
+/// The directory with the PostgreSQL server binaries (`initdb`, `postgres`):
+/// `$SWITCHYARD_PG_BIN` if set, else the newest `/usr/lib/postgresql/<version>/bin`.
+/// `$PATH` is deliberately not consulted.
+pub fn pg_bin_dir() -> Option<PathBuf> {
+    let usable = |dir: &Path| dir.join("initdb").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os("SWITCHYARD_PG_BIN").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        return usable(&dir).then_some(dir);
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|v| usable(&v.join("bin")))
+        .collect();
+    versions.sort_by_key(|v| version_key(v));
+    versions.pop().map(|v| v.join("bin"))
+}
+
+/// A PostgreSQL client tool (`psql`, `pgbench`, `pg_isready`, ...): from [`pg_bin_dir`] if it is
+/// there, else `/usr/bin/<name>`.
+pub fn pg_tool(name: &str) -> Option<PathBuf> {
+    pg_bin_dir()
+        .map(|d| d.join(name))
+        .filter(|p| p.is_file())
+        .or_else(|| Some(Path::new("/usr/bin").join(name)).filter(|p| p.is_file()))
+}
+
+fn missing_postgres() -> Option<String> {
+    let mut missing = Vec::new();
+    if pg_bin_dir().is_none() {
+        missing.push("the PostgreSQL server (initdb, postgres under /usr/lib/postgresql/<version>/bin or $SWITCHYARD_PG_BIN)");
+    }
+    if pg_tool("psql").is_none() {
+        missing.push("psql");
+    }
+    if pg_tool("pgbench").is_none() {
+        missing.push("pgbench");
+    }
+    (!missing.is_empty()).then(|| format!("missing {}", missing.join(", ")))
+}
+
+/// True if a PostgreSQL server, `psql` and `pgbench` are installed.
+pub fn have_postgres() -> bool {
+    missing_postgres().is_none()
+}
+
+/// For tests that need PostgreSQL: true if it is installed. If it is not, panics with a clear
+/// message, unless `SWITCHYARD_SKIP_PG=1`, in which case it prints `SKIP: ...` and returns false
+/// (the caller then returns early; see [`crate::require_postgres_or_return`]).
+pub fn require_postgres() -> bool {
+    let Some(missing) = missing_postgres() else {
+        return true;
+    };
+    if std::env::var("SWITCHYARD_SKIP_PG").is_ok_and(|v| v == "1") {
+        eprintln!("SKIP: {missing} (SWITCHYARD_SKIP_PG=1)");
+        return false;
+    }
+    panic!(
+        "this test needs PostgreSQL but {missing}. Install it with scripts/ensure-deps.sh \
+         (apt-get install postgresql postgresql-client), or set SWITCHYARD_SKIP_PG=1 to skip \
+         PostgreSQL tests deliberately."
+    );
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OsUser {
+    uid: u32,
+    gid: u32,
+}
+
+fn lookup_user(name: &str) -> Option<OsUser> {
+    let cname = CString::new(name).ok()?;
+    let mut buf = vec![0 as libc::c_char; 16384];
+    // SAFETY: getpwnam_r with a zeroed passwd struct and a buffer we own.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwnam_r(
+            cname.as_ptr(),
+            &mut pwd,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        );
+        (rc == 0 && !result.is_null()).then_some(OsUser {
+            uid: pwd.pw_uid,
+            gid: pwd.pw_gid,
+        })
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The OS user PostgreSQL runs as: None (the current user) unless we are root, then `postgres`,
+/// created as a system user if it does not exist.
+fn pg_os_user() -> Result<Option<OsUser>> {
+    static USER: OnceLock<Result<Option<OsUser>, String>> = OnceLock::new();
+    USER.get_or_init(|| {
+        if !is_root() {
+            return Ok(None);
+        }
+        if let Some(user) = lookup_user("postgres") {
+            return Ok(Some(user));
+        }
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/var/lib/postgresql",
+            ])
+            .args(["--shell", "/usr/sbin/nologin", "postgres"])
+            .output();
+        // Another process may have created it meanwhile; look again either way.
+        lookup_user("postgres").map(Some).ok_or_else(|| {
+            format!("running as root and there is no `postgres` OS user; useradd failed: {out:?}")
+        })
+    })
+    .clone()
+    .map_err(|e| anyhow!(e))
+}
+
+fn describe_failure(what: &str, out: &Output) -> String {
+    format!(
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn client_command(tool: &str, port: u16) -> Result<Command> {
+    let path = pg_tool(tool).ok_or_else(|| anyhow!("{tool} is not installed"))?;
+    let mut cmd = Command::new(path);
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE")
+        .env_remove("PGOPTIONS");
+    Ok(cmd)
+}
+
+/// Runs `psql -X -h 127.0.0.1 -p PORT -U postgres -d postgres -v ON_ERROR_STOP=1 -Atc SQL` and
+/// returns its stdout without the trailing newline (rows on separate lines, columns split by
+/// `|`). A non-zero exit is an error carrying psql's stderr.
+pub fn psql(port: u16, sql: &str) -> Result<String> {
+    let mut cmd = client_command("psql", port)?;
+    cmd.args(["-X", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", sql]);
+    let out = run_with_timeout(&mut cmd, PSQL_TIMEOUT)?;
+    if !out.status.success() {
+        bail!(
+            "{}",
+            describe_failure(&format!("psql -p {port} -c {sql:?}"), &out)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    Ok(stdout.strip_suffix('\n').unwrap_or(&stdout).to_string())
+}
+
+/// The name stored by [`PgInstance::start_named`] in the server answering on `port` (a
+/// PostgreSQL port or a proxy in front of one).
+pub fn node_name_at(port: u16) -> Result<String> {
+    psql(port, &format!("SELECT name FROM {NODE_TABLE}"))
+}
+
+/// What a `pgbench` run reported.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PgbenchReport {
+    /// `tps = N (without initial connection time)`.
+    pub tps: f64,
+    /// `number of transactions actually processed: N[/M]` (N).
+    pub transactions: u64,
+    /// `number of failed transactions: N` (PostgreSQL 15+; 0 when absent).
+    pub failed: u64,
+    /// `latency average = N ms`, if printed.
+    pub latency_avg_ms: Option<f64>,
+    /// pgbench's exit code: 0 ok, 2 if some client aborted (the report is still printed).
+    pub exit_code: Option<i32>,
+    /// stdout followed by stderr.
+    pub raw: String,
+}
+
+impl PgbenchReport {
+    /// Parses pgbench's summary. Fails if there is no `tps =` or transaction count line.
+    pub fn parse(raw: &str) -> Result<PgbenchReport> {
+        let value_after = |prefix: &str| -> Option<&str> {
+            raw.lines()
+                .find_map(|l| l.trim().strip_prefix(prefix))
+                .map(str::trim)
+        };
+        let first_number = |s: &str| -> Option<f64> {
+            let end = s
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(s.len());
+            s[..end].parse().ok()
+        };
+        let tps_line = raw
+            .lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix("tps = "))
+            .find(|l| l.contains("without") || !l.contains("including"))
+            .or_else(|| value_after("tps = "));
+        let tps = tps_line.and_then(first_number);
+        let transactions =
+            value_after("number of transactions actually processed:").and_then(first_number);
+        let (Some(tps), Some(transactions)) = (tps, transactions) else {
+            bail!("could not find pgbench's summary (tps, transactions) in:\n{raw}");
+        };
+        Ok(PgbenchReport {
+            tps,
+            transactions: transactions as u64,
+            failed: value_after("number of failed transactions:")
+                .and_then(first_number)
+                .unwrap_or(0.0) as u64,
+            latency_avg_ms: value_after("latency average =").and_then(first_number),
+            exit_code: None,
+            raw: raw.to_string(),
+        })
+    }
+}
+
+/// Runs `pgbench -h 127.0.0.1 -p PORT -U postgres ARGS postgres` (e.g. `&["-c", "4", "-T", "5"]`)
+/// and parses its summary. A run in which some clients aborted (exit 2) still returns the report
+/// (check `exit_code`/`failed`); an error means pgbench printed no summary at all.
+pub fn pgbench(port: u16, args: &[&str]) -> Result<PgbenchReport> {
+    let mut cmd = client_command("pgbench", port)?;
+    cmd.args(args).arg("postgres");
+    let out = run_with_timeout(&mut cmd, PGBENCH_TIMEOUT)?;
+    let raw = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut report = PgbenchReport::parse(&raw)
+        .with_context(|| format!("pgbench -p {port} {args:?} exited with {}", out.status))?;
+    report.exit_code = out.status.code();
+    Ok(report)
+}
+
+/// A PostgreSQL server of its own: fresh `initdb` in a temp dir, listening on 127.0.0.1 at a
+/// [`free_port`] (sockets in the temp dir), trust authentication for user `postgres`, durability
+/// off (`fsync`, `synchronous_commit`, `full_page_writes`), `max_connections=200`,
+/// `shared_buffers=16MB`. When the tests run as root the server runs as the `postgres` OS user.
+///
+/// The postmaster is a direct child ([`ChildGuard`]) in its own process group; its log (stderr)
+/// is available from [`PgInstance::log`]. Dropping the instance stops it in immediate mode and
+/// removes the data directory.
+#[derive(Debug)]
+pub struct PgInstance {
+    name: Option<String>,
+    port: u16,
+    bin: PathBuf,
+    user: Option<OsUser>,
+    data_dir: PathBuf,
+    server: Option<ChildGuard>,
+    /// Logs of earlier runs (before [`PgInstance::stop`]/[`PgInstance::kill9`] and a restart).
+    old_logs: String,
+    dir: TempDir,
+}
+
+impl PgInstance {
+    /// Starts an anonymous instance.
+    pub fn start() -> Result<PgInstance> {
+        Self::start_inner(None)
+    }
+
+    /// Starts an instance that knows its name: `cluster_name` is set to it (ASCII names) and the
+    /// table `switchyard_node(name text)` holds it in one row, so a test can ask which backend
+    /// answered through a proxy with [`PgInstance::node_name`] or [`node_name_at`].
+    pub fn start_named(name: &str) -> Result<PgInstance> {
+        let pg = Self::start_inner(Some(name))?;
+        pg.psql(
+            None,
+            &format!(
+                "CREATE TABLE {NODE_TABLE}(name text); INSERT INTO {NODE_TABLE} VALUES ('{}')",
+                name.replace('\'', "''")
+            ),
+        )?;
+        Ok(pg)
+    }
+
+    fn start_inner(name: Option<&str>) -> Result<PgInstance> {
+        let bin =
+            pg_bin_dir().ok_or_else(|| anyhow!("{}", missing_postgres().unwrap_or_default()))?;
+        let user = pg_os_user()?;
+        let dir = TempDir::new("switchyard-pg")?;
+        if let Some(u) = user {
+            std::os::unix::fs::chown(dir.path(), Some(u.uid), Some(u.gid))
+                .with_context(|| format!("chown {} to the postgres user", dir.path().display()))?;
+        }
+        let data_dir = dir.path().join("data");
+        let mut pg = PgInstance {
+            name: name.map(str::to_string),
+            port: 0,
+            bin,
+            user,
+            data_dir,
+            server: None,
+            old_logs: String::new(),
+            dir,
+        };
+        let mut initdb = pg.server_command("initdb");
+        initdb.arg("-D").arg(&pg.data_dir);
+        initdb.args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        ]);
+        let out = run_with_timeout(&mut initdb, Duration::from_secs(180))?;
+        if !out.status.success() {
+            bail!("{}", describe_failure("initdb", &out));
+        }
+        // The port may be taken between free_port() and the bind: retry with another.
+        let mut last_err = None;
+        for _ in 0..5 {
+            pg.port = free_port();
+            match pg.launch() {
+                Ok(()) => return Ok(pg),
+                Err(e)
+                    if pg.log().contains("could not bind")
+                        || pg.log().contains("could not create any TCP") =>
+                {
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("could not start PostgreSQL")))
+    }
+
+    /// A command for a server binary, run as the postgres OS user when we are root.
+    fn server_command(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(tool));
+        cmd.current_dir(self.dir.path())
+            .env("LC_ALL", "C")
+            .env("HOME", self.dir.path());
+        if let Some(u) = self.user {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(u.uid).gid(u.gid);
+        }
+        cmd
+    }
+
+    /// Spawns the postmaster on `self.port` and waits until it answers queries.
+    fn launch(&mut self) -> Result<()> {
+        if let Some(old) = self.server.take() {
+            self.old_logs.push_str(&old.output_so_far());
+        }
+        let mut cmd = self.server_command("postgres");
+        cmd.arg("-D").arg(&self.data_dir);
+        cmd.args(["-p", &self.port.to_string(), "-h", "127.0.0.1"])
+            .arg("-k")
+            .arg(self.dir.path());
+        for setting in [
+            "fsync=off",
+            "synchronous_commit=off",
+            "full_page_writes=off",
+            "max_connections=200",
+            "shared_buffers=16MB",
+            "logging_collector=off",
+            "max_wal_size=1GB",
+            "checkpoint_timeout=30min",
+        ] {
+            cmd.args(["-c", setting]);
+        }
+        if let Some(name) = self
+            .name
+            .as_deref()
+            .filter(|n| n.is_ascii() && !n.is_empty())
+        {
+            cmd.arg("-c").arg(format!("cluster_name={name}"));
+        }
+        self.server = Some(ChildGuard::spawn(&mut cmd)?);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = self.addr();
+        loop {
+            let server = self.server.as_mut().expect("just spawned");
+            if let Some(status) = server.try_wait() {
+                bail!(
+                    "postgres exited ({status}) during startup on port {}; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                && psql(self.port, "SELECT 1").is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "postgres did not accept queries on port {} within {START_TIMEOUT:?}; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The TCP port (on 127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `127.0.0.1:port`.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// The name given to [`PgInstance::start_named`].
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The directory holding the data dir and the unix sockets.
+    pub fn base_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The postmaster's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.as_ref().map(ChildGuard::pid)
+    }
+
+    /// True while the postmaster process is alive.
+    pub fn is_running(&mut self) -> bool {
+        self.server.as_mut().is_some_and(ChildGuard::is_running)
+    }
+
+    /// The server log (its stderr, including earlier runs of this instance).
+    pub fn log(&self) -> String {
+        let mut log = self.old_logs.clone();
+        if let Some(server) = &self.server {
+            log.push_str(&server.output_so_far());
+        }
+        log
+    }
+
+    /// Runs SQL with the real `psql` on this instance's port, or on `port_override` (a proxy in
+    /// front of it). See [`psql`].
+    pub fn psql(&self, port_override: Option<u16>, sql: &str) -> Result<String> {
+        psql(port_override.unwrap_or(self.port), sql)
+    }
+
+    /// The node name (see [`PgInstance::start_named`]) of whichever server answers on
+    /// `port_override` (default: this instance).
+    pub fn node_name(&self, port_override: Option<u16>) -> Result<String> {
+        node_name_at(port_override.unwrap_or(self.port))
+    }
+
+    /// Client connections currently open to this server, not counting the one asking.
+    pub fn client_connections(&self) -> Result<u64> {
+        let n = self.psql(
+            None,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        )?;
+        n.trim()
+            .parse()
+            .with_context(|| format!("parsing connection count {n:?}"))
+    }
+
+    /// `pgbench -i -s SCALE -q` on this instance.
+    pub fn pgbench_init(&self, scale: u32) -> Result<()> {
+        let mut cmd = client_command("pgbench", self.port)?;
+        cmd.args(["-i", "-q", "-s", &scale.to_string(), "postgres"]);
+        let out = run_with_timeout(&mut cmd, PGBENCH_TIMEOUT)?;
+        if !out.status.success() {
+            bail!(
+                "{}",
+                describe_failure(&format!("pgbench -i -s {scale}"), &out)
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs pgbench with `args` against this instance, or through `port_override`. See [`pgbench`].
+    pub fn pgbench(&self, port_override: Option<u16>, args: &[&str]) -> Result<PgbenchReport> {
+        pgbench(port_override.unwrap_or(self.port), args)
+    }
+
+    /// Fast shutdown (SIGINT: disconnect clients, checkpoint, exit); SIGKILL after 30 s.
+    /// The data directory stays; [`PgInstance::restart`] starts the server again.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(server) = self.server.as_mut() else {
+            return Ok(());
+        };
+        if server.try_wait().is_some() {
+            return Ok(());
+        }
+        server.signal(libc::SIGINT);
+        if server.wait_timeout(Duration::from_secs(30)).is_none() {
+            server.set_grace(Duration::ZERO);
+            server.kill();
+            bail!(
+                "postgres on port {} ignored a fast shutdown for 30 s; killed. log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+        Ok(())
+    }
+
+    /// Simulates a crash: SIGKILL to the postmaster and all its backends at once (so clients'
+    /// connections drop), then waits until the port refuses connections. The data directory
+    /// stays; [`PgInstance::restart`] brings the server back (with crash recovery).
+    pub fn kill9(&mut self) -> Result<()> {
+        let Some(server) = self.server.as_mut() else {
+            bail!("postgres is not running")
+        };
+        if server.try_wait().is_some() {
+            bail!("postgres on port {} had already exited", self.port);
+        }
+        server.signal(libc::SIGKILL);
+        server.signal_group(libc::SIGKILL);
+        server
+            .wait_timeout(Duration::from_secs(10))
+            .ok_or_else(|| anyhow!("postgres survived SIGKILL?"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            if Instant::now() >= deadline {
+                bail!("port {} still accepts connections after kill -9", self.port);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
+    /// Starts the server again, on the same port and data directory, after
+    /// [`PgInstance::stop`] or [`PgInstance::kill9`].
+    pub fn restart(&mut self) -> Result<()> {
+        if self.is_running() {
+            bail!("postgres on port {} is still running", self.port);
+        }
+        // Right after a kill the old backends may still be detaching from shared memory.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if Instant::now() < deadline
+                        && self.log().contains("pre-existing shared memory block") =>
+                {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for PgInstance {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.as_mut() {
+            if server.is_running() {
+                // Immediate shutdown: no checkpoint, the data dir is going away anyway.
+                server.signal(libc::SIGQUIT);
+                if server.wait_timeout(Duration::from_secs(10)).is_none() {
+                    server.set_grace(Duration::ZERO);
+                }
+            }
+            // Kills whatever is left of the process group (and prints the log when panicking).
+            drop(self.server.take());
+        }
+        // `dir` (data directory, sockets) is removed when the fields drop.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Serializes tests in this crate that start PostgreSQL, to be frugal with CPU.
+    static PG_TESTS: Mutex<()> = Mutex::new(());
+
+    const SAMPLE_15: &str = "pgbench (15.18 (Debian 15.18-0+deb12u1))
+starting vacuum...end.
+transaction type: <builtin: TPC-B (sort of)>
+scaling factor: 1
+query mode: simple
+number of clients: 2
+number of threads: 1
+maximum number of tries: 1
+number of transactions per client: 50
+number of transactions actually processed: 100/100
+number of failed transactions: 3 (3.000%)
+latency average = 1.840 ms
+initial connection time = 4.321 ms
+tps = 1086.956522 (without initial connection time)
+";
+
+    #[test]
+    fn parses_pgbench_summaries() {
+        let r = PgbenchReport::parse(SAMPLE_15).unwrap();
+        assert_eq!(r.transactions, 100);
+        assert_eq!(r.failed, 3);
+        assert!((r.tps - 1086.956522).abs() < 1e-6);
+        assert_eq!(r.latency_avg_ms, Some(1.84));
+        let old = "number of transactions actually processed: 500\n\
+                   tps = 90.5 (including connections establishing)\n\
+                   tps = 95.25 (excluding connections establishing)\n";
+        let r = PgbenchReport::parse(old).unwrap();
+        assert_eq!((r.transactions, r.failed, r.tps), (500, 0, 95.25));
+        assert!(PgbenchReport::parse("connection to server failed").is_err());
+    }
+
+    #[test]
+    fn finds_the_newest_server() {
+        if let Some(dir) = pg_bin_dir() {
+            assert!(dir.join("initdb").is_file(), "{}", dir.display());
+        }
+    }
+
+    #[test]
+    fn real_postgres_start_query_pgbench_kill9_restart() {
+        crate::require_postgres_or_return!();
+        let _serial = PG_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pg = PgInstance::start_named("alpha").unwrap();
+        assert_eq!(pg.psql(None, "select 1").unwrap(), "1");
+        assert_eq!(pg.node_name(None).unwrap(), "alpha");
+        assert_eq!(pg.psql(None, "show fsync").unwrap(), "off");
+        assert_eq!(pg.psql(None, "show max_connections").unwrap(), "200");
+        assert_eq!(pg.psql(None, "show cluster_name").unwrap(), "alpha");
+        assert_eq!(
+            pg.psql(None, "select 1 union all select 2").unwrap(),
+            "1\n2"
+        );
+        let err = pg
+            .psql(None, "select * from no_such_table")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no_such_table"), "{err}");
+        if is_root() {
+            let owner = pg
+                .psql(None, "select current_setting('data_directory')")
+                .unwrap();
+            use std::os::unix::fs::MetadataExt;
+            assert_ne!(
+                std::fs::metadata(owner).unwrap().uid(),
+                0,
+                "postgres must not run as root"
+            );
+        }
+
+        pg.pgbench_init(1).unwrap();
+        let report = pg
+            .pgbench(None, &["-c", "2", "-j", "1", "-t", "50"])
+            .unwrap();
+        assert_eq!(report.transactions, 100, "{}", report.raw);
+        assert_eq!(report.failed, 0);
+        assert_eq!(report.exit_code, Some(0));
+        assert!(report.tps > 0.0);
+
+        let port = pg.port();
+        pg.kill9().unwrap();
+        assert!(!pg.is_running());
+        assert!(psql(port, "select 1").is_err());
+        pg.restart().unwrap();
+        assert_eq!(pg.port(), port);
+        assert_eq!(node_name_at(port).unwrap(), "alpha");
+        pg.stop().unwrap();
+        assert!(!pg.is_running());
+
+        let data_dir = pg.data_dir().to_path_buf();
+        assert!(data_dir.exists());
+        drop(pg);
+        assert!(!data_dir.exists(), "data dir removed on drop");
+    }
+
+    #[test]
+    fn two_instances_have_distinct_ports_and_names() {
+        crate::require_postgres_or_return!();
+        let _serial = PG_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let a = PgInstance::start_named("a").unwrap();
+        let b = PgInstance::start_named("b'quote").unwrap();
+        assert_ne!(a.port(), b.port());
+        assert_eq!(node_name_at(a.port()).unwrap(), "a");
+        assert_eq!(b.node_name(None).unwrap(), "b'quote");
+        let pid = a.pid().unwrap();
+        let base = a.base_dir().to_path_buf();
+        drop(a);
+        // SAFETY: signal 0 checks existence only.
+        let alive = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z");
+        assert!(!alive, "postmaster survived drop");
+        assert!(!base.exists());
+        assert_eq!(b.client_connections().unwrap(), 0);
+    }
+}

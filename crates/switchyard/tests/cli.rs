@@ -1,0 +1,142 @@
+//! The command line: `-c` validation, the demo, and plain forwarding through the real binary.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use switchyard_testkit::{free_port, wait_for_port, ChildGuard};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn write_config(text: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.cfg");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+#[test]
+fn check_mode_accepts_a_valid_file() {
+    let (_dir, path) = write_config(
+        "global\n    maxconn 100\ndefaults\n    mode tcp\n    timeout connect 1s\n\
+         listen pg\n    bind 127.0.0.1:15432\n    server a 127.0.0.1:5432 check\n",
+    );
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Configuration file is valid"));
+}
+
+#[test]
+fn check_mode_reports_file_and_line_and_exits_1() {
+    let (_dir, path) = write_config(
+        "defaults\n    mode tcp\nlisten pg\n    bind 127.0.0.1:15432\n    balance fastest\n    frobnicate yes\n",
+    );
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("{file}:5:")),
+        "balance line not named: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{file}:6:")),
+        "unknown keyword not named: {stderr}"
+    );
+    assert!(stderr.contains("frobnicate"), "{stderr}");
+}
+
+#[test]
+fn check_mode_reports_errors_across_several_files() {
+    let (dir, first) = write_config("defaults\n    mode tcp\n");
+    let second = dir.path().join("second.cfg");
+    std::fs::write(&second, "backend b\n    server s 127.0.0.1:99999\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["-c", "-f"])
+        .arg(&first)
+        .arg("-f")
+        .arg(&second)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("{}:2:", second.display())),
+        "{stderr}"
+    );
+}
+
+fn ask(port: u16, line: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply).unwrap();
+    reply.trim_end().to_string()
+}
+
+#[test]
+fn demo_balances_round_robin_over_three_backends() {
+    // The demo needs 13 consecutive ports; find a base whose range is free.
+    let base = loop {
+        let base = free_port();
+        if base < 60000
+            && [0u16, 1, 10, 11, 12]
+                .iter()
+                .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
+        {
+            break base;
+        }
+    };
+    let mut demo =
+        ChildGuard::spawn(Command::new(BIN).args(["demo", "--port", &base.to_string()])).unwrap();
+    wait_for_port(
+        format!("127.0.0.1:{base}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap_or_else(|e| panic!("demo did not listen: {e}\n{}", demo.output_so_far()));
+    let replies: Vec<String> = (0..6).map(|_| ask(base, "hello")).collect();
+    for (i, reply) in replies.iter().enumerate() {
+        let db = i % 3 + 1;
+        let port = base + 10 + (i % 3) as u16;
+        assert_eq!(
+            reply,
+            &format!("backend-db{db} at {port}: hello"),
+            "replies: {replies:?}"
+        );
+    }
+    // Source hashing: one client address always lands on the same backend.
+    let first = ask(base + 1, "x");
+    for _ in 0..5 {
+        assert_eq!(ask(base + 1, "x"), first);
+    }
+    // tcplog lines reach stdout.
+    std::thread::sleep(Duration::from_millis(200));
+    let output = demo.output_so_far();
+    assert!(
+        output.contains("demo_roundrobin demo_roundrobin/db1"),
+        "{output}"
+    );
+    demo.signal(libc::SIGTERM);
+    let status = demo
+        .wait_timeout(Duration::from_secs(10))
+        .expect("demo did not stop on SIGTERM");
+    assert!(status.success());
+}
