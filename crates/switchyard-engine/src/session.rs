@@ -184,6 +184,8 @@ impl Session {
                 Some(lease) => lease,
                 None => {
                     let assigned = tokio::select! {
+                        // A server that is free right away wins over a client that already left.
+                        biased;
                         assigned = select::assign(backend, Some(self.client_addr.ip()), avoid.as_ref(), queue_timeout) => assigned,
                         _ = client_closed(&self.client) => {
                             outcome.cause = TerminationCause::ClientAbort;
