@@ -42,6 +42,26 @@ struct Outcome {
     redispatched: bool,
     srv_queue: u32,
     backend_queue: u32,
+    /// The server slot and the backend's session count are released only after the session
+    /// is logged, so the log's `beconn`/`srv_conn` include this session, as in HAProxy.
+    lease: Option<Lease>,
+    backend_session: Option<BackendSession>,
+}
+
+/// Counts a session on a backend for as long as it lives.
+struct BackendSession(Arc<Backend>);
+
+impl BackendSession {
+    fn start(backend: &Arc<Backend>) -> Self {
+        backend.counters.session_started();
+        BackendSession(Arc::clone(backend))
+    }
+}
+
+impl Drop for BackendSession {
+    fn drop(&mut self) {
+        self.0.counters.session_ended();
+    }
 }
 
 /// Counts bytes on the frontend, backend and server at once, live.
@@ -125,6 +145,7 @@ impl Session {
                 }
             }
         }
+        drop(outcome);
         frontend.counters.session_ended();
         if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
             process.idle.notify_waiters();
@@ -145,6 +166,8 @@ impl Session {
             redispatched: false,
             srv_queue: 0,
             backend_queue: 0,
+            lease: None,
+            backend_session: None,
         };
         let Some(backend) = self.frontend.backend.clone() else {
             // No backend to send to: HAProxy logs this as a proxy-side refusal.
@@ -152,19 +175,14 @@ impl Session {
             outcome.state = SessionState::Request;
             return outcome;
         };
-        backend.counters.session_started();
-        let connected = self.connect(&backend, &mut outcome).await;
-        let result = match connected {
-            Some((server_stream, lease)) => {
-                outcome.server = Some(Arc::clone(&lease.server));
-                self.relay(&backend, server_stream, lease, &mut outcome)
-                    .await;
-                outcome
-            }
-            None => outcome,
-        };
-        backend.counters.session_ended();
-        result
+        outcome.backend_session = Some(BackendSession::start(&backend));
+        if let Some((server_stream, lease)) = self.connect(&backend, &mut outcome).await {
+            outcome.server = Some(Arc::clone(&lease.server));
+            self.relay(&backend, server_stream, &lease.server, &mut outcome)
+                .await;
+            outcome.lease = Some(lease);
+        }
+        outcome
     }
 
     /// Assigns a server and connects, retrying and redispatching as configured.
@@ -293,10 +311,9 @@ impl Session {
         &self,
         backend: &Arc<Backend>,
         server_stream: TcpStream,
-        lease: Lease,
+        server: &Server,
         outcome: &mut Outcome,
     ) {
-        let server = Arc::clone(&lease.server);
         let timeouts = &self.frontend.timeouts;
         let limits = Limits {
             client: timeouts.client,
@@ -308,7 +325,7 @@ impl Session {
         let sinks = Sinks {
             frontend: &self.frontend,
             backend,
-            server: &server,
+            server,
         };
         let (ending, transferred) =
             forward::forward(&self.client, &server_stream, limits, &sinks).await;
@@ -358,7 +375,6 @@ impl Session {
             let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
         }
         drop(server_stream);
-        drop(lease);
     }
 }
 

@@ -144,3 +144,56 @@ fn demo_balances_round_robin_over_three_backends() {
         .expect("demo did not stop on SIGTERM");
     assert!(status.success());
 }
+
+#[test]
+fn tcplog_lines_reach_a_udp_syslog_server() {
+    let syslog = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    syslog
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let syslog_port = syslog.local_addr().unwrap().port();
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.write_all(b"greetings\n");
+        }
+    });
+    let front = free_port();
+    let (_dir, path) = write_config(&format!(
+        "global\n    log 127.0.0.1:{syslog_port} local2\n\
+         defaults\n    mode tcp\n    log global\n    option tcplog\n    timeout connect 1s\n\
+         frontend fe\n    bind 127.0.0.1:{front}\n    default_backend be\n\
+         backend be\n    server s1 127.0.0.1:{backend_port}\n"
+    ));
+    let _proxy = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&path)).unwrap();
+    wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    // Drain the readiness probe's log line, then make one session and read its line.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut buf = [0u8; 2048];
+    syslog.set_nonblocking(true).unwrap();
+    while syslog.recv(&mut buf).is_ok() {}
+    syslog.set_nonblocking(false).unwrap();
+    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    let local = client.local_addr().unwrap();
+    let mut reply = String::new();
+    BufReader::new(&mut client).read_line(&mut reply).unwrap();
+    assert_eq!(reply, "greetings\n");
+    drop(client);
+    let n = syslog.recv(&mut buf).expect("no syslog datagram");
+    let datagram = String::from_utf8_lossy(&buf[..n]).to_string();
+    // local2 (18) * 8 + info (6) = 150; RFC 3164 header with the "haproxy[pid]:" tag.
+    assert!(datagram.starts_with("<150>"), "{datagram}");
+    assert!(datagram.contains(" haproxy["), "{datagram}");
+    assert!(datagram.contains(&format!("]: {local} [")), "{datagram}");
+    assert!(datagram.contains(" fe be/s1 "), "{datagram}");
+    assert!(
+        datagram.contains(" 10 --"),
+        "bytes to client and termination state: {datagram}"
+    );
+}
