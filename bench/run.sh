@@ -421,9 +421,21 @@ table() { # style: text | md
     done
 }
 
+# Largest run-to-run spread of any cell: the noise floor of this run.
+MAX_SPREAD="$(for m in "${METRICS[@]}"; do
+    IFS='|' read -r key _ _ _ <<<"$m"
+    # shellcheck disable=SC2086
+    for path in "${PATHS[@]}"; do spread ${RAW["$key:$path"]:-}; done
+done | tr -d '%' | grep -E '^[0-9.]+$' | sort -g | tail -1)"
+NOISE_NOTE=""
+if [[ -n "$MAX_SPREAD" ]] && awk -v s="$MAX_SPREAD" 'BEGIN { exit !(s > 10) }'; then
+    NOISE_NOTE="WARNING: run-to-run spread up to ${MAX_SPREAD}% (load average at start $LOAD_START, at end $LOAD_END); treat ratio differences smaller than that as noise"
+fi
+
 echo
 echo "== medians of $REPS interleaved runs, ${DURATION}s each (latency: lower is better; everything else: higher)"
 table text
+[[ -n "$NOISE_NOTE" ]] && echo "$NOISE_NOTE"
 
 # ---------------------------------------------------------------------------- report
 SHA="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo nogit)"
@@ -472,6 +484,10 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "## Results (medians)"
     echo
     table md
+    if [[ -n "$NOISE_NOTE" ]]; then
+        echo
+        echo "**$NOISE_NOTE.**"
+    fi
     echo
     echo "## Environment"
     echo
