@@ -93,12 +93,13 @@ if [ "$quick" -eq 0 ]; then
 fi
 
 if [ "$use_nextest" -eq 1 ]; then
-    step "tests (cargo nextest)" cargo nextest run --workspace --no-fail-fast \
-        ${runner_args[@]+"${runner_args[@]}"}
-    # nextest does not run doctests; skip them when the build already failed (nextest exit 101).
-    if [ "${#runner_args[@]}" -eq 0 ] && [ "$last_rc" -ne 101 ]; then
+    # nextest does not run doctests: run them first, so the test runner's summary stays the
+    # last thing printed.
+    if [ "${#runner_args[@]}" -eq 0 ]; then
         step "doctests (cargo test --doc)" cargo test --workspace --doc --no-fail-fast
     fi
+    step "tests (cargo nextest)" cargo nextest run --workspace --no-fail-fast \
+        ${runner_args[@]+"${runner_args[@]}"}
 else
     step "tests (cargo test)" cargo test --workspace --no-fail-fast \
         ${runner_args[@]+-- "${runner_args[@]}"}

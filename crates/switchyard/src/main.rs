@@ -116,8 +116,16 @@ fn run(parsed: Parsed, demo_port: Option<u16>, quiet: bool) -> ExitCode {
         .nbthread
         .map(|n| n as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
+    // One thread: a current-thread runtime does the same work without the work-stealing
+    // scheduler's atomics and cross-thread wake-ups (HAProxy's `nbthread 1` model).
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    let runtime = match builder
         .thread_name("switchyard-worker")
         .enable_all()
         .build()

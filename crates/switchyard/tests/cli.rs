@@ -197,3 +197,62 @@ fn tcplog_lines_reach_a_udp_syslog_server() {
         "bytes to client and termination state: {datagram}"
     );
 }
+
+#[test]
+fn sigterm_stops_accepting_but_lets_open_sessions_finish() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_port = backend.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    let _ = writer.write_all(format!("echo {line}").as_bytes());
+                    line.clear();
+                }
+            });
+        }
+    });
+    let front = free_port();
+    let (_dir, path) = write_config(&format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n\
+         listen l\n    bind 127.0.0.1:{front}\n    server s 127.0.0.1:{backend_port}\n"
+    ));
+    let mut proxy = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&path)).unwrap();
+    wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let stream = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    writer.write_all(b"one\n").unwrap();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "echo one\n");
+
+    proxy.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    // No new sessions, but the open one keeps flowing and the process waits for it.
+    assert!(
+        TcpStream::connect(("127.0.0.1", front)).is_err(),
+        "still accepting after SIGTERM"
+    );
+    line.clear();
+    writer.write_all(b"two\n").unwrap();
+    reader.read_line(&mut line).unwrap();
+    assert_eq!(line, "echo two\n");
+    assert!(proxy.is_running(), "exited with a session still open");
+    drop(writer);
+    drop(reader);
+    let status = proxy
+        .wait_timeout(Duration::from_secs(5))
+        .expect("did not exit once drained");
+    assert!(status.success());
+}
