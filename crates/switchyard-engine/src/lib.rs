@@ -42,7 +42,12 @@ impl Engine {
     /// Builds runtime objects and binds all listeners. Must run inside a tokio runtime
     /// (listeners register with its reactor).
     pub async fn build(config: &Config) -> anyhow::Result<Engine> {
-        let maxconn = config.global.maxconn.unwrap_or_else(default_maxconn);
+        // Each session needs two descriptors: take all the process is allowed.
+        let nofile = listener::raise_nofile_limit();
+        let maxconn = config
+            .global
+            .maxconn
+            .unwrap_or_else(|| default_maxconn(nofile));
         let process = Arc::new(Process {
             maxconn,
             slots: Arc::new(Semaphore::new(maxconn as usize)),
@@ -230,7 +235,6 @@ async fn build_backend(proxy: &config::Proxy) -> anyhow::Result<Backend> {
             admin: AtomicU8::new(admin as u8),
             up: AtomicBool::new(true),
             counters: Counters::default(),
-            last_change: std::sync::Mutex::new(Instant::now()),
         }));
     }
     let queue_limit = if !servers.is_empty() && servers.iter().all(|s| s.maxqueue.is_some()) {
@@ -271,8 +275,7 @@ async fn resolve(host: &Host) -> anyhow::Result<IpAddr> {
 }
 
 /// HAProxy derives its default from the file descriptor limit: each session needs two.
-fn default_maxconn() -> u32 {
-    let limit = listener::raise_nofile_limit();
+fn default_maxconn(limit: u64) -> u32 {
     let by_fds = (limit.saturating_sub(100) / 2).max(1);
     DEFAULT_MAXCONN.min(u32::try_from(by_fds).unwrap_or(u32::MAX))
 }

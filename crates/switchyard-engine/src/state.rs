@@ -64,8 +64,6 @@ pub struct Counters {
     /// Current and max queued connections (`qcur`, `qmax`).
     pub queue_current: AtomicU32,
     pub queue_max: AtomicU32,
-    /// Connections refused because of limits (`dreq`/`ereq`-like for the frontend).
-    pub denied: AtomicU64,
 }
 
 impl Counters {
@@ -111,8 +109,6 @@ pub struct Server {
     /// Operational state: false when health checks (or a failed address) say it is down.
     pub up: AtomicBool,
     pub counters: Counters,
-    /// When the operational or admin state last changed (`lastchg`).
-    pub last_change: std::sync::Mutex<Instant>,
 }
 
 impl Server {
