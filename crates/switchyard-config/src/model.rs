@@ -207,6 +207,10 @@ pub struct Proxy {
     /// Log targets of this proxy (`log global` expands to the global ones).
     pub logs: Vec<LogTarget>,
     pub disabled: bool,
+    /// How servers of this backend are health-checked when they have `check`.
+    pub health_check: HealthCheck,
+    /// `option log-health-checks`: log every check status change, not only UP/DOWN.
+    pub log_health_checks: bool,
     /// HAProxy's proxy id (`id N`), or assigned in declaration order.
     pub id: u32,
     /// `description TEXT` (words joined by single spaces), shown by the stats page.
@@ -367,9 +371,14 @@ pub struct Server {
     pub ssl: bool,
     pub observe_layer4: bool,
     pub error_limit: Option<u32>,
-    pub on_error: Option<String>,
-    pub on_marked_down: Option<String>,
-    pub on_marked_up: Option<String>,
+    pub on_error: OnError,
+    /// `on-marked-down shutdown-sessions`: kill the server's sessions when it goes DOWN.
+    pub shutdown_sessions_on_down: bool,
+    /// `on-marked-up shutdown-backup-sessions`: kill backup sessions when it comes back UP.
+    pub shutdown_backup_sessions_on_up: bool,
+    /// `agent-send STRING`, `agent-addr HOST`.
+    pub agent_send: Option<String>,
+    pub agent_addr: Option<Host>,
 }
 
 impl Server {
@@ -404,9 +413,195 @@ impl Server {
             ssl: false,
             observe_layer4: false,
             error_limit: None,
-            on_error: None,
-            on_marked_down: None,
-            on_marked_up: None,
+            on_error: OnError::FastInter,
+            shutdown_sessions_on_down: false,
+            shutdown_backup_sessions_on_up: false,
+            agent_send: None,
+            agent_addr: None,
         }
     }
+}
+
+/// A backend's health check: HAProxy's kinds plus Switchyard's database-role checks.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum HealthCheck {
+    /// A TCP connect (HAProxy's default when a server has `check`).
+    #[default]
+    Tcp,
+    /// `option httpchk` with `http-check send/expect`.
+    Http(HttpCheck),
+    /// `option mysql-check [user NAME [post-41]]`.
+    Mysql { user: Option<String>, post_41: bool },
+    /// `option pgsql-check user NAME`.
+    Pgsql { user: String },
+    /// `option tcp-check` with its `tcp-check` rules in order.
+    TcpCheck(Vec<TcpCheckRule>),
+    /// Switchyard extension: log in to the database and check its role (`db-check ...`).
+    Database(DatabaseCheck),
+}
+
+/// `option httpchk [METHOD] [URI] [VERSION]` + `http-check send`/`expect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    /// Default "OPTIONS".
+    pub method: String,
+    /// Default "/".
+    pub uri: String,
+    /// Default "HTTP/1.0".
+    pub version: String,
+    /// `http-check send hdr NAME VALUE` and the legacy `\r\n`-embedded headers.
+    pub headers: Vec<(String, String)>,
+    pub body: Option<String>,
+    /// `http-check expect`; `None` means any 2xx or 3xx status is good (HAProxy's default).
+    pub expect: Option<HttpExpect>,
+}
+
+impl Default for HttpCheck {
+    fn default() -> Self {
+        HttpCheck {
+            method: "OPTIONS".into(),
+            uri: "/".into(),
+            version: "HTTP/1.0".into(),
+            headers: Vec::new(),
+            body: None,
+            expect: None,
+        }
+    }
+}
+
+/// `http-check expect [!] status|rstatus|string|rstring PATTERN`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpExpect {
+    pub negate: bool,
+    pub matcher: HttpMatch,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum HttpMatch {
+    /// `status 200` or `status 200-399`, several separated by commas.
+    Status(Vec<(u16, u16)>),
+    /// Regular expression over the status code text.
+    RStatus(String),
+    /// Substring of the body.
+    String(String),
+    /// Regular expression over the body.
+    RString(String),
+}
+
+/// One `tcp-check` rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TcpCheckRule {
+    Connect {
+        port: Option<u16>,
+        send_proxy: bool,
+        ssl: bool,
+    },
+    /// `send STRING` (with HAProxy escapes already decoded) or `send-binary HEX`.
+    Send(Vec<u8>),
+    /// `send-lf` and other rules not implemented are refused by the parser.
+    Expect(TcpExpect),
+    Comment(String),
+}
+
+/// `tcp-check expect [!] string|binary|rstring|rbinary PATTERN`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TcpExpect {
+    pub negate: bool,
+    pub matcher: TcpMatch,
+    /// `min-recv N`: bytes to wait for before matching.
+    pub min_recv: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TcpMatch {
+    String(String),
+    Binary(Vec<u8>),
+    RString(String),
+    RBinary(String),
+}
+
+/// `db-check postgres|mysql|galera user NAME [password ...|password-file F|password-env V]
+/// [dbname NAME] [role primary|standby|any] [max-lag DURATION] [allow-donor]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseCheck {
+    pub engine: DatabaseEngine,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub database: Option<String>,
+    /// What the server must be to count as UP.
+    pub role: DatabaseRole,
+    /// Maximum replication lag of a standby/replica to count as UP.
+    pub max_lag: Option<Duration>,
+    /// Galera: a Donor/Desynced (2) node still counts as UP.
+    pub allow_donor: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseEngine {
+    Postgres,
+    Mysql,
+    Galera,
+}
+
+/// PostgreSQL: primary = not in recovery, standby = in recovery. MySQL: primary = writable
+/// (`read_only` off), standby = read-only replica. Galera ignores it (Synced is what counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DatabaseRole {
+    Primary,
+    Standby,
+    #[default]
+    Any,
+}
+
+/// A credential given inline, in a file, or in an environment variable. Its `Debug` output
+/// never shows the value, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Inline(String),
+    File(PathBuf),
+    Env(String),
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Secret::Inline(_) => f.write_str("Secret::Inline(<redacted>)"),
+            Secret::File(path) => write!(f, "Secret::File({})", path.display()),
+            Secret::Env(name) => write!(f, "Secret::Env({name})"),
+        }
+    }
+}
+
+impl Secret {
+    /// Reads the secret now (files and variables may change between checks). A file's
+    /// trailing newline is not part of the secret.
+    pub fn resolve(&self) -> std::io::Result<String> {
+        match self {
+            Secret::Inline(value) => Ok(value.clone()),
+            Secret::File(path) => {
+                let text = std::fs::read_to_string(path)?;
+                Ok(text.trim_end_matches(['\r', '\n']).to_string())
+            }
+            Secret::Env(name) => std::env::var(name).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("environment variable {name} is not set"),
+                )
+            }),
+        }
+    }
+}
+
+/// `on-error` of a server: what a passive or active check error does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// Run checks at `fastinter` (HAProxy's default).
+    #[default]
+    FastInter,
+    /// Count the error as a failed check, then `fastinter`.
+    FailCheck,
+    /// Count it as `fall - 1` failed checks (one more failure marks the server down).
+    SuddenDeath,
+    /// Mark the server down at once.
+    MarkDown,
 }

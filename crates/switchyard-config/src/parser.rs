@@ -129,6 +129,8 @@ impl Draft {
                 kind: ProxyKind::Listen,
                 name: String::new(),
                 mode: Mode::Tcp,
+                health_check: HealthCheck::Tcp,
+                log_health_checks: false,
                 binds: Vec::new(),
                 default_backend: None,
                 use_backends: Vec::new(),
@@ -1900,11 +1902,13 @@ fn server_settings(
                 match valued(sink) {
                     None => ok = false,
                     Some(v) if allowed.contains(&v) => {
-                        let v = Some(v.to_string());
-                        match kw {
-                            "on-error" => s.on_error = v,
-                            "on-marked-down" => s.on_marked_down = v,
-                            _ => s.on_marked_up = v,
+                        match (kw, v) {
+                            ("on-error", "fail-check") => s.on_error = OnError::FailCheck,
+                            ("on-error", "sudden-death") => s.on_error = OnError::SuddenDeath,
+                            ("on-error", "mark-down") => s.on_error = OnError::MarkDown,
+                            ("on-error", _) => s.on_error = OnError::FastInter,
+                            ("on-marked-down", _) => s.shutdown_sessions_on_down = true,
+                            _ => s.shutdown_backup_sessions_on_up = true,
                         }
                     }
                     Some(v) => bad(
