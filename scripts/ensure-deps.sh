@@ -10,6 +10,10 @@
 # `postgresql` package normally creates and starts a "main" cluster on port 5432; the tests
 # never use it (they start their own servers on free ports as the `postgres` OS user), so when
 # the server is about to be installed we ask postgresql-common not to create that cluster.
+# Likewise the MariaDB/Galera tests start their own `mariadbd`s on free ports: while apt runs, a
+# temporary /usr/sbin/policy-rc.d (exit 101) keeps package scripts from starting the distro's
+# services (there is no systemd in CI containers), and a system mariadbd found running afterwards
+# is stopped.
 set -euo pipefail
 
 PACKAGES=(
@@ -27,6 +31,11 @@ PACKAGES=(
     passwd            # useradd, for the `postgres` user if it is missing
     gcc               # the linker driver rustc needs
     libc6-dev
+    mariadb-server    # mariadbd, mariadb-install-db (MariaDB / Galera health-check tests)
+    mariadb-client    # mariadb (the CLI client)
+    galera-4          # /usr/lib/galera/libgalera_smm.so (wsrep provider)
+    rsync             # Galera state transfer: wsrep_sst_method=rsync
+    lsof              # wsrep_sst_rsync looks for its rsync daemon's port with ss or lsof
 )
 
 check_only=0
@@ -119,6 +128,24 @@ install() {
         -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
 }
 
+# No package script may start a service while we install (invoke-rc.d asks policy-rc.d; 101 =
+# "action forbidden"). Only a policy-rc.d we created is removed again.
+POLICY=/usr/sbin/policy-rc.d
+created_policy=0
+remove_policy() {
+    if [ "$created_policy" -eq 1 ]; then
+        "${SUDO[@]}" rm -f "$POLICY"
+        created_policy=0
+    fi
+}
+if [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\n# temporary, from switchyard scripts/ensure-deps.sh\nexit 101\n' |
+        "${SUDO[@]}" tee "$POLICY" >/dev/null
+    "${SUDO[@]}" chmod 755 "$POLICY"
+    created_policy=1
+    trap remove_policy EXIT
+fi
+
 # The package lists may be absent (fresh images) or stale (404s): update, then install; if the
 # install still fails, update once more and retry.
 update
@@ -136,5 +163,32 @@ done
 if [ "${#still[@]}" -ne 0 ]; then
     log "still missing after apt-get install: ${still[*]}"
     exit 1
+fi
+remove_policy
+
+# Should a package script have started the distro's MariaDB anyway, stop it: the tests run their
+# own servers, and a system one would hold port 3306 and memory.
+system_mariadb_pids() {
+    pgrep -x 'mariadbd|mysqld|mysqld_safe|mariadbd-safe' -d ' ' 2>/dev/null | tr ' ' '\n' |
+        while read -r pid; do
+            [ -n "$pid" ] || continue
+            # The tests' servers use a my.cnf in a switchyard-maria-* temp dir; leave them be.
+            if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- 'switchyard-maria-'; then
+                continue
+            fi
+            echo "$pid"
+        done
+}
+if [ -n "$(system_mariadb_pids)" ]; then
+    log "stopping the system MariaDB server that package scripts started"
+    "${SUDO[@]}" service mariadb stop >/dev/null 2>&1 || true
+    sleep 2
+    for pid in $(system_mariadb_pids); do
+        "${SUDO[@]}" kill "$pid" 2>/dev/null || true
+    done
+    sleep 2
+    if [ -n "$(system_mariadb_pids)" ]; then
+        log "warning: a system MariaDB server is still running: $(system_mariadb_pids)"
+    fi
 fi
 log "installed: ${missing[*]}"

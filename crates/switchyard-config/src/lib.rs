@@ -18,10 +18,39 @@
 //! * proxies: `bind`, `mode tcp` (`mode http` only while the proxy starts nothing),
 //!   `default_backend`, `use_backend` (unconditional), `balance`, `hash-type`, `server`,
 //!   `default-server`, `maxconn`, `fullconn`, `retries`, `option` (redispatch, tcplog, httplog,
-//!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap; other HAProxy options
-//!   warn), `no option`, `log`/`log global`/`no log`, `timeout *` (and the deprecated
+//!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap, the check options below;
+//!   other HAProxy options warn), `no option`, `log`/`log global`/`no log`, `timeout *` (and the deprecated
 //!   `contimeout`/`clitimeout`/`srvtimeout`), `disabled`, `enabled`, `id`, `description`;
 //!   `acl`, `stats`, `tcp-request`, `http-request`, `stick-table`, ... warn and are ignored;
+//! * health checks (in `defaults`, `backend`, `listen`; into [`Proxy::health_check`]):
+//!   `option httpchk [[METHOD] URI [VERSION]]` (headers embedded in VERSION after `\r\n` are
+//!   split out), `http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]... [body S]`,
+//!   `http-check expect [!] status CODE[-CODE][,...]|rstatus RE|string S|rstring RE`,
+//!   `option mysql-check [user NAME [post-41|pre-41]]`, `option pgsql-check user NAME`,
+//!   `option tcp-check` with `tcp-check connect [port N] [send-proxy] [ssl]`, `send STRING`,
+//!   `send-binary HEX`, `expect [min-recv N] [!] string|binary|rstring|rbinary PATTERN`,
+//!   `comment TEXT`; `option log-health-checks`. Regular expressions are validated when the
+//!   file is read (Rust `regex` syntax). The last check kind written wins; `http-check` and
+//!   `tcp-check` rules may come before or after their `option`, are inherited from `defaults`
+//!   as a set (a proxy's first rule starts its own set), and warn when no `option` enables
+//!   them. `option ldap-check|smtpchk|redis-check|ssl-hello-chk|external-check|spop-check`
+//!   warn and fall back to a plain TCP connect; `http-check disable-on-404|connect` warn;
+//! * Switchyard extension, database-role checks (see `docs/health-checks.md`, "db-check"):
+//!
+//!   ```text
+//!   db-check postgres|mysql|galera user NAME
+//!            [password PASS | password-file PATH | password-env VAR]
+//!            [dbname NAME] [role primary|standby|any] [max-lag DURATION] [allow-donor]
+//!   ```
+//!
+//!   It replaces any other check kind of the section (and is replaced by a later one). `user`
+//!   is mandatory; `role` is refused for `galera` (judged by its sync state), `allow-donor` for
+//!   the others; `max-lag` with `role primary` warns (ignored). An inline `password` warns in
+//!   favour of `password-file`/`password-env`; its value never appears in a diagnostic or in
+//!   `Debug` output ([`Secret`]);
+//! * servers' check settings: `check`, `inter`, `fastinter`, `downinter`, `rise`, `fall`,
+//!   `port`, `addr`, `agent-check`, `agent-port`, `agent-inter`, `agent-send`, `agent-addr`,
+//!   `observe layer4`, `error-limit`, `on-error`, `on-marked-down`, `on-marked-up`;
 //! * validation: backend references, duplicate proxy/server names and ids, capabilities,
 //!   frontends without `bind` or without a backend (warnings).
 //!

@@ -11,6 +11,8 @@ use crate::lexer::split_line;
 use crate::model::*;
 use crate::units::parse_duration;
 
+mod checks;
+
 /// One configuration text and the name used in diagnostics (usually its path).
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -118,6 +120,8 @@ struct Draft {
     /// Where `log global` sits among `proxy.logs`; the global targets are inserted there at
     /// the end, since a `global` section may come later in another file.
     log_global_at: Option<usize>,
+    /// `http-check`/`tcp-check` rules, folded into `proxy.health_check` at the end.
+    checks: checks::CheckRules,
 }
 
 impl Draft {
@@ -156,6 +160,7 @@ impl Draft {
             mode_span: None,
             default_backend_span: None,
             log_global_at: None,
+            checks: checks::CheckRules::default(),
         }
     }
 }
@@ -341,6 +346,7 @@ impl Parser {
                 ),
             }
         }
+        draft.checks.inherit();
         self.defaults = draft;
         self.defaults_name = name;
         self.section = Section::Defaults;
@@ -390,6 +396,7 @@ impl Parser {
             ),
         }
         let mut d = base.clone();
+        d.checks.inherit();
         let p = &mut d.proxy;
         p.span = span.clone();
         p.kind = kind;
@@ -537,6 +544,9 @@ impl Parser {
                 let at = at.min(d.proxy.logs.len());
                 d.proxy.logs.splice(at..at, global.logs.iter().cloned());
             }
+        }
+        for d in &mut proxies {
+            checks::resolve(&mut sink, d);
         }
         assign_proxy_ids(&mut sink, &mut proxies);
         for d in &mut proxies {
@@ -925,7 +935,6 @@ const KNOWN_OPTIONS: &[&str] = &[
     "contstats",
     "disable-h2-upgrade",
     "dontlog-normal",
-    "external-check",
     "forwardfor",
     "forwarded",
     "h1-case-adjust-bogus-client",
@@ -941,44 +950,44 @@ const KNOWN_OPTIONS: &[&str] = &[
     "http-server-close",
     "http-use-proxy-header",
     "http-use-htx",
-    "httpchk",
     "httpclose",
     "http_proxy",
     "forceclose",
     "http-tunnel",
     "idle-close-on-response",
     "independent-streams",
-    "ldap-check",
-    "log-health-checks",
     "log-separate-errors",
     "log-steps",
-    "mysql-check",
     "nolinger",
     "originalto",
     "persist",
-    "pgsql-check",
     "prefer-last-server",
-    "redis-check",
-    "smtpchk",
     "socket-stats",
     "splice-auto",
     "splice-request",
     "splice-response",
-    "spop-check",
-    "ssl-hello-chk",
-    "tcp-check",
     "tcp-smart-accept",
     "tcp-smart-connect",
     "transparent",
     "use-small-buffers",
 ];
 
-fn parse_option(sink: &mut Sink, d: &mut Draft, negate: bool, w: &[String], span: &Span) {
+fn parse_option(
+    sink: &mut Sink,
+    d: &mut Draft,
+    is_defaults: bool,
+    negate: bool,
+    w: &[String],
+    span: &Span,
+) {
     let prefix = if negate { "no option" } else { "option" };
     let Some(name) = w.get(1).map(String::as_str) else {
         sink.err(span, format!("'{prefix}' expects an option name"));
         return;
     };
+    if checks::parse_check_option(sink, d, is_defaults, negate, w, span) {
+        return;
+    }
     let o = &mut d.proxy.options;
     let args = &w[2..];
     let on = !negate;
@@ -1117,8 +1126,6 @@ const UNIMPLEMENTED_PROXY_KEYWORDS: &[&str] = &[
     "http-request",
     "http-response",
     "http-after-response",
-    "http-check",
-    "tcp-check",
     "stick-table",
     "stick",
     "cookie",
@@ -1321,9 +1328,9 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
                 }
             }
         }
-        "option" => parse_option(sink, d, false, w, span),
+        "option" => parse_option(sink, d, is_defaults, false, w, span),
         "no" => match w.get(1).map(String::as_str) {
-            Some("option") => parse_option(sink, d, true, &w[1..], span),
+            Some("option") => parse_option(sink, d, is_defaults, true, &w[1..], span),
             Some("log") if w.len() == 2 => {
                 d.proxy.logs.clear();
                 d.log_global_at = None;
@@ -1362,6 +1369,9 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
                 set_timeout(sink, d, is_defaults, modern, v, span);
             }
         }
+        "http-check" => checks::http_check(sink, d, is_defaults, w, span),
+        "tcp-check" => checks::tcp_check(sink, d, is_defaults, w, span),
+        "db-check" => checks::db_check(sink, d, is_defaults, w, span),
         "disabled" => d.proxy.disabled = true,
         "enabled" => d.proxy.disabled = false,
         "id" => {
@@ -1729,8 +1739,6 @@ fn server_settings(
         "source",
         "usesrc",
         "interface",
-        "agent-addr",
-        "agent-send",
         "check-sni",
         "check-alpn",
         "check-proto",
@@ -1872,6 +1880,21 @@ fn server_settings(
                     Some(v) => s.cookie = Some(v.to_string()),
                 }
             }
+            "agent-send" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some(v) => s.agent_send = Some(v.to_string()),
+                }
+            }
+            "agent-addr" => {
+                consumed = 2;
+                match valued(sink).map(addr::parse_host) {
+                    None => ok = false,
+                    Some(Err(e)) => bad(sink, e),
+                    Some(Ok(h)) => s.agent_addr = Some(h),
+                }
+            }
             "observe" => {
                 consumed = 2;
                 match valued(sink) {
@@ -1901,16 +1924,14 @@ fn server_settings(
                 };
                 match valued(sink) {
                     None => ok = false,
-                    Some(v) if allowed.contains(&v) => {
-                        match (kw, v) {
-                            ("on-error", "fail-check") => s.on_error = OnError::FailCheck,
-                            ("on-error", "sudden-death") => s.on_error = OnError::SuddenDeath,
-                            ("on-error", "mark-down") => s.on_error = OnError::MarkDown,
-                            ("on-error", _) => s.on_error = OnError::FastInter,
-                            ("on-marked-down", _) => s.shutdown_sessions_on_down = true,
-                            _ => s.shutdown_backup_sessions_on_up = true,
-                        }
-                    }
+                    Some(v) if allowed.contains(&v) => match (kw, v) {
+                        ("on-error", "fail-check") => s.on_error = OnError::FailCheck,
+                        ("on-error", "sudden-death") => s.on_error = OnError::SuddenDeath,
+                        ("on-error", "mark-down") => s.on_error = OnError::MarkDown,
+                        ("on-error", _) => s.on_error = OnError::FastInter,
+                        ("on-marked-down", _) => s.shutdown_sessions_on_down = true,
+                        _ => s.shutdown_backup_sessions_on_up = true,
+                    },
                     Some(v) => bad(
                         sink,
                         format!("unknown action '{v}' (expected {})", allowed.join(", ")),

@@ -34,10 +34,7 @@ fn inet(s: &str) -> SocketAddress {
 #[test]
 fn galera() {
     let p = load("galera.cfg");
-    assert_eq!(
-        messages(&p),
-        ["24: 'option mysql-check' is not implemented yet, ignored"]
-    );
+    assert_eq!(messages(&p), Vec::<String>::new());
     let c = &p.config;
     assert_eq!(c.global.maxconn, Some(2048));
     assert!(c.global.daemon);
@@ -64,15 +61,20 @@ fn galera() {
             ("galera-3", true, true, 3)
         ]
     );
+    assert_eq!(
+        l.health_check,
+        HealthCheck::Mysql {
+            user: Some("haproxy".into()),
+            post_41: true
+        }
+    );
+    assert!(!l.log_health_checks);
 }
 
 #[test]
 fn cockroachdb() {
     let p = load("cockroachdb.cfg");
-    assert_eq!(
-        messages(&p),
-        ["17: 'option httpchk' is not implemented yet, ignored"]
-    );
+    assert_eq!(messages(&p), Vec::<String>::new());
     let psql = p.config.proxy("psql").unwrap();
     assert!(psql.options.clitcpka, "inherited from defaults");
     assert_eq!(psql.timeouts.server, Some(Duration::from_secs(600)));
@@ -83,7 +85,18 @@ fn cockroachdb() {
         (s.port, s.check_port, s.check),
         (Some(26257), Some(8080), true)
     );
+    // `option httpchk METHOD URI`: the readiness endpoint on each node's HTTP port.
+    assert_eq!(
+        psql.health_check,
+        HealthCheck::Http(HttpCheck {
+            method: "GET".into(),
+            uri: "/health?ready=1".into(),
+            ..HttpCheck::default()
+        })
+    );
+    assert!(psql.servers.iter().all(|s| s.check_port == Some(8080)));
     let ui = p.config.proxy("crdb-ui").unwrap();
+    assert_eq!(ui.health_check, HealthCheck::Tcp);
     assert_eq!(ui.binds[0].addresses, [inet("0.0.0.0:8080")]);
     assert_eq!((psql.id, ui.id), (1, 2));
 }
@@ -122,11 +135,7 @@ fn postgres_primary_standby() {
     let p = load("postgres.cfg");
     assert_eq!(
         messages(&p),
-        [
-            "21: conditions are not implemented yet; rule ignored",
-            "25: 'option pgsql-check' is not implemented yet, ignored",
-            "32: 'option pgsql-check' is not implemented yet, ignored",
-        ]
+        ["21: conditions are not implemented yet; rule ignored"]
     );
     let c = &p.config;
     assert_eq!(c.global.logs[0].address, LogAddress::Stdout);
@@ -147,6 +156,13 @@ fn postgres_primary_standby() {
     assert!(fe.use_backends.is_empty());
     let primary = c.proxy("pg_primary").unwrap();
     assert!(primary.servers[1].backup);
+    let pgsql = HealthCheck::Pgsql {
+        user: "haproxy".into(),
+    };
+    assert_eq!(primary.health_check, pgsql);
+    assert_eq!(c.proxy("pg_replicas").unwrap().health_check, pgsql);
+    assert_eq!(fe.health_check, HealthCheck::Tcp, "a frontend has no check");
+    assert_eq!(primary.timeouts.check, Some(Duration::from_secs(5)));
     assert_eq!(
         c.proxies.iter().map(|p| p.id).collect::<Vec<_>>(),
         [1, 2, 3]
@@ -179,8 +195,101 @@ fn all_fixtures_together() {
     // others are independent), so only combine files with distinct proxy names.
     let p = parse_files(&[fixture("galera.cfg"), fixture("dolphindb.cfg")]).unwrap();
     assert_eq!(p.config.proxies.len(), 3);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(
-        p.warnings[0].span.file.as_ref(),
+        p.config.proxies[0].span.file.as_ref(),
         fixture("galera.cfg").display().to_string()
+    );
+}
+
+#[test]
+fn patroni_rest_api_checks() {
+    let p = load("patroni.cfg");
+    assert_eq!(messages(&p), Vec::<String>::new());
+    let primary = p.config.proxy("primary").unwrap();
+    assert!(primary.log_health_checks, "inherited from defaults");
+    assert_eq!(
+        primary.health_check,
+        HealthCheck::Http(HttpCheck {
+            method: "OPTIONS".into(),
+            uri: "/primary".into(),
+            expect: Some(HttpExpect {
+                negate: false,
+                matcher: HttpMatch::Status(vec![(200, 200)]),
+            }),
+            ..HttpCheck::default()
+        })
+    );
+    for s in &primary.servers {
+        assert_eq!(
+            (s.check, s.check_port, s.shutdown_sessions_on_down, s.inter),
+            (true, Some(8008), true, Duration::from_secs(3))
+        );
+    }
+    // HAProxy's legacy form: headers embedded in the version after an escaped CRLF.
+    let replicas = p.config.proxy("replicas").unwrap();
+    assert_eq!(
+        replicas.health_check,
+        HealthCheck::Http(HttpCheck {
+            method: "GET".into(),
+            uri: "/replica?lag=10MB".into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![("Host".into(), "patroni".into())],
+            body: None,
+            expect: Some(HttpExpect {
+                negate: false,
+                matcher: HttpMatch::Status(vec![(200, 299)]),
+            }),
+        })
+    );
+}
+
+#[test]
+fn database_role_checks() {
+    let p = load("dbcheck.cfg");
+    assert_eq!(messages(&p), Vec::<String>::new());
+    let c = &p.config;
+    let db = |name: &str| match &c.proxy(name).unwrap().health_check {
+        HealthCheck::Database(d) => d.clone(),
+        other => panic!("{name}: expected a db-check, got {other:?}"),
+    };
+    let w = db("pg-write");
+    assert_eq!(
+        (w.engine, w.user.as_str(), w.role, w.max_lag, w.database),
+        (
+            DatabaseEngine::Postgres,
+            "monitor",
+            DatabaseRole::Primary,
+            None,
+            None
+        )
+    );
+    assert_eq!(
+        w.password,
+        Some(Secret::File("/etc/switchyard/pg.pass".into()))
+    );
+    let r = db("pg-read");
+    assert_eq!(
+        (r.role, r.max_lag, r.password),
+        (
+            DatabaseRole::Standby,
+            Some(Duration::from_secs(10)),
+            Some(Secret::Env("PGCHECK_PASSWORD".into()))
+        )
+    );
+    let any = db("pg-any");
+    assert_eq!(
+        (any.role, any.database.as_deref()),
+        (DatabaseRole::Any, Some("postgres")),
+        "the defaults' db-check applies"
+    );
+    let g = db("galera");
+    assert_eq!((g.engine, g.allow_donor), (DatabaseEngine::Galera, true));
+    assert_eq!(
+        c.proxy("mysql-replicas").unwrap().health_check,
+        HealthCheck::Mysql {
+            user: Some("haproxy".into()),
+            post_41: true
+        }
     );
 }

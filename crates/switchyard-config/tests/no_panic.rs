@@ -23,6 +23,8 @@ const FIXTURES: &[&str] = &[
     include_str!("fixtures/dolphindb.cfg"),
     include_str!("fixtures/postgres.cfg"),
     include_str!("fixtures/runtime_api.cfg"),
+    include_str!("fixtures/patroni.cfg"),
+    include_str!("fixtures/dbcheck.cfg"),
 ];
 
 /// Fragments that steer mutations towards interesting parser paths.
@@ -87,6 +89,25 @@ const TOKENS: &[&str] = &[
     "5000-5002",
     "1d",
     "us",
+    "option httpchk",
+    "http-check expect",
+    "http-check send",
+    "tcp-check",
+    "expect",
+    "send-binary",
+    "rstring",
+    "status",
+    "min-recv",
+    "!",
+    "\\x",
+    "db-check",
+    "galera",
+    "postgres",
+    "user",
+    "password",
+    "role",
+    "max-lag",
+    "allow-donor",
 ];
 
 fn parse(text: &str) {

@@ -6,6 +6,7 @@
 //! traffic is accepted); [`Engine::run`] accepts until [`Engine::stop_accepting`] is called.
 
 mod forward;
+mod health;
 mod listener;
 mod select;
 mod session;
@@ -23,7 +24,9 @@ use switchyard_config::{self as config, Config, Host, ProxyKind};
 use tokio::sync::{watch, Notify, Semaphore};
 
 pub use listener::Listener;
-use state::{AdminState, Backend, Counters, Frontend, LogSettings, Process, Server};
+use state::{
+    AdminState, AgentCheck, Backend, Counters, Frontend, LogSettings, Process, Server, ServerCheck,
+};
 
 /// Connections allowed per process when `global maxconn` is not set, before the file
 /// descriptor limit is taken into account.
@@ -71,7 +74,8 @@ impl Engine {
             .iter()
             .filter(|p| p.kind.has_backend() && !p.disabled)
         {
-            let backend = Arc::new(build_backend(proxy).await?);
+            let logger = open_logger(proxy, &tag, hostname)?;
+            let backend = Arc::new(build_backend(proxy, logger).await?);
             backends_by_name.insert(proxy.name.as_str(), Arc::clone(&backend));
             backends.push(backend);
         }
@@ -99,14 +103,7 @@ impl Engine {
                 })?)),
                 None => None,
             };
-            let logger = if proxy.logs.is_empty() {
-                None
-            } else {
-                Some(Arc::new(
-                    switchyard_log::Logger::new(&proxy.logs, &tag, hostname)
-                        .with_context(|| format!("{}: cannot open log targets", proxy.span))?,
-                ))
-            };
+            let logger = open_logger(proxy, &tag, hostname)?;
             let fe_maxconn = proxy.maxconn.unwrap_or(maxconn);
             let frontend = Arc::new(Frontend {
                 name: proxy.name.clone(),
@@ -170,6 +167,7 @@ impl Engine {
     /// Runs every accept loop until stopped. Sessions in flight keep running after this
     /// returns; use [`Stopper::drained`] to wait for them.
     pub async fn run(self) {
+        health::spawn_checks(&self.backends, &self.stop);
         let mut tasks = Vec::new();
         for (listener, frontend) in self.listeners {
             let process = Arc::clone(&self.process);
@@ -211,7 +209,10 @@ impl Stopper {
     }
 }
 
-async fn build_backend(proxy: &config::Proxy) -> anyhow::Result<Backend> {
+async fn build_backend(
+    proxy: &config::Proxy,
+    logger: Option<Arc<switchyard_log::Logger>>,
+) -> anyhow::Result<Backend> {
     let mut servers = Vec::with_capacity(proxy.servers.len());
     for server in &proxy.servers {
         let ip = resolve(&server.host)
@@ -222,6 +223,9 @@ async fn build_backend(proxy: &config::Proxy) -> anyhow::Result<Backend> {
         } else {
             AdminState::Ready
         };
+        let check = server_check(server);
+        let health = state::HealthRecord::new(&check);
+        let up = !check.enabled || health.counter.is_up();
         servers.push(Arc::new(Server {
             name: server.name.clone(),
             id: server.id,
@@ -232,9 +236,14 @@ async fn build_backend(proxy: &config::Proxy) -> anyhow::Result<Backend> {
             maxqueue: server.maxqueue,
             send_proxy: server.send_proxy,
             weight: AtomicU32::new(server.weight),
+            uweight: AtomicU32::new(server.weight),
             admin: AtomicU8::new(admin as u8),
-            up: AtomicBool::new(true),
+            up: AtomicBool::new(up),
             counters: Counters::default(),
+            check,
+            health: std::sync::Mutex::new(health),
+            recheck: Notify::new(),
+            kill: watch::channel(state::KillOrder::default()).0,
         }));
     }
     let queue_limit = if !servers.is_empty() && servers.iter().all(|s| s.maxqueue.is_some()) {
@@ -259,7 +268,53 @@ async fn build_backend(proxy: &config::Proxy) -> anyhow::Result<Backend> {
         counters: Counters::default(),
         slot_freed: Notify::new(),
         queue_limit,
+        health_check: proxy.health_check.clone(),
+        check_timeout: proxy.timeouts.check,
+        log_health_checks: proxy.log_health_checks,
+        logger,
     })
+}
+
+/// Check settings of a `server` line; `check` addresses given as names are not supported yet.
+fn server_check(server: &config::Server) -> ServerCheck {
+    let ip_of = |host: &Option<Host>| match host {
+        Some(Host::Ip(ip)) => Some(*ip),
+        _ => None,
+    };
+    ServerCheck {
+        enabled: server.check,
+        inter: server.inter,
+        fastinter: server.fastinter,
+        downinter: server.downinter,
+        rise: server.rise,
+        fall: server.fall,
+        port: server.check_port,
+        addr: ip_of(&server.check_addr),
+        observe_layer4: server.observe_layer4,
+        error_limit: server.error_limit.unwrap_or(10).max(1),
+        on_error: server.on_error,
+        shutdown_sessions_on_down: server.shutdown_sessions_on_down,
+        shutdown_backup_sessions_on_up: server.shutdown_backup_sessions_on_up,
+        agent: server.agent_check.then(|| AgentCheck {
+            port: server.agent_port.unwrap_or(0),
+            addr: ip_of(&server.agent_addr),
+            inter: server.agent_inter.unwrap_or(server.inter),
+            send: server.agent_send.clone(),
+        }),
+    }
+}
+
+fn open_logger(
+    proxy: &config::Proxy,
+    tag: &str,
+    hostname: Option<&str>,
+) -> anyhow::Result<Option<Arc<switchyard_log::Logger>>> {
+    if proxy.logs.is_empty() {
+        return Ok(None);
+    }
+    let logger = switchyard_log::Logger::new(&proxy.logs, tag, hostname)
+        .with_context(|| format!("{}: cannot open log targets", proxy.span))?;
+    Ok(Some(Arc::new(logger)))
 }
 
 async fn resolve(host: &Host) -> anyhow::Result<IpAddr> {

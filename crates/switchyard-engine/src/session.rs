@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::forward::{self, ByteSink, Ending, Limits, Side};
 use crate::select::{self, Lease, NoServer};
-use crate::state::{Backend, Frontend, Process, Server};
+use crate::state::{Backend, Frontend, KillCause, Process, Server};
 
 /// Everything a session needs, owned so the task is `'static`.
 pub struct Session {
@@ -246,11 +246,13 @@ impl Session {
             let result = connect_to(target, connect_timeout, backend.tcpka).await;
             match result {
                 Ok(stream) => {
+                    crate::health::report_traffic_success(&current.server);
                     outcome.connect_time = Some(started.elapsed());
                     return Some((stream, current));
                 }
                 Err(error) => {
                     tracing::debug!(server = %current.server.name, %target, %error, "connect failed");
+                    crate::health::report_traffic_error(backend, &current.server);
                     current
                         .server
                         .counters
@@ -327,8 +329,28 @@ impl Session {
             backend,
             server,
         };
-        let (ending, transferred) =
-            forward::forward(&self.client, &server_stream, limits, &sinks).await;
+        // Orders to close this server's sessions that arrive from now on apply to this one.
+        let mut kill = server.kill.subscribe();
+        kill.borrow_and_update();
+        let forwarding = forward::forward(&self.client, &server_stream, limits, &sinks);
+        let killed = tokio::select! {
+            result = forwarding => Ok(result),
+            Ok(()) = kill.changed() => Err(kill.borrow().cause),
+        };
+        let (ending, transferred) = match killed {
+            Ok(result) => result,
+            Err(cause) => {
+                outcome.cause = match cause {
+                    KillCause::Down => TerminationCause::Down,
+                    KillCause::Up => TerminationCause::Up,
+                    KillCause::Admin => TerminationCause::Killed,
+                };
+                outcome.state = SessionState::Data;
+                let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
+                let _ = socket2::SockRef::from(&self.client).set_linger(Some(Duration::ZERO));
+                return;
+            }
+        };
         outcome.upstream = transferred.upstream;
         outcome.downstream = transferred.downstream;
         outcome.state = SessionState::Data;

@@ -5,15 +5,16 @@
 //! sits behind an `ArcSwap` so the control plane can add and remove servers without the data
 //! path ever taking a lock.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use switchyard_balance::Algorithm;
 use switchyard_config as config;
-use tokio::sync::{Notify, Semaphore};
+use switchyard_health::{CheckOutcome, HealthCounter};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Administrative state set by the operator (config `disabled`, later the Runtime API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,12 +104,116 @@ pub struct Server {
     pub maxconn: Option<u32>,
     pub maxqueue: Option<u32>,
     pub send_proxy: Option<config::ProxyProtocol>,
-    /// Configured weight (`uweight`), 0..=256.
+    /// Effective weight (`iweight`): what the balancer uses, 0..=256.
     pub weight: AtomicU32,
+    /// User weight (`uweight`): configured or set by the operator; an agent's `N%` applies to it.
+    pub uweight: AtomicU32,
     pub admin: AtomicU8,
     /// Operational state: false when health checks (or a failed address) say it is down.
+    /// The data path reads only this flag; the health task keeps it in step with `health`.
     pub up: AtomicBool,
     pub counters: Counters,
+    /// How the server is checked (`check`, `inter`, `rise`... on its `server` line).
+    pub check: ServerCheck,
+    /// Check state, shared by the check task and passive observation of live traffic.
+    pub health: Mutex<HealthRecord>,
+    /// Wakes the check task early (an `on-error` action asked for `fastinter`).
+    pub recheck: Notify,
+    /// Orders the server's live sessions to close (`on-marked-down shutdown-sessions`...).
+    pub kill: watch::Sender<KillOrder>,
+}
+
+/// Check settings of one server.
+#[derive(Debug, Clone)]
+pub struct ServerCheck {
+    /// `check` was given: active checks run.
+    pub enabled: bool,
+    pub inter: Duration,
+    pub fastinter: Option<Duration>,
+    pub downinter: Option<Duration>,
+    pub rise: u32,
+    pub fall: u32,
+    /// `port N` / `addr IP`: where checks connect instead of the traffic address.
+    pub port: Option<u16>,
+    pub addr: Option<IpAddr>,
+    /// `observe layer4`: failed connections of live traffic count as errors.
+    pub observe_layer4: bool,
+    /// Consecutive live-traffic errors that trigger `on_error` (`error-limit`, default 10).
+    pub error_limit: u32,
+    pub on_error: config::OnError,
+    pub shutdown_sessions_on_down: bool,
+    pub shutdown_backup_sessions_on_up: bool,
+    pub agent: Option<AgentCheck>,
+}
+
+/// `agent-check` settings.
+#[derive(Debug, Clone)]
+pub struct AgentCheck {
+    pub port: u16,
+    pub addr: Option<IpAddr>,
+    pub inter: Duration,
+    pub send: Option<String>,
+}
+
+/// Check state of one server.
+#[derive(Debug, Clone)]
+pub struct HealthRecord {
+    pub counter: HealthCounter,
+    /// The last active check's outcome (`check_status`, `check_code`, `check_duration`).
+    pub last: Option<CheckOutcome>,
+    /// The last agent reply's outcome.
+    pub last_agent: Option<CheckOutcome>,
+    /// Consecutive errors seen on live traffic (`observe layer4`).
+    pub consecutive_errors: u32,
+    /// When the operational state last changed (`lastchg`).
+    pub last_change: Instant,
+    /// Failed checks and UP-to-DOWN transitions (`chkfail`, `chkdown`).
+    pub failed_checks: u64,
+    pub down_transitions: u64,
+    /// Time spent DOWN before the current state (`downtime`).
+    pub downtime: Duration,
+}
+
+impl HealthRecord {
+    pub fn new(check: &ServerCheck) -> Self {
+        HealthRecord {
+            counter: HealthCounter::new(check.rise, check.fall),
+            last: None,
+            last_agent: None,
+            consecutive_errors: 0,
+            last_change: Instant::now(),
+            failed_checks: 0,
+            down_transitions: 0,
+            downtime: Duration::ZERO,
+        }
+    }
+}
+
+/// Why sessions are being closed by force: the first letter of their termination state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillCause {
+    /// The server went DOWN (`D`).
+    Down,
+    /// An active server came back UP; backup sessions close (`U`).
+    Up,
+    /// An administrator asked for it (`K`).
+    Admin,
+}
+
+/// A kill order: sessions opened before `sequence` changed close with `cause`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KillOrder {
+    pub sequence: u64,
+    pub cause: KillCause,
+}
+
+impl Default for KillOrder {
+    fn default() -> Self {
+        KillOrder {
+            sequence: 0,
+            cause: KillCause::Admin,
+        }
+    }
 }
 
 impl Server {
@@ -155,6 +260,21 @@ impl Server {
         taken
     }
 
+    /// Closes every live session of this server, with `cause` in their logs.
+    pub fn kill_sessions(&self, cause: KillCause) {
+        self.kill.send_modify(|order| {
+            order.sequence += 1;
+            order.cause = cause;
+        });
+    }
+
+    /// Locks the health record; a poisoned lock still holds consistent plain data.
+    pub fn health(&self) -> std::sync::MutexGuard<'_, HealthRecord> {
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     pub fn release_slot(&self) {
         self.counters.session_ended();
     }
@@ -189,6 +309,13 @@ pub struct Backend {
     pub slot_freed: Notify,
     /// Bound on queued sessions: the sum of the servers' `maxqueue` when every server has one.
     pub queue_limit: Option<u32>,
+    /// The check kind servers with `check` get.
+    pub health_check: config::HealthCheck,
+    /// `timeout check` and `timeout connect`, which bound checks.
+    pub check_timeout: Option<Duration>,
+    pub log_health_checks: bool,
+    /// Where server state changes are logged (the backend's `log` lines).
+    pub logger: Option<Arc<switchyard_log::Logger>>,
 }
 
 impl Backend {

@@ -135,7 +135,12 @@ pub struct CheckOutcome {
 
 impl CheckOutcome {
     pub fn new(status: CheckStatus, duration: Duration, info: impl Into<String>) -> Self {
-        CheckOutcome { status, code: None, duration, info: info.into() }
+        CheckOutcome {
+            status,
+            code: None,
+            duration,
+            info: info.into(),
+        }
     }
 
     pub fn with_code(mut self, code: u32) -> Self {

@@ -8,6 +8,12 @@
 //! * [`Switchyard`] / [`check_config`]: the real `switchyard` binary with a config from a string.
 //! * [`require_postgres`]: tests that need PostgreSQL fail loudly when it is missing, unless
 //!   `SWITCHYARD_SKIP_PG=1` says skipping is fine.
+//! * Streaming replication: [`PgInstance::start_primary`], [`PgInstance::start_standby`]
+//!   (real `pg_basebackup -R`), [`PgInstance::promote`], replay pause/resume and lag.
+//! * [`MariaInstance`]: a real, throw-away MariaDB server (run as the `mysql` OS user when root),
+//!   driven with the real `mariadb` client; [`GaleraCluster`]: N real `mariadbd` nodes forming a
+//!   Galera cluster on loopback. [`require_mariadb`] / [`require_galera`] skip only with
+//!   `SWITCHYARD_SKIP_MARIADB=1`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -39,14 +45,22 @@
 //!
 //! Environment knobs: `SWITCHYARD_PG_BIN` (directory holding `initdb`/`postgres`),
 //! `SWITCHYARD_TEST_TMPDIR` (where temp dirs go), `SWITCHYARD_SKIP_PG=1`,
-//! `SWITCHYARD_KEEP_TMP=1` (keep temp dirs for post-mortems).
+//! `SWITCHYARD_SKIP_MARIADB=1` (MariaDB and Galera), `SWITCHYARD_KEEP_TMP=1` (keep temp dirs for
+//! post-mortems).
 
+mod maria;
+mod osuser;
 mod pg;
 mod ports;
 mod process;
 mod proxy;
 mod tmp;
 
+pub use maria::{
+    have_galera, have_mariadb, mariadb_client_path, mariadb_node_name_at, mariadb_sql,
+    mariadb_sql_as, mariadbd_path, require_galera, require_mariadb, GaleraCluster, MariaInstance,
+    GALERA_PROVIDER, WSREP_DONOR_DESYNCED, WSREP_JOINED, WSREP_JOINING, WSREP_SYNCED,
+};
 pub use pg::{
     have_postgres, node_name_at, pg_bin_dir, pg_tool, pgbench, psql, require_postgres, PgInstance,
     PgbenchReport, NODE_TABLE,
@@ -55,6 +69,11 @@ pub use ports::{free_port, wait_for_port};
 pub use process::{have_command, run_with_timeout, ChildGuard};
 pub use proxy::{bind_ports, check_config, check_config_output, CheckOutput, Switchyard};
 pub use tmp::TempDir;
+
+/// Serializes this crate's unit tests that start database servers (PostgreSQL, MariaDB,
+/// Galera), to be frugal with CPU.
+#[cfg(test)]
+pub(crate) static SERVER_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Re-exported so integration tests can name signals without their own `libc` dependency.
 pub use libc;
@@ -71,6 +90,37 @@ macro_rules! require_postgres_or_return {
     };
     ($ret:expr) => {
         if !$crate::require_postgres() {
+            return $ret;
+        }
+    };
+}
+
+/// Like [`require_postgres_or_return!`], for MariaDB: returns early when MariaDB is missing and
+/// `SWITCHYARD_SKIP_MARIADB=1`, panics when it is missing otherwise.
+#[macro_export]
+macro_rules! require_mariadb_or_return {
+    () => {
+        if !$crate::require_mariadb() {
+            return;
+        }
+    };
+    ($ret:expr) => {
+        if !$crate::require_mariadb() {
+            return $ret;
+        }
+    };
+}
+
+/// Like [`require_mariadb_or_return!`], for Galera (MariaDB, `galera-4` and rsync).
+#[macro_export]
+macro_rules! require_galera_or_return {
+    () => {
+        if !$crate::require_galera() {
+            return;
+        }
+    };
+    ($ret:expr) => {
+        if !$crate::require_galera() {
             return $ret;
         }
     };

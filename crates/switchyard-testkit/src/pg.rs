@@ -1,14 +1,13 @@
 //! Real, throw-away PostgreSQL servers.
 
-use std::ffi::CString;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::osuser::{server_user, OsUser};
 use crate::ports::free_port;
 use crate::process::{run_with_timeout, ChildGuard};
 use crate::tmp::TempDir;
@@ -91,66 +90,10 @@ pub fn require_postgres() -> bool {
     );
 }
 
-#[derive(Clone, Copy, Debug)]
-struct OsUser {
-    uid: u32,
-    gid: u32,
-}
-
-fn lookup_user(name: &str) -> Option<OsUser> {
-    let cname = CString::new(name).ok()?;
-    let mut buf = vec![0 as libc::c_char; 16384];
-    // SAFETY: getpwnam_r with a zeroed passwd struct and a buffer we own.
-    unsafe {
-        let mut pwd: libc::passwd = std::mem::zeroed();
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = libc::getpwnam_r(
-            cname.as_ptr(),
-            &mut pwd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        );
-        (rc == 0 && !result.is_null()).then_some(OsUser {
-            uid: pwd.pw_uid,
-            gid: pwd.pw_gid,
-        })
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 /// The OS user PostgreSQL runs as: None (the current user) unless we are root, then `postgres`,
 /// created as a system user if it does not exist.
 fn pg_os_user() -> Result<Option<OsUser>> {
-    static USER: OnceLock<Result<Option<OsUser>, String>> = OnceLock::new();
-    USER.get_or_init(|| {
-        if !is_root() {
-            return Ok(None);
-        }
-        if let Some(user) = lookup_user("postgres") {
-            return Ok(Some(user));
-        }
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/var/lib/postgresql",
-            ])
-            .args(["--shell", "/usr/sbin/nologin", "postgres"])
-            .output();
-        // Another process may have created it meanwhile; look again either way.
-        lookup_user("postgres").map(Some).ok_or_else(|| {
-            format!("running as root and there is no `postgres` OS user; useradd failed: {out:?}")
-        })
-    })
-    .clone()
-    .map_err(|e| anyhow!(e))
+    server_user("postgres", "/var/lib/postgresql")
 }
 
 fn describe_failure(what: &str, out: &Output) -> String {
@@ -190,10 +133,33 @@ pub fn psql(port: u16, sql: &str) -> Result<String> {
     Ok(stdout.strip_suffix('\n').unwrap_or(&stdout).to_string())
 }
 
-/// The name stored by [`PgInstance::start_named`] in the server answering on `port` (a
-/// PostgreSQL port or a proxy in front of one).
+/// The name given to [`PgInstance::start_named`] (or [`PgInstance::start_primary`],
+/// [`PgInstance::start_standby`]) of the server answering on `port` (a PostgreSQL port or a proxy
+/// in front of one).
+///
+/// This is the server's `cluster_name` setting, which every named instance gets (it is not
+/// replicated, so a standby answers with its own name). For names `cluster_name` cannot hold
+/// (non-printable-ASCII), the row of the `switchyard_node` table is used instead.
 pub fn node_name_at(port: u16) -> Result<String> {
+    let name = psql(port, "SELECT current_setting('cluster_name')")?;
+    if !name.is_empty() {
+        return Ok(name);
+    }
     psql(port, &format!("SELECT name FROM {NODE_TABLE}"))
+}
+
+/// True if `name` can be PostgreSQL's `cluster_name` unchanged (printable ASCII; the server
+/// replaces anything else with `?`).
+fn fits_cluster_name(name: &str) -> bool {
+    !name.is_empty() && name.len() < 64 && name.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+}
+
+fn parse_bool(s: &str) -> Result<bool> {
+    match s.trim() {
+        "t" => Ok(true),
+        "f" => Ok(false),
+        other => bail!("expected t or f from psql, got {other:?}"),
+    }
 }
 
 /// What a `pgbench` run reported.
@@ -297,9 +263,13 @@ impl PgInstance {
         Self::start_inner(None)
     }
 
-    /// Starts an instance that knows its name: `cluster_name` is set to it (ASCII names) and the
-    /// table `switchyard_node(name text)` holds it in one row, so a test can ask which backend
-    /// answered through a proxy with [`PgInstance::node_name`] or [`node_name_at`].
+    /// Starts an instance that knows its name: `cluster_name` is set to it (printable ASCII names)
+    /// and the table `switchyard_node(name text)` holds it in one row, so a test can ask which
+    /// backend answered through a proxy with [`PgInstance::node_name`] or [`node_name_at`].
+    ///
+    /// Every instance can be a replication primary (`wal_level=replica`, `max_wal_senders=10`,
+    /// and initdb's `host replication all 127.0.0.1/32 trust` line in `pg_hba.conf`); see
+    /// [`PgInstance::start_standby`].
     pub fn start_named(name: &str) -> Result<PgInstance> {
         let pg = Self::start_inner(Some(name))?;
         pg.psql(
@@ -312,7 +282,60 @@ impl PgInstance {
         Ok(pg)
     }
 
-    fn start_inner(name: Option<&str>) -> Result<PgInstance> {
+    /// Starts a replication primary: the same as [`PgInstance::start_named`] (every instance is
+    /// replication-capable), named for readability at the call site.
+    pub fn start_primary(name: &str) -> Result<PgInstance> {
+        Self::start_named(name)
+    }
+
+    /// Starts a streaming-replication hot standby of `primary`: the real `pg_basebackup -R -X
+    /// stream` (as the postgres OS user when root) into a new data directory, then a server on
+    /// its own free port. `name` becomes its `cluster_name` (and so its
+    /// [`PgInstance::node_name`]; the replicated `switchyard_node` table still holds the
+    /// primary's name) and the `application_name` it shows in the primary's
+    /// `pg_stat_replication`. `name` must be printable ASCII.
+    ///
+    /// Returns once the standby accepts read-only queries; use
+    /// [`PgInstance::wait_replay_caught_up`] to wait for it to replay everything.
+    pub fn start_standby(primary: &PgInstance, name: &str) -> Result<PgInstance> {
+        if !fits_cluster_name(name) {
+            bail!("standby name {name:?} must be 1-63 printable ASCII characters (cluster_name)");
+        }
+        let mut pg = Self::new_unstarted(Some(name))?;
+        let mut backup = pg.server_command("pg_basebackup");
+        backup
+            .arg("-D")
+            .arg(&pg.data_dir)
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .args([
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ])
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env_remove("PGPASSWORD")
+            .env_remove("PGSERVICE")
+            .env_remove("PGOPTIONS");
+        let out = run_with_timeout(&mut backup, Duration::from_secs(300))?;
+        if !out.status.success() {
+            bail!(
+                "{}",
+                describe_failure(
+                    &format!("pg_basebackup from port {} (primary)", primary.port),
+                    &out
+                )
+            );
+        }
+        pg.launch_on_free_port()?;
+        Ok(pg)
+    }
+
+    fn new_unstarted(name: Option<&str>) -> Result<PgInstance> {
         let bin =
             pg_bin_dir().ok_or_else(|| anyhow!("{}", missing_postgres().unwrap_or_default()))?;
         let user = pg_os_user()?;
@@ -322,7 +345,7 @@ impl PgInstance {
                 .with_context(|| format!("chown {} to the postgres user", dir.path().display()))?;
         }
         let data_dir = dir.path().join("data");
-        let mut pg = PgInstance {
+        Ok(PgInstance {
             name: name.map(str::to_string),
             port: 0,
             bin,
@@ -331,7 +354,11 @@ impl PgInstance {
             server: None,
             old_logs: String::new(),
             dir,
-        };
+        })
+    }
+
+    fn start_inner(name: Option<&str>) -> Result<PgInstance> {
+        let mut pg = Self::new_unstarted(name)?;
         let mut initdb = pg.server_command("initdb");
         initdb.arg("-D").arg(&pg.data_dir);
         initdb.args([
@@ -348,15 +375,20 @@ impl PgInstance {
         if !out.status.success() {
             bail!("{}", describe_failure("initdb", &out));
         }
-        // The port may be taken between free_port() and the bind: retry with another.
+        pg.launch_on_free_port()?;
+        Ok(pg)
+    }
+
+    /// The port may be taken between free_port() and the bind: retry with another.
+    fn launch_on_free_port(&mut self) -> Result<()> {
         let mut last_err = None;
         for _ in 0..5 {
-            pg.port = free_port();
-            match pg.launch() {
-                Ok(()) => return Ok(pg),
+            self.port = free_port();
+            match self.launch() {
+                Ok(()) => return Ok(()),
                 Err(e)
-                    if pg.log().contains("could not bind")
-                        || pg.log().contains("could not create any TCP") =>
+                    if self.log().contains("could not bind")
+                        || self.log().contains("could not create any TCP") =>
                 {
                     last_err = Some(e);
                 }
@@ -398,14 +430,18 @@ impl PgInstance {
             "logging_collector=off",
             "max_wal_size=1GB",
             "checkpoint_timeout=30min",
+            // Every instance can be a streaming-replication primary or standby.
+            "wal_level=replica",
+            "max_wal_senders=10",
+            "max_replication_slots=10",
+            "wal_keep_size=256MB",
+            "hot_standby=on",
+            "hot_standby_feedback=on",
+            "wal_receiver_status_interval=1s",
         ] {
             cmd.args(["-c", setting]);
         }
-        if let Some(name) = self
-            .name
-            .as_deref()
-            .filter(|n| n.is_ascii() && !n.is_empty())
-        {
+        if let Some(name) = self.name.as_deref().filter(|n| fits_cluster_name(n)) {
             cmd.arg("-c").arg(format!("cluster_name={name}"));
         }
         self.server = Some(ChildGuard::spawn(&mut cmd)?);
@@ -489,6 +525,121 @@ impl PgInstance {
     /// `port_override` (default: this instance).
     pub fn node_name(&self, port_override: Option<u16>) -> Result<String> {
         node_name_at(port_override.unwrap_or(self.port))
+    }
+
+    /// True while the server is a standby (`pg_is_in_recovery()`).
+    pub fn is_in_recovery(&self) -> Result<bool> {
+        parse_bool(&self.psql(None, "SELECT pg_is_in_recovery()")?)
+    }
+
+    /// Promotes this standby (`SELECT pg_promote()`, which waits up to 60 s) and waits until
+    /// `pg_is_in_recovery()` is false, i.e. it accepts writes.
+    pub fn promote(&self) -> Result<()> {
+        let done = self.psql(None, "SELECT pg_promote(true, 60)")?;
+        if !parse_bool(&done)? {
+            bail!(
+                "pg_promote() on port {} did not finish within 60 s; log:\n{}",
+                self.port,
+                self.log()
+            );
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.is_in_recovery()? {
+            if Instant::now() >= deadline {
+                bail!(
+                    "port {} still in recovery after promotion; log:\n{}",
+                    self.port,
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    }
+
+    /// Where the WAL written so far ends, as text such as `0/3000148`: on a primary
+    /// `pg_current_wal_insert_lsn()` (which, unlike `pg_current_wal_lsn()`, includes commits not
+    /// yet flushed under `synchronous_commit=off`), moved back over a page header it may point
+    /// past, so that a standby's `pg_last_wal_replay_lsn()` reaches it exactly; on a standby
+    /// `pg_last_wal_replay_lsn()`.
+    pub fn wal_lsn(&self) -> Result<String> {
+        self.psql(
+            None,
+            "WITH p AS (SELECT pg_current_wal_insert_lsn() AS l, \
+               (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_segment_size') AS seg, \
+               (SELECT setting::numeric FROM pg_settings WHERE name = 'wal_block_size') AS blk \
+             WHERE NOT pg_is_in_recovery()) \
+             SELECT pg_last_wal_replay_lsn() WHERE pg_is_in_recovery() \
+             UNION ALL \
+             SELECT CASE WHEN (l - '0/0') % seg = 40 THEN l - 40 \
+                         WHEN (l - '0/0') % blk = 24 THEN l - 24 ELSE l END FROM p",
+        )
+    }
+
+    /// How many bytes of WAL this standby has still to replay to reach `primary`'s current
+    /// position (0 when caught up; also 0 for a primary/promoted server).
+    pub fn replay_lag_bytes(&self, primary: &PgInstance) -> Result<u64> {
+        let target = primary.wal_lsn()?;
+        let lag = self.psql(
+            None,
+            &format!(
+                "SELECT CASE WHEN pg_is_in_recovery() THEN \
+                 greatest(pg_wal_lsn_diff('{target}', pg_last_wal_replay_lsn()), 0)::bigint \
+                 ELSE 0 END"
+            ),
+        )?;
+        lag.parse()
+            .with_context(|| format!("parsing replay lag {lag:?}"))
+    }
+
+    /// Waits until this standby has replayed all WAL `primary` had written when called (its
+    /// `pg_last_wal_replay_lsn()` reaches the primary's `pg_current_wal_lsn()`).
+    pub fn wait_replay_caught_up(&self, primary: &PgInstance, timeout: Duration) -> Result<()> {
+        let target = primary.wal_lsn()?;
+        let deadline = Instant::now() + timeout;
+        let query = format!(
+            "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= '{target}'::pg_lsn"
+        );
+        loop {
+            if parse_bool(&self.psql(None, &query)?)? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "standby on port {} did not replay up to {target} within {timeout:?} (at {}); log:\n{}",
+                    self.port,
+                    self.wal_lsn().unwrap_or_default(),
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Pauses WAL replay on this standby (`pg_wal_replay_pause()`): it keeps receiving WAL but
+    /// stops applying it, so writes on the primary make it lag until
+    /// [`PgInstance::resume_replay`]. Waits until the pause has taken effect.
+    pub fn pause_replay(&self) -> Result<()> {
+        self.psql(None, "SELECT pg_wal_replay_pause()")?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = self.psql(None, "SELECT pg_get_wal_replay_pause_state()")?;
+            if state == "paused" {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "replay on port {} is {state:?}, not paused, after 30 s",
+                    self.port
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resumes WAL replay after [`PgInstance::pause_replay`].
+    pub fn resume_replay(&self) -> Result<()> {
+        self.psql(None, "SELECT pg_wal_replay_resume()").map(drop)
     }
 
     /// Client connections currently open to this server, not counting the one asking.
@@ -612,10 +763,7 @@ impl Drop for PgInstance {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Mutex;
-
-    /// Serializes tests in this crate that start PostgreSQL, to be frugal with CPU.
-    static PG_TESTS: Mutex<()> = Mutex::new(());
+    use crate::osuser::is_root;
 
     const SAMPLE_15: &str = "pgbench (15.18 (Debian 15.18-0+deb12u1))
 starting vacuum...end.
@@ -658,7 +806,9 @@ tps = 1086.956522 (without initial connection time)
     #[test]
     fn real_postgres_start_query_pgbench_kill9_restart() {
         crate::require_postgres_or_return!();
-        let _serial = PG_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = crate::SERVER_TESTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut pg = PgInstance::start_named("alpha").unwrap();
         assert_eq!(pg.psql(None, "select 1").unwrap(), "1");
         assert_eq!(pg.node_name(None).unwrap(), "alpha");
@@ -714,7 +864,9 @@ tps = 1086.956522 (without initial connection time)
     #[test]
     fn two_instances_have_distinct_ports_and_names() {
         crate::require_postgres_or_return!();
-        let _serial = PG_TESTS.lock().unwrap_or_else(|p| p.into_inner());
+        let _serial = crate::SERVER_TESTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let a = PgInstance::start_named("a").unwrap();
         let b = PgInstance::start_named("b'quote").unwrap();
         assert_ne!(a.port(), b.port());
@@ -731,5 +883,73 @@ tps = 1086.956522 (without initial connection time)
         assert!(!alive, "postmaster survived drop");
         assert!(!base.exists());
         assert_eq!(b.client_connections().unwrap(), 0);
+    }
+
+    #[test]
+    fn streaming_replication_lag_and_promotion() {
+        crate::require_postgres_or_return!();
+        let _serial = crate::SERVER_TESTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let primary = PgInstance::start_primary("prim").unwrap();
+        primary
+            .psql(None, "CREATE TABLE t(i int); INSERT INTO t VALUES (1)")
+            .unwrap();
+        let standby = PgInstance::start_standby(&primary, "stby").unwrap();
+        assert_ne!(standby.port(), primary.port());
+        assert!(standby.is_in_recovery().unwrap());
+        assert!(!primary.is_in_recovery().unwrap());
+        assert_eq!(standby.node_name(None).unwrap(), "stby");
+        assert_eq!(primary.node_name(None).unwrap(), "prim");
+        // The node table is replicated: it holds the primary's name on both.
+        assert_eq!(
+            standby
+                .psql(None, "SELECT name FROM switchyard_node")
+                .unwrap(),
+            "prim"
+        );
+        assert_eq!(
+            primary
+                .psql(None, "SELECT application_name FROM pg_stat_replication")
+                .unwrap(),
+            "stby"
+        );
+
+        primary.psql(None, "INSERT INTO t VALUES (2)").unwrap();
+        standby
+            .wait_replay_caught_up(&primary, Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(standby.psql(None, "SELECT sum(i) FROM t").unwrap(), "3");
+        assert_eq!(standby.replay_lag_bytes(&primary).unwrap(), 0);
+        let err = standby
+            .psql(None, "INSERT INTO t VALUES (100)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("read-only transaction"), "{err}");
+
+        // Lag: replay paused while the primary writes.
+        standby.pause_replay().unwrap();
+        primary
+            .psql(None, "INSERT INTO t SELECT generate_series(1, 1000)")
+            .unwrap();
+        assert!(standby.replay_lag_bytes(&primary).unwrap() > 0);
+        assert_eq!(standby.psql(None, "SELECT sum(i) FROM t").unwrap(), "3");
+        assert!(standby
+            .wait_replay_caught_up(&primary, Duration::from_millis(300))
+            .is_err());
+        standby.resume_replay().unwrap();
+        standby
+            .wait_replay_caught_up(&primary, Duration::from_secs(30))
+            .unwrap();
+        assert_eq!(
+            standby.psql(None, "SELECT count(*) FROM t").unwrap(),
+            "1002"
+        );
+
+        standby.promote().unwrap();
+        assert!(!standby.is_in_recovery().unwrap());
+        standby.psql(None, "INSERT INTO t VALUES (100)").unwrap();
+        assert_eq!(standby.node_name(None).unwrap(), "stby");
+        assert_eq!(standby.replay_lag_bytes(&primary).unwrap(), 0);
     }
 }

@@ -1,0 +1,400 @@
+//! Health checks driving the data plane, in-process against real sockets: a server that
+//! stops answering is taken out and traffic reroutes; it comes back after `rise` checks;
+//! backups take over and hand back; `on-marked-down`/`on-marked-up` actions; passive
+//! `observe layer4`; an HTTP health endpoint. Times from each change to rerouting are printed.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_config::{parse_sources, Source};
+use switchyard_engine::state::Backend;
+use switchyard_engine::Engine;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+/// A line-echo server that prefixes replies with its name and can be stopped and restarted
+/// on the same port (its listener is closed while stopped, so connects are refused).
+struct EchoServer {
+    addr: SocketAddr,
+    running: watch::Sender<bool>,
+}
+
+impl EchoServer {
+    async fn start(name: &'static str) -> EchoServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (running, _) = watch::channel(true);
+        let server = EchoServer { addr, running };
+        server.serve(name, listener);
+        server
+    }
+
+    fn serve(&self, name: &'static str, listener: TcpListener) {
+        let mut stop = self.running.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    _ = stop.wait_for(|running| !running) => return,
+                };
+                let Ok((stream, _)) = accepted else { return };
+                let mut stop = stop.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    loop {
+                        let line = tokio::select! {
+                            line = lines.next_line() => line,
+                            // A stopped server drops its connections too, like a killed one.
+                            _ = stop.wait_for(|running| !running) => return,
+                        };
+                        let Ok(Some(line)) = line else { return };
+                        if write
+                            .write_all(format!("{name}:{line}\n").as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    fn stop(&self) {
+        self.running.send_replace(false);
+    }
+
+    async fn restart(&self, name: &'static str) {
+        self.running.send_replace(true);
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(name, listener);
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    backend: Arc<Backend>,
+}
+
+async fn start(config: &str) -> Running {
+    let port = switchyard_testkit::free_port();
+    let config = config.replace("{port}", &port.to_string());
+    let parsed = parse_sources(&[Source {
+        name: "health.cfg".into(),
+        text: config,
+    }])
+    .unwrap_or_else(|e| panic!("config rejected:\n{e}"));
+    let engine = Engine::build(&parsed.config).await.unwrap();
+    let addr = engine.local_addrs()[0].1;
+    let backend = Arc::clone(&engine.backends[0]);
+    tokio::spawn(engine.run());
+    Running { addr, backend }
+}
+
+/// Opens a session, sends one line, returns the server name that answered.
+async fn who_answers(addr: SocketAddr) -> Option<String> {
+    let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+        .await
+        .ok()?
+        .ok()?;
+    let mut stream = BufReader::new(stream);
+    stream.get_mut().write_all(b"ping\n").await.ok()?;
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(3), stream.read_line(&mut reply))
+        .await
+        .ok()?
+        .ok()?;
+    reply
+        .split(':')
+        .next()
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}
+
+fn server_is_up(backend: &Backend, name: &str) -> bool {
+    backend
+        .servers
+        .load()
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap()
+        .up
+        .load(Ordering::Relaxed)
+}
+
+/// Polls until `condition` holds; returns how long it took.
+async fn wait_until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reroute_when_a_checked_server_dies_and_return_when_it_recovers() {
+    let a = EchoServer::start("a").await;
+    let b = EchoServer::start("b").await;
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n timeout check 500ms\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance roundrobin\n\
+         server a {} check inter 100ms rise 2 fall 2\n server b {} check inter 100ms rise 2 fall 2\n",
+        a.addr, b.addr
+    ))
+    .await;
+    // Let the first checks confirm both servers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(who_answers(running.addr).await.unwrap());
+    }
+    assert_eq!(seen.len(), 2);
+
+    a.stop();
+    let stopped = Instant::now();
+    let detected = wait_until("a marked DOWN", Duration::from_secs(5), || {
+        !server_is_up(&running.backend, "a")
+    })
+    .await;
+    for _ in 0..6 {
+        assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+    }
+    eprintln!(
+        "reroute: server killed -> marked DOWN in {} ms (inter 100ms, fall 2)",
+        detected.as_millis()
+    );
+    assert!(stopped.elapsed() >= Duration::from_millis(100));
+
+    a.restart("a").await;
+    let back = wait_until("a marked UP", Duration::from_secs(5), || {
+        server_is_up(&running.backend, "a")
+    })
+    .await;
+    eprintln!(
+        "reroute: server restarted -> marked UP in {} ms (rise 2)",
+        back.as_millis()
+    );
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(who_answers(running.addr).await.unwrap());
+    }
+    assert!(seen.contains("a"), "{seen:?}");
+    let health = running.backend.servers.load()[0].health().clone();
+    assert_eq!(health.down_transitions, 1);
+    assert!(health.failed_checks >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_takes_over_and_hands_back_closing_its_sessions() {
+    let active = EchoServer::start("active").await;
+    let backup = EchoServer::start("backup").await;
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n\
+         listen l\n bind 127.0.0.1:{{port}}\n\
+         server active {} check inter 100ms rise 1 fall 1 on-marked-up shutdown-backup-sessions\n\
+         server backup {} check inter 100ms backup\n",
+        active.addr, backup.addr
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(who_answers(running.addr).await.as_deref(), Some("active"));
+
+    active.stop();
+    let took = wait_until("active DOWN", Duration::from_secs(5), || {
+        !server_is_up(&running.backend, "active")
+    })
+    .await;
+    eprintln!(
+        "reroute: active killed -> backup serving after {} ms",
+        took.as_millis()
+    );
+    // A long-lived session on the backup.
+    let mut on_backup = BufReader::new(TcpStream::connect(running.addr).await.unwrap());
+    on_backup.get_mut().write_all(b"x\n").await.unwrap();
+    let mut reply = String::new();
+    on_backup.read_line(&mut reply).await.unwrap();
+    assert_eq!(reply.trim_end(), "backup:x");
+
+    active.restart("active").await;
+    let took = wait_until("active UP", Duration::from_secs(5), || {
+        server_is_up(&running.backend, "active")
+    })
+    .await;
+    eprintln!(
+        "reroute: active restarted -> traffic handed back after {} ms",
+        took.as_millis()
+    );
+    assert_eq!(who_answers(running.addr).await.as_deref(), Some("active"));
+    // `on-marked-up shutdown-backup-sessions` closed the backup session.
+    let mut rest = Vec::new();
+    let closed =
+        tokio::time::timeout(Duration::from_secs(2), on_backup.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "backup session still open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_shut_down_when_their_server_is_marked_down() {
+    let a = EchoServer::start("a").await;
+    let b = EchoServer::start("b").await;
+    // Checks of `a` go to a separate port, so its live sessions stay up while checks fail.
+    let health = EchoServer::start("health").await;
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance first\n\
+         server a {} check port {} inter 100ms rise 1 fall 1 on-marked-down shutdown-sessions\n\
+         server b {} check inter 100ms\n",
+        a.addr,
+        health.addr.port(),
+        b.addr
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let mut session = BufReader::new(TcpStream::connect(running.addr).await.unwrap());
+    session.get_mut().write_all(b"1\n").await.unwrap();
+    let mut reply = String::new();
+    session.read_line(&mut reply).await.unwrap();
+    assert_eq!(reply.trim_end(), "a:1");
+
+    health.stop();
+    let took = wait_until("a DOWN", Duration::from_secs(5), || {
+        !server_is_up(&running.backend, "a")
+    })
+    .await;
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), session.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "session on the DOWN server still open"
+    );
+    eprintln!(
+        "reroute: check failing -> sessions shut down, new ones on b after {} ms",
+        took.as_millis()
+    );
+    assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_traffic_errors_mark_a_server_down_with_observe_layer4() {
+    let b = EchoServer::start("b").await;
+    let health = EchoServer::start("health").await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    // The checks of `a` pass (they go to a live port), but its traffic port refuses.
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n retries 1\n option redispatch\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance roundrobin\n\
+         server a 127.0.0.1:{dead} check port {} inter 10s observe layer4 error-limit 2 on-error mark-down\n\
+         server b {} check inter 10s\n",
+        health.addr.port(),
+        b.addr
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(server_is_up(&running.backend, "a"));
+    for _ in 0..4 {
+        // Sessions picked for `a` are redispatched to `b`: clients see no failure.
+        assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+    }
+    assert!(
+        !server_is_up(&running.backend, "a"),
+        "passive errors did not mark a DOWN"
+    );
+    // Marked DOWN once by the passive analysis; the active check it triggered at once may
+    // pass, but one success is short of `rise 2`.
+    let servers = running.backend.servers.load();
+    assert_eq!(servers[0].health().down_transitions, 1);
+    assert!(!servers[0].health().counter.is_up());
+}
+
+/// A tiny HTTP health endpoint answering `GET /health` with 200 or 503.
+async fn health_endpoint(healthy: Arc<AtomicU16>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let healthy = Arc::clone(&healthy);
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 1024];
+                let n = stream.read(&mut request).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&request[..n]).to_string();
+                let ok = request.starts_with("GET /health") && healthy.load(Ordering::Relaxed) == 1;
+                let (status, body) = if ok {
+                    ("200 OK", "ready")
+                } else {
+                    ("503 Service Unavailable", "not ready")
+                };
+                let response = format!(
+                    "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reroute_on_an_http_health_endpoint() {
+    // CockroachDB style: SQL traffic on one port, `GET /health?ready=1` on the HTTP port.
+    let a = EchoServer::start("a").await;
+    let b = EchoServer::start("b").await;
+    let a_healthy = Arc::new(AtomicU16::new(1));
+    let a_http = health_endpoint(Arc::clone(&a_healthy)).await;
+    let b_http = health_endpoint(Arc::new(AtomicU16::new(1))).await;
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n timeout check 500ms\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance roundrobin\n\
+         option httpchk GET /health?ready=1\n http-check expect status 200\n\
+         server a {} check port {} inter 100ms rise 2 fall 2\n\
+         server b {} check port {} inter 100ms rise 2 fall 2\n",
+        a.addr,
+        a_http.port(),
+        b.addr,
+        b_http.port()
+    ))
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(server_is_up(&running.backend, "a"));
+    a_healthy.store(0, Ordering::Relaxed);
+    let took = wait_until("a DOWN on 503", Duration::from_secs(5), || {
+        !server_is_up(&running.backend, "a")
+    })
+    .await;
+    eprintln!(
+        "reroute: health endpoint 503 -> marked DOWN in {} ms (inter 100ms, fall 2)",
+        took.as_millis()
+    );
+    for _ in 0..4 {
+        assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+    }
+    let last = running.backend.servers.load()[0]
+        .health()
+        .last
+        .clone()
+        .unwrap();
+    assert_eq!((last.status.name(), last.code), ("L7STS", Some(503)));
+    a_healthy.store(1, Ordering::Relaxed);
+    let took = wait_until("a UP on 200", Duration::from_secs(5), || {
+        server_is_up(&running.backend, "a")
+    })
+    .await;
+    eprintln!(
+        "reroute: health endpoint 200 -> marked UP in {} ms (rise 2)",
+        took.as_millis()
+    );
+}

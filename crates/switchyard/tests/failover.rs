@@ -1,0 +1,254 @@
+//! Database-aware health checks end to end: the real binary in front of a PostgreSQL primary
+//! with a streaming standby (promotion, lag), MariaDB with `read_only` toggled, and a
+//! three-node Galera cluster with a node desynced and stopped. Each test prints the time from
+//! the change to traffic following it.
+
+use std::time::{Duration, Instant};
+
+use switchyard_testkit::{
+    free_port, mariadb_node_name_at, node_name_at, require_postgres_or_return, GaleraCluster,
+    MariaInstance, PgInstance, Switchyard,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Polls `probe` until it returns `want`; returns how long that took.
+fn wait_for(
+    what: &str,
+    limit: Duration,
+    want: &str,
+    mut probe: impl FnMut() -> Option<String>,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        if probe().as_deref() == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn pg_config(rw: u16, ro: u16, primary: &PgInstance, standby: &PgInstance) -> String {
+    let servers = format!(
+        "    server p 127.0.0.1:{} check inter 200ms rise 1 fall 1\n\
+         \x20   server s 127.0.0.1:{} check inter 200ms rise 1 fall 1\n",
+        primary.port(),
+        standby.port()
+    );
+    format!(
+        "global\n    log stdout format raw local0 info\n\
+         defaults\n    mode tcp\n    log global\n    timeout connect 1s\n    timeout check 1s\n\
+         \x20   timeout client 1m\n    timeout server 1m\n    retries 1\n    option redispatch\n\
+         listen pg_rw\n    bind 127.0.0.1:{rw}\n    db-check postgres user postgres role primary\n{servers}\
+         listen pg_ro\n    bind 127.0.0.1:{ro}\n    db-check postgres user postgres role standby max-lag 2s\n{servers}"
+    )
+}
+
+#[test]
+fn promotion_moves_the_primary_backend_to_the_promoted_standby() {
+    require_postgres_or_return!();
+    let mut primary = PgInstance::start_primary("p").unwrap();
+    let standby = PgInstance::start_standby(&primary, "s").unwrap();
+    standby
+        .wait_replay_caught_up(&primary, Duration::from_secs(20))
+        .unwrap();
+    let (rw, ro) = (free_port(), free_port());
+    let proxy = Switchyard::start(BIN, &pg_config(rw, ro, &primary, &standby)).unwrap();
+
+    // Checks settle: writes go to the primary, reads to the standby.
+    wait_for("rw -> p", Duration::from_secs(10), "p", || {
+        node_name_at(rw).ok()
+    });
+    wait_for("ro -> s", Duration::from_secs(10), "s", || {
+        node_name_at(ro).ok()
+    });
+    for _ in 0..5 {
+        assert_eq!(node_name_at(rw).unwrap(), "p");
+        assert_eq!(node_name_at(ro).unwrap(), "s");
+    }
+
+    // The primary dies; the standby is promoted, as a failover manager would do.
+    primary.kill9().unwrap();
+    let changed = Instant::now();
+    standby.promote().unwrap();
+    let rerouted = wait_for(
+        "rw -> s after promotion",
+        Duration::from_secs(20),
+        "s",
+        || node_name_at(rw).ok(),
+    );
+    eprintln!(
+        "promotion: primary killed + standby promoted -> read-write traffic on the new primary after {} ms (inter 200ms, fall 1)",
+        changed.elapsed().as_millis()
+    );
+    let _ = rerouted;
+    for _ in 0..5 {
+        assert_eq!(node_name_at(rw).unwrap(), "s");
+    }
+    // The promoted node is no longer a standby: the read-only backend has no server left.
+    wait_for("ro has no server", Duration::from_secs(10), "none", || {
+        Some(node_name_at(ro).map_or("none".to_string(), |n| n))
+    });
+    let output = proxy.stdout_so_far() + &proxy.stderr_so_far();
+    assert!(output.contains("Server pg_rw/s is UP"), "{output}");
+    assert!(output.contains("Server pg_rw/p is DOWN"), "{output}");
+    assert!(output.contains("Server pg_ro/s is DOWN"), "{output}");
+}
+
+#[test]
+fn a_standby_lagging_past_max_lag_leaves_the_read_only_backend() {
+    require_postgres_or_return!();
+    let primary = PgInstance::start_primary("p").unwrap();
+    let standby = PgInstance::start_standby(&primary, "s").unwrap();
+    standby
+        .wait_replay_caught_up(&primary, Duration::from_secs(20))
+        .unwrap();
+    let (rw, ro) = (free_port(), free_port());
+    let proxy = Switchyard::start(BIN, &pg_config(rw, ro, &primary, &standby)).unwrap();
+    wait_for("ro -> s", Duration::from_secs(10), "s", || {
+        node_name_at(ro).ok()
+    });
+
+    // A fresh commit replayed just before the pause, so the lag starts near zero; then
+    // keep writing on the primary while replay is paused: the standby falls behind.
+    primary
+        .psql(None, "create table if not exists lag_probe(t timestamptz)")
+        .unwrap();
+    primary
+        .psql(None, "insert into lag_probe values (now())")
+        .unwrap();
+    standby
+        .wait_replay_caught_up(&primary, Duration::from_secs(10))
+        .unwrap();
+    standby.pause_replay().unwrap();
+    let paused = Instant::now();
+    primary
+        .psql(None, "create table if not exists lag_probe(t timestamptz)")
+        .unwrap();
+    let took = wait_for("s leaves pg_ro", Duration::from_secs(30), "none", || {
+        let _ = primary.psql(None, "insert into lag_probe values (now())");
+        Some(node_name_at(ro).map_or("none".to_string(), |n| n))
+    });
+    eprintln!(
+        "failover: standby replay paused -> out of pg_ro (max-lag 2s) after {} ms",
+        paused.elapsed().as_millis()
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "left before lagging: {took:?}"
+    );
+    standby.resume_replay().unwrap();
+    let back = wait_for("s back in pg_ro", Duration::from_secs(30), "s", || {
+        node_name_at(ro).ok()
+    });
+    eprintln!(
+        "failover: replay resumed -> back in pg_ro after {} ms",
+        back.as_millis()
+    );
+    let output = proxy.stdout_so_far() + &proxy.stderr_so_far();
+    assert!(
+        output.contains("max-lag"),
+        "the reason names the lag: {output}"
+    );
+}
+
+#[test]
+fn a_mariadb_server_turned_read_only_leaves_the_writable_backend() {
+    if !switchyard_testkit::require_mariadb() {
+        return;
+    }
+    let a = MariaInstance::start("a").unwrap();
+    let b = MariaInstance::start("b").unwrap();
+    let front = free_port();
+    let config = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout check 1s\n    timeout client 1m\n    timeout server 1m\n\
+         listen rw\n    bind 127.0.0.1:{front}\n    balance first\n    db-check mysql user root role primary\n\
+         \x20   server a 127.0.0.1:{} check inter 200ms rise 1 fall 1\n\
+         \x20   server b 127.0.0.1:{} check inter 200ms rise 1 fall 1\n",
+        a.port(),
+        b.port()
+    );
+    let _proxy = Switchyard::start(BIN, &config).unwrap();
+    wait_for("rw -> a", Duration::from_secs(10), "a", || {
+        mariadb_node_name_at(front).ok()
+    });
+    a.set_read_only(true).unwrap();
+    let took = wait_for("rw -> b", Duration::from_secs(10), "b", || {
+        mariadb_node_name_at(front).ok()
+    });
+    eprintln!(
+        "failover: read_only=ON on a -> writes on b after {} ms",
+        took.as_millis()
+    );
+    a.set_read_only(false).unwrap();
+    let took = wait_for("rw -> a again", Duration::from_secs(10), "a", || {
+        mariadb_node_name_at(front).ok()
+    });
+    eprintln!(
+        "failover: read_only=OFF on a -> back on a after {} ms",
+        took.as_millis()
+    );
+}
+
+#[test]
+fn galera_nodes_that_leave_sync_stop_taking_traffic() {
+    if !switchyard_testkit::require_galera() {
+        return;
+    }
+    let mut cluster = GaleraCluster::start(3).unwrap();
+    let front = free_port();
+    let mut config = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout check 1s\n    timeout client 1m\n    timeout server 1m\n\
+         \x20   retries 1\n    option redispatch\n\
+         listen galera\n    bind 127.0.0.1:{front}\n    balance first\n    db-check galera user root\n"
+    );
+    for i in 0..3 {
+        config.push_str(&format!(
+            "    server n{i} 127.0.0.1:{} check inter 200ms rise 1 fall 1\n",
+            cluster.client_port(i)
+        ));
+    }
+    let _proxy = Switchyard::start(BIN, &config).unwrap();
+    let name = |i: usize| cluster.node(i).name().to_string();
+    let (n0, n1, n2) = (name(0), name(1), name(2));
+    wait_for("galera -> n0", Duration::from_secs(10), &n0, || {
+        mariadb_node_name_at(front).ok()
+    });
+
+    // Desynced (Donor/Desynced, state 2): out unless allow-donor.
+    cluster.desync(0).unwrap();
+    let took = wait_for("galera -> n1", Duration::from_secs(10), &n1, || {
+        mariadb_node_name_at(front).ok()
+    });
+    eprintln!(
+        "galera: node desynced -> traffic on the next node after {} ms",
+        took.as_millis()
+    );
+    cluster.resync(0).unwrap();
+    let took = wait_for("galera -> n0 again", Duration::from_secs(20), &n0, || {
+        mariadb_node_name_at(front).ok()
+    });
+    eprintln!(
+        "galera: node resynced -> back after {} ms",
+        took.as_millis()
+    );
+
+    // A node leaving the cluster.
+    let stopped = Instant::now();
+    cluster.stop_node(0).unwrap();
+    wait_for(
+        "galera -> n1 after stop",
+        Duration::from_secs(10),
+        &n1,
+        || mariadb_node_name_at(front).ok(),
+    );
+    eprintln!(
+        "galera: node stopped -> traffic on a synced node after {} ms (includes the shutdown)",
+        stopped.elapsed().as_millis()
+    );
+    let _ = n2;
+}
