@@ -398,3 +398,74 @@ async fn reroute_on_an_http_health_endpoint() {
         took.as_millis()
     );
 }
+
+/// An agent that answers every connection with the current contents of `reply`.
+async fn agent(reply: Arc<std::sync::Mutex<String>>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let line = reply.lock().unwrap().clone();
+            let _ = stream.write_all(format!("{line}\n").as_bytes()).await;
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_replies_drain_and_weight_the_server() {
+    let a = EchoServer::start("a").await;
+    let b = EchoServer::start("b").await;
+    let reply = Arc::new(std::sync::Mutex::new("ready up 100%".to_string()));
+    let agent_port = agent(Arc::clone(&reply)).await;
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance roundrobin\n\
+         server a {} weight 100 agent-check agent-port {agent_port} agent-inter 100ms\n\
+         server b {} weight 100\n",
+        a.addr, b.addr
+    ))
+    .await;
+    let server_a = Arc::clone(&running.backend.servers.load()[0]);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(server_a.weight.load(Ordering::Relaxed), 100);
+
+    // `50%` halves the effective weight, keeping the configured one.
+    *reply.lock().unwrap() = "50%".to_string();
+    wait_until("weight 50", Duration::from_secs(5), || {
+        server_a.weight.load(Ordering::Relaxed) == 50
+    })
+    .await;
+    assert_eq!(server_a.uweight.load(Ordering::Relaxed), 100);
+
+    // `drain`: no new sessions go to `a`.
+    *reply.lock().unwrap() = "drain".to_string();
+    wait_until("a drained", Duration::from_secs(5), || {
+        server_a.admin_state() == switchyard_engine::state::AdminState::Drain
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+    }
+    // `ready` and `down # maintenance`: back in service, then operationally DOWN.
+    *reply.lock().unwrap() = "ready".to_string();
+    wait_until("a ready", Duration::from_secs(5), || {
+        server_a.admin_state() == switchyard_engine::state::AdminState::Ready
+    })
+    .await;
+    *reply.lock().unwrap() = "down # planned maintenance".to_string();
+    let took = wait_until("a DOWN by agent", Duration::from_secs(5), || {
+        !server_is_up(&running.backend, "a")
+    })
+    .await;
+    eprintln!(
+        "reroute: agent said down -> out of rotation after {} ms",
+        took.as_millis()
+    );
+    for _ in 0..4 {
+        assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+    }
+}

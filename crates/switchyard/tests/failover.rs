@@ -252,3 +252,49 @@ fn galera_nodes_that_leave_sync_stop_taking_traffic() {
     );
     let _ = n2;
 }
+
+#[test]
+fn haproxy_mysql_check_follows_a_killed_mariadb() {
+    if !switchyard_testkit::require_mariadb() {
+        return;
+    }
+    let mut a = MariaInstance::start("a").unwrap();
+    let b = MariaInstance::start("b").unwrap();
+    a.create_check_user("haproxy", None).unwrap();
+    b.create_check_user("haproxy", None).unwrap();
+    let front = free_port();
+    let config = format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout check 1s\n    timeout client 1m\n    timeout server 1m\n\
+         \x20   retries 1\n    option redispatch\n\
+         listen mysql\n    bind 127.0.0.1:{front}\n    balance first\n    option mysql-check user haproxy\n\
+         \x20   server a 127.0.0.1:{} check inter 200ms rise 2 fall 2\n\
+         \x20   server b 127.0.0.1:{} check inter 200ms rise 2 fall 2\n",
+        a.port(),
+        b.port()
+    );
+    let mut proxy = Switchyard::start(BIN, &config).unwrap();
+    wait_for("mysql -> a", Duration::from_secs(10), "a", || {
+        mariadb_node_name_at(front).ok()
+    });
+    a.kill9().unwrap();
+    let killed = Instant::now();
+    // Sessions are redispatched to b at once; the check takes `a` out within fall x inter.
+    wait_for("mysql -> b", Duration::from_secs(10), "b", || {
+        mariadb_node_name_at(front).ok()
+    });
+    proxy
+        .wait_for_output("Server mysql/a is DOWN", Duration::from_secs(10))
+        .unwrap();
+    eprintln!(
+        "failover: mariadb killed -> marked DOWN by mysql-check after {} ms (inter 200ms, fall 2)",
+        killed.elapsed().as_millis()
+    );
+    // The check logs in and quits cleanly: no "Aborted connection" for its user on the
+    // healthy server (readiness probes through the proxy may leave unauthenticated ones).
+    let aborted_checks = b
+        .log()
+        .lines()
+        .filter(|l| l.contains("Aborted connection") && l.contains("user: 'haproxy'"))
+        .count();
+    assert_eq!(aborted_checks, 0, "{}", b.log());
+}
