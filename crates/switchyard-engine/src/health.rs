@@ -19,27 +19,51 @@ use crate::state::{AdminState, Backend, KillCause, Server};
 pub fn spawn_checks(backends: &[Arc<Backend>], stop: &watch::Sender<bool>) {
     for backend in backends {
         let servers = backend.servers.load();
-        let checked: Vec<&Arc<Server>> = servers.iter().filter(|s| s.check.enabled).collect();
-        let count = checked.len().max(1) as u32;
-        for (position, server) in checked.into_iter().enumerate() {
+        let count = servers.iter().filter(|s| s.check.enabled).count().max(1) as u32;
+        for (position, server) in servers.iter().filter(|s| s.check.enabled).enumerate() {
             // Spread the first checks over one interval so a large farm is not checked in a
             // burst at start-up.
             let offset = server.check.inter * position as u32 / count;
-            tokio::spawn(check_loop(
-                Arc::clone(backend),
-                Arc::clone(server),
-                offset,
-                stop.subscribe(),
-            ));
+            spawn_server_checks(backend, server, offset, stop);
         }
-        for server in servers.iter().filter(|s| s.check.agent.is_some()) {
-            tokio::spawn(agent_loop(
-                Arc::clone(backend),
-                Arc::clone(server),
-                stop.subscribe(),
-            ));
+        for server in servers.iter().filter(|s| !s.check.enabled) {
+            spawn_server_checks(backend, server, Duration::ZERO, stop);
         }
     }
+}
+
+/// Starts the active check and agent tasks one server needs (a server added at runtime too).
+/// They end when the engine stops or the server is removed from its backend.
+pub(crate) fn spawn_server_checks(
+    backend: &Arc<Backend>,
+    server: &Arc<Server>,
+    offset: Duration,
+    stop: &watch::Sender<bool>,
+) {
+    if server.check.enabled {
+        tokio::spawn(check_loop(
+            Arc::clone(backend),
+            Arc::clone(server),
+            offset,
+            stop.subscribe(),
+        ));
+    }
+    if server.check.agent.is_some() {
+        tokio::spawn(agent_loop(
+            Arc::clone(backend),
+            Arc::clone(server),
+            stop.subscribe(),
+        ));
+    }
+}
+
+/// A deleted server's tasks notice they are no longer in the backend and end.
+fn still_member(backend: &Backend, server: &Arc<Server>) -> bool {
+    backend
+        .servers
+        .load()
+        .iter()
+        .any(|s| Arc::ptr_eq(s, server))
 }
 
 async fn check_loop(
@@ -51,10 +75,12 @@ async fn check_loop(
     if sleep_or_stop(offset, &server, &mut stop).await {
         return;
     }
-    loop {
-        let target = check_target(&backend, &server);
-        let outcome = run_check(&backend.health_check, &target).await;
-        apply_outcome(&backend, &server, outcome);
+    while still_member(&backend, &server) {
+        if server.checks_enabled.load(Ordering::Relaxed) {
+            let target = check_target(&backend, &server);
+            let outcome = run_check(&backend.health_check, &target).await;
+            apply_outcome(&backend, &server, outcome);
+        }
         let delay = {
             let health = server.health();
             health.counter.next_interval(
@@ -100,9 +126,9 @@ fn check_target(backend: &Backend, server: &Server) -> Target {
     let port = server
         .check
         .port
-        .or(Some(server.addr.port()).filter(|p| *p != 0));
+        .or(Some(server.addr().port()).filter(|p| *p != 0));
     Target {
-        addr: check_address(server.addr, server.check.addr, port),
+        addr: check_address(server.addr(), server.check.addr, port),
         timeout,
         connect_timeout,
     }
@@ -288,9 +314,15 @@ async fn agent_loop(backend: Arc<Backend>, server: Arc<Server>, mut stop: watch:
     let Some(agent) = server.check.agent.clone() else {
         return;
     };
-    loop {
+    while still_member(&backend, &server) {
+        if !server.agent_enabled.load(Ordering::Relaxed) {
+            if sleep_or_stop(agent.inter, &server, &mut stop).await {
+                return;
+            }
+            continue;
+        }
         let target = Target {
-            addr: check_address(server.addr, agent.addr, Some(agent.port)),
+            addr: check_address(server.addr(), agent.addr, Some(agent.port)),
             timeout: backend.check_timeout.unwrap_or(agent.inter),
             connect_timeout: backend
                 .timeouts

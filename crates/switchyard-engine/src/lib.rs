@@ -5,6 +5,7 @@
 //! server names and binding every listener, so configuration mistakes surface before any
 //! traffic is accepted); [`Engine::run`] accepts until [`Engine::stop_accepting`] is called.
 
+mod control;
 mod forward;
 mod health;
 mod listener;
@@ -23,6 +24,7 @@ use arc_swap::ArcSwap;
 use switchyard_config::{self as config, Config, Host, ProxyKind};
 use tokio::sync::{watch, Notify, Semaphore};
 
+pub use control::{ControlError, Weight};
 pub use listener::Listener;
 use state::{
     AdminState, AgentCheck, Backend, Counters, Frontend, LogSettings, Process, Server, ServerCheck,
@@ -34,10 +36,17 @@ const DEFAULT_MAXCONN: u32 = 4096;
 
 /// A built engine: runtime objects plus bound listeners, ready to run.
 pub struct Engine {
+    runtime: Arc<Runtime>,
+    listeners: Vec<(Listener, Arc<Frontend>)>,
+}
+
+/// The runtime objects of a running engine, shared with the control plane (Runtime API,
+/// health checks): everything that can be looked at or changed while traffic flows.
+pub struct Runtime {
     pub process: Arc<Process>,
     pub frontends: Vec<Arc<Frontend>>,
     pub backends: Vec<Arc<Backend>>,
-    listeners: Vec<(Listener, Arc<Frontend>)>,
+    /// Turns true when the engine stops; background tasks (checks) watch it.
     stop: watch::Sender<bool>,
 }
 
@@ -140,11 +149,13 @@ impl Engine {
         }
         let (stop, _) = watch::channel(false);
         Ok(Engine {
-            process,
-            frontends,
-            backends,
+            runtime: Arc::new(Runtime {
+                process,
+                frontends,
+                backends,
+                stop,
+            }),
             listeners,
-            stop,
         })
     }
 
@@ -159,19 +170,25 @@ impl Engine {
     /// A handle that stops the accept loops when triggered.
     pub fn stopper(&self) -> Stopper {
         Stopper {
-            stop: self.stop.clone(),
-            process: Arc::clone(&self.process),
+            stop: self.runtime.stop.clone(),
+            process: Arc::clone(&self.runtime.process),
         }
+    }
+
+    /// The runtime objects, for the control plane and for tests.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        Arc::clone(&self.runtime)
     }
 
     /// Runs every accept loop until stopped. Sessions in flight keep running after this
     /// returns; use [`Stopper::drained`] to wait for them.
     pub async fn run(self) {
-        health::spawn_checks(&self.backends, &self.stop);
+        let runtime = self.runtime;
+        health::spawn_checks(&runtime.backends, &runtime.stop);
         let mut tasks = Vec::new();
         for (listener, frontend) in self.listeners {
-            let process = Arc::clone(&self.process);
-            let stop = self.stop.subscribe();
+            let process = Arc::clone(&runtime.process);
+            let stop = runtime.stop.subscribe();
             tasks.push(tokio::spawn(listener.accept_loop(process, frontend, stop)));
         }
         for task in tasks {
@@ -215,36 +232,10 @@ async fn build_backend(
 ) -> anyhow::Result<Backend> {
     let mut servers = Vec::with_capacity(proxy.servers.len());
     for server in &proxy.servers {
-        let ip = resolve(&server.host)
+        let built = new_server(server)
             .await
             .with_context(|| format!("{}: server '{}/{}'", server.span, proxy.name, server.name))?;
-        let admin = if server.disabled {
-            AdminState::Maint
-        } else {
-            AdminState::Ready
-        };
-        let check = server_check(server);
-        let health = state::HealthRecord::new(&check);
-        let up = !check.enabled || health.counter.is_up();
-        servers.push(Arc::new(Server {
-            name: server.name.clone(),
-            id: server.id,
-            addr: SocketAddr::new(ip, server.port.unwrap_or(0)),
-            port_from_client: server.port.is_none(),
-            backup: server.backup,
-            maxconn: server.maxconn,
-            maxqueue: server.maxqueue,
-            send_proxy: server.send_proxy,
-            weight: AtomicU32::new(server.weight),
-            uweight: AtomicU32::new(server.weight),
-            admin: AtomicU8::new(admin as u8),
-            up: AtomicBool::new(up),
-            counters: Counters::default(),
-            check,
-            health: std::sync::Mutex::new(health),
-            recheck: Notify::new(),
-            kill: watch::channel(state::KillOrder::default()).0,
-        }));
+        servers.push(Arc::new(built));
     }
     let queue_limit = if !servers.is_empty() && servers.iter().all(|s| s.maxqueue.is_some()) {
         Some(servers.iter().filter_map(|s| s.maxqueue).sum())
@@ -259,6 +250,8 @@ async fn build_backend(
         id: proxy.id,
         servers: ArcSwap::from_pointee(servers),
         algorithm: switchyard_balance::build(&proxy.balance, &proxy.hash_type),
+        balance: proxy.balance.clone(),
+        hash_method: proxy.hash_type.method,
         generation: AtomicU64::new(0),
         retries: proxy.retries,
         redispatch: proxy.options.redispatch,
@@ -272,6 +265,40 @@ async fn build_backend(
         check_timeout: proxy.timeouts.check,
         log_health_checks: proxy.log_health_checks,
         logger,
+    })
+}
+
+/// Runtime state of one `server` line (resolving its address).
+pub(crate) async fn new_server(server: &config::Server) -> anyhow::Result<Server> {
+    let ip = resolve(&server.host).await?;
+    let admin = if server.disabled {
+        AdminState::Maint
+    } else {
+        AdminState::Ready
+    };
+    let check = server_check(server);
+    let health = state::HealthRecord::new(&check);
+    let up = !check.enabled || health.counter.is_up();
+    Ok(Server {
+        name: server.name.clone(),
+        id: server.id,
+        addr: ArcSwap::from_pointee(SocketAddr::new(ip, server.port.unwrap_or(0))),
+        port_from_client: server.port.is_none(),
+        backup: server.backup,
+        maxconn: AtomicU32::new(server.maxconn.unwrap_or(0)),
+        maxqueue: server.maxqueue,
+        send_proxy: server.send_proxy,
+        weight: AtomicU32::new(server.weight),
+        uweight: AtomicU32::new(server.weight),
+        admin: AtomicU8::new(admin as u8),
+        up: AtomicBool::new(up),
+        checks_enabled: AtomicBool::new(true),
+        agent_enabled: AtomicBool::new(true),
+        counters: Counters::default(),
+        check,
+        health: std::sync::Mutex::new(health),
+        recheck: Notify::new(),
+        kill: watch::channel(state::KillOrder::default()).0,
     })
 }
 

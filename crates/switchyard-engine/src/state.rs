@@ -96,12 +96,12 @@ impl Counters {
 pub struct Server {
     pub name: String,
     pub id: u32,
-    /// Resolved address; `None` port means "the port the client connected to".
-    pub addr: SocketAddr,
+    /// Resolved address (port 0 with `port_from_client`); the Runtime API may change it.
+    pub addr: ArcSwap<SocketAddr>,
     pub port_from_client: bool,
     pub backup: bool,
-    /// `maxconn`: concurrent connections allowed, `None` = unlimited.
-    pub maxconn: Option<u32>,
+    /// `maxconn`: concurrent connections allowed, 0 = unlimited (settable at runtime).
+    pub maxconn: AtomicU32,
     pub maxqueue: Option<u32>,
     pub send_proxy: Option<config::ProxyProtocol>,
     /// Effective weight (`iweight`): what the balancer uses, 0..=256.
@@ -112,6 +112,10 @@ pub struct Server {
     /// Operational state: false when health checks (or a failed address) say it is down.
     /// The data path reads only this flag; the health task keeps it in step with `health`.
     pub up: AtomicBool,
+    /// `disable health` stops active checks at runtime; the server then counts as UP.
+    pub checks_enabled: AtomicBool,
+    /// `disable agent` stops the agent check at runtime.
+    pub agent_enabled: AtomicBool,
     pub counters: Counters,
     /// How the server is checked (`check`, `inter`, `rise`... on its `server` line).
     pub check: ServerCheck,
@@ -230,9 +234,9 @@ impl Server {
 
     /// Has a free connection slot under `maxconn`.
     pub fn has_slot(&self) -> bool {
-        match self.maxconn {
-            Some(limit) => self.counters.current.load(Ordering::Relaxed) < limit,
-            None => true,
+        match self.maxconn.load(Ordering::Relaxed) {
+            0 => true,
+            limit => self.counters.current.load(Ordering::Relaxed) < limit,
         }
     }
 
@@ -240,12 +244,12 @@ impl Server {
     /// [`Server::release_slot`]. Atomic so two sessions cannot both take the last slot.
     pub fn try_take_slot(&self) -> bool {
         let current = &self.counters.current;
-        let taken = match self.maxconn {
-            None => {
+        let taken = match self.maxconn.load(Ordering::Relaxed) {
+            0 => {
                 current.fetch_add(1, Ordering::Relaxed);
                 true
             }
-            Some(limit) => current
+            limit => current
                 .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
                     (c < limit).then_some(c + 1)
                 })
@@ -258,6 +262,11 @@ impl Server {
             self.counters.lb_total.fetch_add(1, Ordering::Relaxed);
         }
         taken
+    }
+
+    /// The current traffic address (port 0 when the client's port is used).
+    pub fn addr(&self) -> SocketAddr {
+        **self.addr.load()
     }
 
     /// Closes every live session of this server, with `cause` in their logs.
@@ -281,7 +290,7 @@ impl Server {
 
     /// The address to connect to for a client that connected to `local_port`.
     pub fn target(&self, local_port: u16) -> SocketAddr {
-        let mut addr = self.addr;
+        let mut addr = self.addr();
         if self.port_from_client {
             addr.set_port(local_port);
         }
@@ -296,6 +305,9 @@ pub struct Backend {
     pub id: u32,
     pub servers: ArcSwap<Vec<Arc<Server>>>,
     pub algorithm: Box<dyn Algorithm>,
+    /// The configured algorithm (decides whether weights and servers may change at runtime).
+    pub balance: config::Balance,
+    pub hash_method: config::HashMethod,
     /// Bumped on any change that affects eligibility other than connection counts.
     pub generation: AtomicU64,
     pub retries: u32,

@@ -60,7 +60,7 @@ async fn start(config: &str) -> Running {
     .unwrap_or_else(|e| panic!("config rejected:\n{e}"));
     let engine = Engine::build(&parsed.config).await.unwrap();
     let addr = engine.local_addrs()[0].1;
-    let engine_backends = engine.backends.clone();
+    let engine_backends = engine.runtime().backends.clone();
     let stopper = engine.stopper();
     tokio::spawn(engine.run());
     Running {

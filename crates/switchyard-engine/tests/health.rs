@@ -91,7 +91,7 @@ async fn start(config: &str) -> Running {
     .unwrap_or_else(|e| panic!("config rejected:\n{e}"));
     let engine = Engine::build(&parsed.config).await.unwrap();
     let addr = engine.local_addrs()[0].1;
-    let backend = Arc::clone(&engine.backends[0]);
+    let backend = Arc::clone(&engine.runtime().backends[0]);
     tokio::spawn(engine.run());
     Running { addr, backend }
 }

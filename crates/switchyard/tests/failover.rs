@@ -57,9 +57,15 @@ fn promotion_moves_the_primary_backend_to_the_promoted_standby() {
         .wait_replay_caught_up(&primary, Duration::from_secs(20))
         .unwrap();
     let (rw, ro) = (free_port(), free_port());
-    let proxy = Switchyard::start(BIN, &pg_config(rw, ro, &primary, &standby)).unwrap();
+    let mut proxy = Switchyard::start(BIN, &pg_config(rw, ro, &primary, &standby)).unwrap();
 
-    // Checks settle: writes go to the primary, reads to the standby.
+    // Checks settle (servers start UP, so each backend first drops the wrong-role server):
+    // writes go to the primary, reads to the standby.
+    for line in ["Server pg_rw/s is DOWN", "Server pg_ro/p is DOWN"] {
+        proxy
+            .wait_for_output(line, Duration::from_secs(10))
+            .unwrap();
+    }
     wait_for("rw -> p", Duration::from_secs(10), "p", || {
         node_name_at(rw).ok()
     });
