@@ -212,6 +212,18 @@ impl Runtime {
         Ok(())
     }
 
+    /// `shutdown session ID`.
+    pub fn shutdown_session(&self, id: u64) -> Result<(), ControlError> {
+        let session = self
+            .process
+            .sessions
+            .get(id)
+            .ok_or_else(|| ControlError("No such session (use 'show sess').".into()))?;
+        // notify_one keeps the permit if the session is between two awaits.
+        session.kill.notify_one();
+        Ok(())
+    }
+
     /// `add server B/S ADDR[:PORT] [settings]`: the server starts in maintenance, as in
     /// HAProxy, and takes traffic once set `ready`. Its checks start right away.
     pub async fn add_server(

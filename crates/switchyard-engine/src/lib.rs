@@ -67,6 +67,7 @@ impl Engine {
             total: AtomicU64::new(0),
             started: Instant::now(),
             idle: Notify::new(),
+            sessions: Arc::default(),
         });
 
         let tag = config

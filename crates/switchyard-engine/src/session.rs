@@ -13,7 +13,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::forward::{self, ByteSink, Ending, Limits, Side};
 use crate::select::{self, Lease, NoServer};
-use crate::state::{Backend, Frontend, KillCause, Process, Server};
+use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionInfo};
 
 /// Everything a session needs, owned so the task is `'static`.
 pub struct Session {
@@ -127,7 +127,12 @@ impl Session {
         let client_addr = self.client_addr;
         let accepted_at = self.accepted_at;
         let accepted = self.accepted;
-        let outcome = self.proxy().await;
+        let registered =
+            process
+                .sessions
+                .register(self.client_addr, self.local_addr, &frontend.name);
+        let outcome = self.proxy(&registered.info).await;
+        drop(registered);
 
         if frontend.log.tcplog {
             if let Some(logger) = &frontend.log.logger {
@@ -152,7 +157,7 @@ impl Session {
         }
     }
 
-    async fn proxy(self) -> Outcome {
+    async fn proxy(self, info: &SessionInfo) -> Outcome {
         let mut outcome = Outcome {
             backend: self.frontend.backend.clone(),
             server: None,
@@ -178,7 +183,10 @@ impl Session {
         outcome.backend_session = Some(BackendSession::start(&backend));
         if let Some((server_stream, lease)) = self.connect(&backend, &mut outcome).await {
             outcome.server = Some(Arc::clone(&lease.server));
-            self.relay(&backend, server_stream, &lease.server, &mut outcome)
+            if let Ok(mut server) = info.server.lock() {
+                *server = Some((backend.name.clone(), lease.server.name.clone()));
+            }
+            self.relay(&backend, server_stream, &lease.server, info, &mut outcome)
                 .await;
             outcome.lease = Some(lease);
         }
@@ -314,6 +322,7 @@ impl Session {
         backend: &Arc<Backend>,
         server_stream: TcpStream,
         server: &Server,
+        info: &SessionInfo,
         outcome: &mut Outcome,
     ) {
         let timeouts = &self.frontend.timeouts;
@@ -336,6 +345,7 @@ impl Session {
         let killed = tokio::select! {
             result = forwarding => Ok(result),
             Ok(()) = kill.changed() => Err(kill.borrow().cause),
+            () = info.kill.notified() => Err(KillCause::Admin),
         };
         let (ending, transferred) = match killed {
             Ok(result) => result,

@@ -377,4 +377,84 @@ pub struct Process {
     pub started: Instant,
     /// Woken when `active` drops to zero (graceful stop waits on it).
     pub idle: Notify,
+    /// Live sessions, for `show sess` and `shutdown session`.
+    pub sessions: Arc<SessionRegistry>,
+}
+
+/// What the control plane can see of, and do to, one live session.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// Unique for the life of the process; shown in hexadecimal like HAProxy's session ids.
+    pub id: u64,
+    pub client: SocketAddr,
+    pub local: SocketAddr,
+    pub frontend: String,
+    pub accepted: Instant,
+    /// `backend/server` once connected.
+    pub server: Mutex<Option<(String, String)>>,
+    /// Closes the session (`shutdown session ID`).
+    pub kill: Notify,
+}
+
+/// Registry of live sessions: one short lock on open and close, nothing in between.
+#[derive(Debug, Default)]
+pub struct SessionRegistry {
+    next_id: AtomicU64,
+    live: Mutex<std::collections::HashMap<u64, Arc<SessionInfo>>>,
+}
+
+impl SessionRegistry {
+    fn live(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<SessionInfo>>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers a new session; it is removed when the returned guard drops.
+    pub fn register(
+        self: &Arc<Self>,
+        client: SocketAddr,
+        local: SocketAddr,
+        frontend: &str,
+    ) -> SessionGuard {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        let info = Arc::new(SessionInfo {
+            id,
+            client,
+            local,
+            frontend: frontend.to_string(),
+            accepted: Instant::now(),
+            server: Mutex::new(None),
+            kill: Notify::new(),
+        });
+        self.live().insert(id, Arc::clone(&info));
+        SessionGuard {
+            registry: Arc::clone(self),
+            info,
+        }
+    }
+
+    /// Live sessions, oldest first.
+    pub fn list(&self) -> Vec<Arc<SessionInfo>> {
+        let mut sessions: Vec<_> = self.live().values().cloned().collect();
+        sessions.sort_by_key(|s| s.id);
+        sessions
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<SessionInfo>> {
+        self.live().get(&id).cloned()
+    }
+}
+
+/// Keeps a session registered while it lives.
+#[derive(Debug)]
+pub struct SessionGuard {
+    registry: Arc<SessionRegistry>,
+    pub info: Arc<SessionInfo>,
+}
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.registry.live().remove(&self.info.id);
+    }
 }

@@ -243,3 +243,43 @@ async fn static_algorithms_refuse_dynamic_changes() {
         "Health checks are not configured on this server, cannot enable."
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_and_can_be_shut_down_one_by_one() {
+    let a = echo_server("a").await;
+    let (front, runtime) = start(&format!(
+        "defaults\n mode tcp\n timeout connect 1s\n\
+         listen l\n bind 127.0.0.1:{{port}}\n server a {a}\n"
+    ))
+    .await;
+    let mut first = BufReader::new(TcpStream::connect(front).await.unwrap());
+    let mut second = BufReader::new(TcpStream::connect(front).await.unwrap());
+    for (stream, text) in [(&mut first, "1"), (&mut second, "2")] {
+        stream
+            .get_mut()
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut line = String::new();
+        stream.read_line(&mut line).await.unwrap();
+    }
+    let sessions = runtime.process.sessions.list();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions[0].frontend, "l");
+    assert_eq!(
+        sessions[0].server.lock().unwrap().clone(),
+        Some(("l".to_string(), "a".to_string()))
+    );
+    runtime.shutdown_session(sessions[0].id).unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(2), first.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))));
+    // The other session is untouched.
+    second.get_mut().write_all(b"still\n").await.unwrap();
+    let mut line = String::new();
+    second.read_line(&mut line).await.unwrap();
+    assert_eq!(line.trim_end(), "a:still");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(runtime.process.sessions.list().len(), 1);
+    assert!(runtime.shutdown_session(9999).is_err());
+}
