@@ -54,6 +54,7 @@ mod pg;
 mod ports;
 mod process;
 mod proxy;
+mod server;
 mod tmp;
 
 pub use maria::{

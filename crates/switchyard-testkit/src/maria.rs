@@ -9,7 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::osuser::{server_user, OsUser};
 use crate::ports::free_port;
-use crate::process::{run_with_timeout, ChildGuard};
+use crate::process::run_with_timeout;
+use crate::server::{ServerProcess, Shutdown};
 use crate::tmp::{random_u64, TempDir};
 
 /// The Galera wsrep provider [`GaleraCluster`] loads (Debian's `galera-4` package).
@@ -233,18 +234,15 @@ struct GaleraNode {
 /// [`MariaInstance::sql`]). `report_host` is set to the instance's name, so
 /// [`mariadb_node_name_at`] tells which server answered through a proxy.
 ///
-/// `mariadbd` is a direct child ([`ChildGuard`]) in its own process group, with its log on
-/// stderr ([`MariaInstance::log`]). Dropping the instance kills it and removes the data directory.
+/// `mariadbd` is a direct child ([`ChildGuard`](crate::ChildGuard)) in its own process group,
+/// with its log on stderr ([`MariaInstance::log`]). Dropping the instance kills it and removes
+/// the data directory.
 #[derive(Debug)]
 pub struct MariaInstance {
     name: String,
-    port: u16,
-    user: Option<OsUser>,
-    data_dir: PathBuf,
     galera: Option<GaleraNode>,
-    server: Option<ChildGuard>,
-    old_logs: String,
-    dir: TempDir,
+    /// `mariadbd`, its temp dir and its logs (of earlier runs too).
+    proc: ServerProcess,
 }
 
 impl MariaInstance {
@@ -255,7 +253,7 @@ impl MariaInstance {
         // The port may be taken between free_port() and the bind: retry with another.
         let mut last_err = None;
         for _ in 0..5 {
-            m.port = free_port();
+            m.proc.set_port(free_port());
             match m.launch(&[], START_TIMEOUT) {
                 Ok(()) => return Ok(m),
                 Err(e) if m.log().contains("Bind on TCP/IP port") => last_err = Some(e),
@@ -275,40 +273,35 @@ impl MariaInstance {
             bail!("{missing}");
         }
         let user = maria_os_user()?;
-        let dir = TempDir::new("switchyard-maria")?;
-        let data_dir = dir.path().join("data");
-        std::fs::create_dir(&data_dir)
+        let proc = ServerProcess::new(TempDir::new("switchyard-maria")?, user);
+        let data_dir = proc.data_dir();
+        std::fs::create_dir(data_dir)
             .with_context(|| format!("creating {}", data_dir.display()))?;
         if let Some(u) = user {
-            for p in [dir.path(), &data_dir] {
+            for p in [proc.base_dir(), data_dir] {
                 std::os::unix::fs::chown(p, Some(u.uid), Some(u.gid))
                     .with_context(|| format!("chown {} to the mysql user", p.display()))?;
             }
         }
         Ok(MariaInstance {
             name: name.to_string(),
-            port: 0,
-            user,
-            data_dir,
             galera,
-            server: None,
-            old_logs: String::new(),
-            dir,
+            proc,
         })
     }
 
     fn cnf_path(&self) -> PathBuf {
-        self.dir.path().join("my.cnf")
+        self.proc.base_dir().join("my.cnf")
     }
 
     /// The unix socket the server also listens on.
     pub fn socket_path(&self) -> PathBuf {
-        self.dir.path().join("mysqld.sock")
+        self.proc.base_dir().join("mysqld.sock")
     }
 
     /// Writes `my.cnf` for the current port (and Galera settings).
     fn write_cnf(&self) -> Result<()> {
-        let dir = self.dir.path().display();
+        let dir = self.proc.base_dir().display();
         let mut cnf = format!(
             "[mysqld]\n\
              datadir={data}\n\
@@ -333,8 +326,8 @@ impl MariaInstance {
              thread_cache_size=8\n\
              sync_binlog=0\n\
              character-set-server=utf8mb4\n",
-            data = self.data_dir.display(),
-            port = self.port,
+            data = self.proc.data_dir().display(),
+            port = self.port(),
             name = self.name,
         );
         if let Some(g) = &self.galera {
@@ -360,7 +353,7 @@ impl MariaInstance {
                 address = g.cluster_address,
                 name = self.name,
                 repl = g.repl_port,
-                port = self.port,
+                port = self.port(),
                 sst = g.sst_port,
                 ist = g.ist_port,
             ));
@@ -375,21 +368,14 @@ impl MariaInstance {
 
     /// A command for a server program, run as the mysql OS user when we are root.
     fn server_command(&self, program: &Path) -> Command {
-        let mut cmd = Command::new(program);
+        let mut cmd = self.proc.command(program);
         // The option file must come first.
         cmd.arg(format!("--defaults-file={}", self.cnf_path().display()));
         let path = std::env::var("PATH").unwrap_or_default();
-        cmd.current_dir(self.dir.path())
-            .env("LC_ALL", "C")
-            .env("HOME", self.dir.path())
-            // The state transfer scripts (wsrep_sst_rsync) and what they run come from $PATH.
-            .env("PATH", format!("/usr/sbin:/usr/bin:/sbin:/bin:{path}"))
+        // The state transfer scripts (wsrep_sst_rsync) and what they run come from $PATH.
+        cmd.env("PATH", format!("/usr/sbin:/usr/bin:/sbin:/bin:{path}"))
             .env_remove("MYSQL_PWD")
             .env_remove("MYSQL_HOME");
-        if let Some(u) = self.user {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(u.uid).gid(u.gid);
-        }
         cmd
     }
 
@@ -410,26 +396,24 @@ impl MariaInstance {
         Ok(())
     }
 
-    /// Spawns `mariadbd` on `self.port` and waits until it answers queries (and, for a Galera
+    /// Spawns `mariadbd` on `self.port()` and waits until it answers queries (and, for a Galera
     /// node, is synced).
     fn launch(&mut self, extra_args: &[&str], timeout: Duration) -> Result<()> {
-        if let Some(old) = self.server.take() {
-            self.old_logs.push_str(&old.output_so_far());
-        }
+        self.proc.retire();
         self.write_cnf()?;
         let program = mariadbd_path().ok_or_else(|| anyhow!("mariadbd is missing"))?;
         let mut cmd = self.server_command(&program);
         cmd.args(extra_args);
-        self.server = Some(ChildGuard::spawn(&mut cmd)?);
+        self.proc.spawn(&mut cmd)?;
         let deadline = Instant::now() + timeout;
         let addr = self.addr();
         loop {
-            let server = self.server.as_mut().expect("just spawned");
+            let server = self.proc.server_mut().expect("just spawned");
             if let Some(status) = server.try_wait() {
                 bail!(
                     "mariadbd {} exited ({status}) during startup on port {}; log:\n{}",
                     self.name,
-                    self.port,
+                    self.port(),
                     self.log()
                 );
             }
@@ -441,7 +425,7 @@ impl MariaInstance {
                 bail!(
                     "mariadbd {} was not ready on port {} within {timeout:?}; log:\n{}",
                     self.name,
-                    self.port,
+                    self.port(),
                     self.log()
                 );
             }
@@ -462,12 +446,12 @@ impl MariaInstance {
 
     /// The client port (on 127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.proc.port()
     }
 
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.proc.addr()
     }
 
     /// The name given at start (also its `report_host` and, in Galera, `wsrep_node_name`).
@@ -476,47 +460,43 @@ impl MariaInstance {
     }
 
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        self.proc.data_dir()
     }
 
     /// The directory holding the data dir, `my.cnf`, the socket and the pid file.
     pub fn base_dir(&self) -> &Path {
-        self.dir.path()
+        self.proc.base_dir()
     }
 
     /// The server's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(ChildGuard::pid)
+        self.proc.pid()
     }
 
     /// True while `mariadbd` is alive.
     pub fn is_running(&mut self) -> bool {
-        self.server.as_mut().is_some_and(ChildGuard::is_running)
+        self.proc.is_running()
     }
 
     /// The server log (its stderr, including earlier runs of this instance).
     pub fn log(&self) -> String {
-        let mut log = self.old_logs.clone();
-        if let Some(server) = &self.server {
-            log.push_str(&server.output_so_far());
-        }
-        log
+        self.proc.log()
     }
 
     /// Runs SQL as root over TCP with the real `mariadb` client. See [`mariadb_sql_as`].
     pub fn sql(&self, sql: &str) -> Result<String> {
-        mariadb_sql(self.port, sql)
+        mariadb_sql(self.port(), sql)
     }
 
     /// Runs SQL as `user` (with `password`, if any) over TCP. See [`mariadb_sql_as`].
     pub fn sql_as(&self, user: &str, password: Option<&str>, sql: &str) -> Result<String> {
-        mariadb_sql_as(self.port, user, password, sql)
+        mariadb_sql_as(self.port(), user, password, sql)
     }
 
     /// The name ([`MariaInstance::name`]) of whichever server answers on `port_override`
     /// (default: this one). See [`mariadb_node_name_at`].
     pub fn node_name(&self, port_override: Option<u16>) -> Result<String> {
-        mariadb_node_name_at(port_override.unwrap_or(self.port))
+        mariadb_node_name_at(port_override.unwrap_or(self.port()))
     }
 
     /// Creates `user`@`127.0.0.1` (if it does not exist) for health checks: without a password
@@ -629,50 +609,30 @@ impl MariaInstance {
     /// [`MariaInstance::restart`] starts the server again. A Galera node leaves the cluster
     /// cleanly (the others' `wsrep_cluster_size` drops at once).
     pub fn stop(&mut self) -> Result<()> {
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        if server.try_wait().is_some() {
-            return Ok(());
-        }
-        server.signal(libc::SIGTERM);
-        if server.wait_timeout(STOP_TIMEOUT).is_none() {
-            server.set_grace(Duration::ZERO);
-            server.kill();
-            bail!(
+        match self.proc.shutdown(libc::SIGTERM, STOP_TIMEOUT) {
+            Shutdown::NotRunning => Ok(()),
+            Shutdown::Killed => bail!(
                 "mariadbd {} ignored SIGTERM for {STOP_TIMEOUT:?}; killed. log:\n{}",
                 self.name,
                 self.log()
-            );
+            ),
+            Shutdown::Exited => {
+                // Helpers (a state transfer's rsync) may linger in the group.
+                if let Some(server) = self.proc.server_mut() {
+                    server.signal_group(libc::SIGKILL);
+                }
+                Ok(())
+            }
         }
-        // Helpers (a state transfer's rsync) may linger in the group.
-        server.signal_group(libc::SIGKILL);
-        Ok(())
     }
 
     /// Simulates a crash: SIGKILL to `mariadbd` (and its process group), then waits until the
     /// port refuses connections. [`MariaInstance::restart`] brings it back (crash recovery; a
     /// Galera node rejoins with a state transfer).
     pub fn kill9(&mut self) -> Result<()> {
-        let Some(server) = self.server.as_mut() else {
-            bail!("mariadbd {} is not running", self.name)
-        };
-        if server.try_wait().is_some() {
-            bail!("mariadbd {} had already exited", self.name);
-        }
-        server.signal(libc::SIGKILL);
-        server.signal_group(libc::SIGKILL);
-        server
-            .wait_timeout(Duration::from_secs(10))
-            .ok_or_else(|| anyhow!("mariadbd survived SIGKILL?"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
-            if Instant::now() >= deadline {
-                bail!("port {} still accepts connections after kill -9", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        let not_running = format!("mariadbd {} is not running", self.name);
+        let exited = format!("mariadbd {} had already exited", self.name);
+        self.proc.kill9("mariadbd", &not_running, &exited)
     }
 
     /// Starts the server again on the same ports and data directory after
@@ -693,16 +653,16 @@ impl MariaInstance {
 
 impl Drop for MariaInstance {
     fn drop(&mut self) {
-        if let Some(server) = self.server.as_mut() {
+        if let Some(server) = self.proc.server_mut() {
             // The data dir is going away: no clean shutdown needed.
             server.set_grace(Duration::ZERO);
             if server.is_running() {
                 server.signal_group(libc::SIGKILL);
                 let _ = server.wait_timeout(Duration::from_secs(10));
             }
-            // Prints the log when panicking.
-            drop(self.server.take());
         }
+        // When the fields drop, the server's guard prints the log when panicking, then its temp
+        // dir is removed.
     }
 }
 
@@ -747,7 +707,7 @@ impl GaleraCluster {
                 sst_port: free_port(),
             };
             let mut node = MariaInstance::new_unstarted(&format!("node{i}"), Some(galera))?;
-            node.port = free_port();
+            node.proc.set_port(free_port());
             nodes.push(node);
         }
         let mut cluster = GaleraCluster { nodes };

@@ -9,7 +9,8 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use crate::osuser::{server_user, OsUser};
 use crate::ports::free_port;
-use crate::process::{run_with_timeout, ChildGuard};
+use crate::process::run_with_timeout;
+use crate::server::{ServerProcess, Shutdown};
 use crate::tmp::TempDir;
 
 /// The table [`PgInstance::start_named`] creates: one row, one column `name`.
@@ -241,20 +242,16 @@ pub fn pgbench(port: u16, args: &[&str]) -> Result<PgbenchReport> {
 /// off (`fsync`, `synchronous_commit`, `full_page_writes`), `max_connections=200`,
 /// `shared_buffers=16MB`. When the tests run as root the server runs as the `postgres` OS user.
 ///
-/// The postmaster is a direct child ([`ChildGuard`]) in its own process group; its log (stderr)
-/// is available from [`PgInstance::log`]. Dropping the instance stops it in immediate mode and
-/// removes the data directory.
+/// The postmaster is a direct child ([`ChildGuard`](crate::ChildGuard)) in its own process
+/// group; its log (stderr) is available from [`PgInstance::log`]. Dropping the instance stops it
+/// in immediate mode and removes the data directory.
 #[derive(Debug)]
 pub struct PgInstance {
     name: Option<String>,
-    port: u16,
     bin: PathBuf,
-    user: Option<OsUser>,
-    data_dir: PathBuf,
-    server: Option<ChildGuard>,
-    /// Logs of earlier runs (before [`PgInstance::stop`]/[`PgInstance::kill9`] and a restart).
-    old_logs: String,
-    dir: TempDir,
+    /// The postmaster, its temp dir and its logs (of earlier runs too, before
+    /// [`PgInstance::stop`]/[`PgInstance::kill9`] and a restart).
+    proc: ServerProcess,
 }
 
 impl PgInstance {
@@ -305,8 +302,8 @@ impl PgInstance {
         let mut backup = pg.server_command("pg_basebackup");
         backup
             .arg("-D")
-            .arg(&pg.data_dir)
-            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string()])
+            .arg(pg.proc.data_dir())
+            .args(["-h", "127.0.0.1", "-p", &primary.port().to_string()])
             .args([
                 "-U",
                 "postgres",
@@ -326,7 +323,7 @@ impl PgInstance {
             bail!(
                 "{}",
                 describe_failure(
-                    &format!("pg_basebackup from port {} (primary)", primary.port),
+                    &format!("pg_basebackup from port {} (primary)", primary.port()),
                     &out
                 )
             );
@@ -344,23 +341,17 @@ impl PgInstance {
             std::os::unix::fs::chown(dir.path(), Some(u.uid), Some(u.gid))
                 .with_context(|| format!("chown {} to the postgres user", dir.path().display()))?;
         }
-        let data_dir = dir.path().join("data");
         Ok(PgInstance {
             name: name.map(str::to_string),
-            port: 0,
             bin,
-            user,
-            data_dir,
-            server: None,
-            old_logs: String::new(),
-            dir,
+            proc: ServerProcess::new(dir, user),
         })
     }
 
     fn start_inner(name: Option<&str>) -> Result<PgInstance> {
         let mut pg = Self::new_unstarted(name)?;
         let mut initdb = pg.server_command("initdb");
-        initdb.arg("-D").arg(&pg.data_dir);
+        initdb.arg("-D").arg(pg.proc.data_dir());
         initdb.args([
             "-U",
             "postgres",
@@ -383,7 +374,7 @@ impl PgInstance {
     fn launch_on_free_port(&mut self) -> Result<()> {
         let mut last_err = None;
         for _ in 0..5 {
-            self.port = free_port();
+            self.proc.set_port(free_port());
             match self.launch() {
                 Ok(()) => return Ok(()),
                 Err(e)
@@ -400,27 +391,17 @@ impl PgInstance {
 
     /// A command for a server binary, run as the postgres OS user when we are root.
     fn server_command(&self, tool: &str) -> Command {
-        let mut cmd = Command::new(self.bin.join(tool));
-        cmd.current_dir(self.dir.path())
-            .env("LC_ALL", "C")
-            .env("HOME", self.dir.path());
-        if let Some(u) = self.user {
-            use std::os::unix::process::CommandExt;
-            cmd.uid(u.uid).gid(u.gid);
-        }
-        cmd
+        self.proc.command(self.bin.join(tool))
     }
 
-    /// Spawns the postmaster on `self.port` and waits until it answers queries.
+    /// Spawns the postmaster on `self.port()` and waits until it answers queries.
     fn launch(&mut self) -> Result<()> {
-        if let Some(old) = self.server.take() {
-            self.old_logs.push_str(&old.output_so_far());
-        }
+        self.proc.retire();
         let mut cmd = self.server_command("postgres");
-        cmd.arg("-D").arg(&self.data_dir);
-        cmd.args(["-p", &self.port.to_string(), "-h", "127.0.0.1"])
+        cmd.arg("-D").arg(self.proc.data_dir());
+        cmd.args(["-p", &self.port().to_string(), "-h", "127.0.0.1"])
             .arg("-k")
-            .arg(self.dir.path());
+            .arg(self.proc.base_dir());
         for setting in [
             "fsync=off",
             "synchronous_commit=off",
@@ -444,27 +425,27 @@ impl PgInstance {
         if let Some(name) = self.name.as_deref().filter(|n| fits_cluster_name(n)) {
             cmd.arg("-c").arg(format!("cluster_name={name}"));
         }
-        self.server = Some(ChildGuard::spawn(&mut cmd)?);
+        self.proc.spawn(&mut cmd)?;
         let deadline = Instant::now() + START_TIMEOUT;
         let addr = self.addr();
         loop {
-            let server = self.server.as_mut().expect("just spawned");
+            let server = self.proc.server_mut().expect("just spawned");
             if let Some(status) = server.try_wait() {
                 bail!(
                     "postgres exited ({status}) during startup on port {}; log:\n{}",
-                    self.port,
+                    self.port(),
                     self.log()
                 );
             }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-                && psql(self.port, "SELECT 1").is_ok()
+                && psql(self.port(), "SELECT 1").is_ok()
             {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 bail!(
                     "postgres did not accept queries on port {} within {START_TIMEOUT:?}; log:\n{}",
-                    self.port,
+                    self.port(),
                     self.log()
                 );
             }
@@ -474,12 +455,12 @@ impl PgInstance {
 
     /// The TCP port (on 127.0.0.1).
     pub fn port(&self) -> u16 {
-        self.port
+        self.proc.port()
     }
 
     /// `127.0.0.1:port`.
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        self.proc.addr()
     }
 
     /// The name given to [`PgInstance::start_named`].
@@ -488,43 +469,39 @@ impl PgInstance {
     }
 
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        self.proc.data_dir()
     }
 
     /// The directory holding the data dir and the unix sockets.
     pub fn base_dir(&self) -> &Path {
-        self.dir.path()
+        self.proc.base_dir()
     }
 
     /// The postmaster's pid while it runs.
     pub fn pid(&self) -> Option<u32> {
-        self.server.as_ref().map(ChildGuard::pid)
+        self.proc.pid()
     }
 
     /// True while the postmaster process is alive.
     pub fn is_running(&mut self) -> bool {
-        self.server.as_mut().is_some_and(ChildGuard::is_running)
+        self.proc.is_running()
     }
 
     /// The server log (its stderr, including earlier runs of this instance).
     pub fn log(&self) -> String {
-        let mut log = self.old_logs.clone();
-        if let Some(server) = &self.server {
-            log.push_str(&server.output_so_far());
-        }
-        log
+        self.proc.log()
     }
 
     /// Runs SQL with the real `psql` on this instance's port, or on `port_override` (a proxy in
     /// front of it). See [`psql`].
     pub fn psql(&self, port_override: Option<u16>, sql: &str) -> Result<String> {
-        psql(port_override.unwrap_or(self.port), sql)
+        psql(port_override.unwrap_or(self.port()), sql)
     }
 
     /// The node name (see [`PgInstance::start_named`]) of whichever server answers on
     /// `port_override` (default: this instance).
     pub fn node_name(&self, port_override: Option<u16>) -> Result<String> {
-        node_name_at(port_override.unwrap_or(self.port))
+        node_name_at(port_override.unwrap_or(self.port()))
     }
 
     /// True while the server is a standby (`pg_is_in_recovery()`).
@@ -539,7 +516,7 @@ impl PgInstance {
         if !parse_bool(&done)? {
             bail!(
                 "pg_promote() on port {} did not finish within 60 s; log:\n{}",
-                self.port,
+                self.port(),
                 self.log()
             );
         }
@@ -548,7 +525,7 @@ impl PgInstance {
             if Instant::now() >= deadline {
                 bail!(
                     "port {} still in recovery after promotion; log:\n{}",
-                    self.port,
+                    self.port(),
                     self.log()
                 );
             }
@@ -607,7 +584,7 @@ impl PgInstance {
             if Instant::now() >= deadline {
                 bail!(
                     "standby on port {} did not replay up to {target} within {timeout:?} (at {}); log:\n{}",
-                    self.port,
+                    self.port(),
                     self.wal_lsn().unwrap_or_default(),
                     self.log()
                 );
@@ -630,7 +607,7 @@ impl PgInstance {
             if Instant::now() >= deadline {
                 bail!(
                     "replay on port {} is {state:?}, not paused, after 30 s",
-                    self.port
+                    self.port()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -655,7 +632,7 @@ impl PgInstance {
 
     /// `pgbench -i -s SCALE -q` on this instance.
     pub fn pgbench_init(&self, scale: u32) -> Result<()> {
-        let mut cmd = client_command("pgbench", self.port)?;
+        let mut cmd = client_command("pgbench", self.port())?;
         cmd.args(["-i", "-q", "-s", &scale.to_string(), "postgres"]);
         let out = run_with_timeout(&mut cmd, PGBENCH_TIMEOUT)?;
         if !out.status.success() {
@@ -669,25 +646,16 @@ impl PgInstance {
 
     /// Runs pgbench with `args` against this instance, or through `port_override`. See [`pgbench`].
     pub fn pgbench(&self, port_override: Option<u16>, args: &[&str]) -> Result<PgbenchReport> {
-        pgbench(port_override.unwrap_or(self.port), args)
+        pgbench(port_override.unwrap_or(self.port()), args)
     }
 
     /// Fast shutdown (SIGINT: disconnect clients, checkpoint, exit); SIGKILL after 30 s.
     /// The data directory stays; [`PgInstance::restart`] starts the server again.
     pub fn stop(&mut self) -> Result<()> {
-        let Some(server) = self.server.as_mut() else {
-            return Ok(());
-        };
-        if server.try_wait().is_some() {
-            return Ok(());
-        }
-        server.signal(libc::SIGINT);
-        if server.wait_timeout(Duration::from_secs(30)).is_none() {
-            server.set_grace(Duration::ZERO);
-            server.kill();
+        if self.proc.shutdown(libc::SIGINT, Duration::from_secs(30)) == Shutdown::Killed {
             bail!(
                 "postgres on port {} ignored a fast shutdown for 30 s; killed. log:\n{}",
-                self.port,
+                self.port(),
                 self.log()
             );
         }
@@ -698,32 +666,16 @@ impl PgInstance {
     /// connections drop), then waits until the port refuses connections. The data directory
     /// stays; [`PgInstance::restart`] brings the server back (with crash recovery).
     pub fn kill9(&mut self) -> Result<()> {
-        let Some(server) = self.server.as_mut() else {
-            bail!("postgres is not running")
-        };
-        if server.try_wait().is_some() {
-            bail!("postgres on port {} had already exited", self.port);
-        }
-        server.signal(libc::SIGKILL);
-        server.signal_group(libc::SIGKILL);
-        server
-            .wait_timeout(Duration::from_secs(10))
-            .ok_or_else(|| anyhow!("postgres survived SIGKILL?"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
-            if Instant::now() >= deadline {
-                bail!("port {} still accepts connections after kill -9", self.port);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
+        let exited = format!("postgres on port {} had already exited", self.port());
+        self.proc
+            .kill9("postgres", "postgres is not running", &exited)
     }
 
     /// Starts the server again, on the same port and data directory, after
     /// [`PgInstance::stop`] or [`PgInstance::kill9`].
     pub fn restart(&mut self) -> Result<()> {
         if self.is_running() {
-            bail!("postgres on port {} is still running", self.port);
+            bail!("postgres on port {} is still running", self.port());
         }
         // Right after a kill the old backends may still be detaching from shared memory.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -745,7 +697,7 @@ impl PgInstance {
 
 impl Drop for PgInstance {
     fn drop(&mut self) {
-        if let Some(server) = self.server.as_mut() {
+        if let Some(server) = self.proc.server_mut() {
             if server.is_running() {
                 // Immediate shutdown: no checkpoint, the data dir is going away anyway.
                 server.signal(libc::SIGQUIT);
@@ -753,10 +705,10 @@ impl Drop for PgInstance {
                     server.set_grace(Duration::ZERO);
                 }
             }
-            // Kills whatever is left of the process group (and prints the log when panicking).
-            drop(self.server.take());
         }
-        // `dir` (data directory, sockets) is removed when the fields drop.
+        // When the fields drop, the server's guard kills whatever is left of the process group
+        // (and prints the log when panicking), then its temp dir (data directory, sockets) is
+        // removed.
     }
 }
 

@@ -455,19 +455,12 @@ fn http_expect(args: &[String]) -> Result<HttpExpect, String> {
             _ => break,
         }
     }
-    let Some(kind) = args.get(i) else {
-        return Err(
-            "'http-check expect' expects [!] status|rstatus|string|rstring <pattern>".into(),
-        );
-    };
-    let Some(pattern) = args.get(i + 1) else {
-        return Err(format!("'http-check expect {kind}' expects a pattern"));
-    };
-    if let Some(extra) = args.get(i + 2) {
-        return Err(format!(
-            "'http-check expect': unexpected argument '{extra}'"
-        ));
-    }
+    let (kind, pattern) = expect_match(
+        "http-check expect",
+        "status|rstatus|string|rstring",
+        args,
+        i,
+    )?;
     let what = format!("'http-check expect {kind}'");
     let matcher = match kind.as_str() {
         "status" => HttpMatch::Status(parse_status_ranges(pattern).map_err(|e| format!("{what}: {e}"))?),
@@ -490,6 +483,26 @@ fn http_expect(args: &[String]) -> Result<HttpExpect, String> {
         }
     };
     Ok(HttpExpect { negate, matcher })
+}
+
+/// The `KIND PATTERN` at `args[i..]` that ends `directive` (`http-check expect` or `tcp-check
+/// expect`, whose match kinds are `kinds`: `a|b|c`), with nothing after it.
+fn expect_match<'a>(
+    directive: &str,
+    kinds: &str,
+    args: &'a [String],
+    i: usize,
+) -> Result<(&'a String, &'a String), String> {
+    let Some(kind) = args.get(i) else {
+        return Err(format!("'{directive}' expects [!] {kinds} <pattern>"));
+    };
+    let Some(pattern) = args.get(i + 1) else {
+        return Err(format!("'{directive} {kind}' expects a pattern"));
+    };
+    if let Some(extra) = args.get(i + 2) {
+        return Err(format!("'{directive}': unexpected argument '{extra}'"));
+    }
+    Ok((kind, pattern))
 }
 
 /// `200`, `200-399`, `200,301-302`.
@@ -699,17 +712,8 @@ fn tcp_expect(args: &[String]) -> Result<TcpExpect, String> {
             _ => break,
         }
     }
-    let Some(kind) = args.get(i) else {
-        return Err(
-            "'tcp-check expect' expects [!] string|binary|rstring|rbinary <pattern>".into(),
-        );
-    };
-    let Some(pattern) = args.get(i + 1) else {
-        return Err(format!("'tcp-check expect {kind}' expects a pattern"));
-    };
-    if let Some(extra) = args.get(i + 2) {
-        return Err(format!("'tcp-check expect': unexpected argument '{extra}'"));
-    }
+    let (kind, pattern) =
+        expect_match("tcp-check expect", "string|binary|rstring|rbinary", args, i)?;
     let what = format!("'tcp-check expect {kind}'");
     let matcher = match kind.as_str() {
         "string" => TcpMatch::String(pattern.clone()),

@@ -12,7 +12,7 @@
 //! or none of its words was understood. What was understood is in the reply's fields whatever
 //! the status.
 
-use super::conn::{connect, read_some, write_all, ConnectError, IoError};
+use super::conn::{connect_target, read_some, write_all, IoError};
 use super::{Clock, Target};
 use crate::status::{CheckOutcome, CheckStatus};
 
@@ -219,16 +219,9 @@ fn parse_maxconn(value: &[u8]) -> Result<u32, &'static str> {
 /// Runs one agent check.
 pub async fn check(target: &Target, send: Option<&str>) -> AgentReply {
     let clock = Clock::start(target);
-    let mut stream = match connect(target.addr, target, &clock).await {
+    let mut stream = match connect_target(target, &clock).await {
         Ok(stream) => stream,
-        Err(ConnectError::Failed(text)) => {
-            return AgentReply::failed(clock.outcome(CheckStatus::L4Con, text))
-        }
-        Err(ConnectError::Timeout) => {
-            return AgentReply::failed(
-                clock.outcome(CheckStatus::L4Timeout, "Connection timed out"),
-            )
-        }
+        Err(outcome) => return AgentReply::failed(outcome),
     };
     if let Some(data) = send.filter(|s| !s.is_empty()) {
         match write_all(&mut stream, data.as_bytes(), &clock).await {

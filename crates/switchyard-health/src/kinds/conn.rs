@@ -8,6 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{Clock, Target};
+use crate::status::{CheckOutcome, CheckStatus};
 
 /// HAProxy's default buffer size (`tune.bufsize`): the most a check reads.
 pub(crate) const BUF_SIZE: usize = 16 * 1024;
@@ -57,6 +58,20 @@ pub(crate) async fn connect(
     }
 }
 
+/// Connects to the target's address like [`connect`]; when that fails, the check's outcome:
+/// L4CON with the OS error text, or L4TOUT "Connection timed out".
+pub(crate) async fn connect_target(
+    target: &Target,
+    clock: &Clock,
+) -> Result<TcpStream, CheckOutcome> {
+    connect(target.addr, target, clock)
+        .await
+        .map_err(|err| match err {
+            ConnectError::Failed(text) => clock.outcome(CheckStatus::L4Con, text),
+            ConnectError::Timeout => clock.outcome(CheckStatus::L4Timeout, "Connection timed out"),
+        })
+}
+
 /// Reads once more into `buf`, never growing it past `limit` bytes. Returns the number of
 /// bytes read: 0 means end of stream (or `buf` already full, which callers check first).
 pub(crate) async fn read_some(
@@ -78,6 +93,25 @@ pub(crate) async fn read_some(
         }
         Ok(Err(err)) => Err(IoError::Failed(error_text(&err))),
         Err(_) => Err(IoError::Timeout),
+    }
+}
+
+/// One more read (up to [`BUF_SIZE`]) of a response judged once complete or at its end.
+/// `Ok(true)` at end of stream, which a socket error after some bytes counts as (a reset right
+/// after the last bytes is common: judge what came, like HAProxy); `Ok(false)` when more bytes
+/// came. Fails with L7TOUT and `timeout_info` at the deadline, with SOCKERR and the OS text on a
+/// socket error before any byte.
+pub(crate) async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    clock: &Clock,
+    timeout_info: &str,
+) -> Result<bool, (CheckStatus, String)> {
+    match read_some(stream, buf, BUF_SIZE, clock).await {
+        Ok(n) => Ok(n == 0),
+        Err(IoError::Timeout) => Err((CheckStatus::L7Timeout, timeout_info.into())),
+        Err(IoError::Failed(text)) if buf.is_empty() => Err((CheckStatus::SockErr, text)),
+        Err(IoError::Failed(_)) => Ok(true),
     }
 }
 

@@ -16,19 +16,16 @@
 use switchyard_config::{HttpCheck, HttpExpect, HttpMatch};
 use tokio::net::TcpStream;
 
-use super::conn::{connect, read_some, write_all, ConnectError, IoError, BUF_SIZE};
+use super::conn::{connect_target, read_response, write_all, IoError, BUF_SIZE};
 use super::{Clock, Target};
 use crate::status::{CheckOutcome, CheckStatus};
 
 /// Runs one HTTP check.
 pub async fn check(http: &HttpCheck, target: &Target) -> CheckOutcome {
     let clock = Clock::start(target);
-    let mut stream = match connect(target.addr, target, &clock).await {
+    let mut stream = match connect_target(target, &clock).await {
         Ok(stream) => stream,
-        Err(ConnectError::Failed(text)) => return clock.outcome(CheckStatus::L4Con, text),
-        Err(ConnectError::Timeout) => {
-            return clock.outcome(CheckStatus::L4Timeout, "Connection timed out")
-        }
+        Err(outcome) => return outcome,
     };
     let (status, code, info) = exchange(&mut stream, http, &clock).await;
     let outcome = clock.outcome(status, info);
@@ -72,21 +69,17 @@ async fn exchange(
             }
             Parsed::Done(_) | Parsed::Incomplete => {}
         }
-        match read_some(stream, &mut buf, BUF_SIZE, clock).await {
-            Ok(0) => eof = true,
-            Ok(_) => {}
-            Err(IoError::Timeout) => {
-                return (
-                    CheckStatus::L7Timeout,
-                    None,
-                    "timeout waiting for the HTTP response".into(),
-                )
-            }
-            // A reset right after the last bytes is common: judge what came, like HAProxy.
-            Err(IoError::Failed(text)) if buf.is_empty() => {
-                return (CheckStatus::SockErr, None, text)
-            }
-            Err(IoError::Failed(_)) => eof = true,
+        match read_response(
+            stream,
+            &mut buf,
+            clock,
+            "timeout waiting for the HTTP response",
+        )
+        .await
+        {
+            Ok(true) => eof = true,
+            Ok(false) => {}
+            Err((status, info)) => return (status, None, info),
         }
     }
 }

@@ -21,19 +21,16 @@
 
 use tokio::net::TcpStream;
 
-use super::conn::{connect, read_some, write_all, ConnectError, IoError, BUF_SIZE};
+use super::conn::{connect_target, read_some, write_all, IoError, BUF_SIZE};
 use super::{Clock, Target};
 use crate::status::{CheckOutcome, CheckStatus};
 
 /// Runs one MySQL check.
 pub async fn check(user: Option<&str>, post_41: bool, target: &Target) -> CheckOutcome {
     let clock = Clock::start(target);
-    let mut stream = match connect(target.addr, target, &clock).await {
+    let mut stream = match connect_target(target, &clock).await {
         Ok(stream) => stream,
-        Err(ConnectError::Failed(text)) => return clock.outcome(CheckStatus::L4Con, text),
-        Err(ConnectError::Timeout) => {
-            return clock.outcome(CheckStatus::L4Timeout, "Connection timed out")
-        }
+        Err(outcome) => return outcome,
     };
     let verdict = exchange(&mut stream, user, post_41, &clock).await;
     let outcome = clock.outcome(verdict.status, verdict.info);
@@ -242,10 +239,9 @@ pub fn auth_and_quit(user: &str, post_41: bool) -> Vec<u8> {
 pub(crate) mod tests {
     use super::*;
     use crate::kinds::testutil::{
-        closed_port_target, fuzz_inputs, read_exact_n, serve_bytes, serve_once, serve_silence,
-        short_target, target_for,
+        closed_port_target, fuzz_inputs, serve_bytes, serve_exchange, serve_silence, short_target,
+        target_for,
     };
-    use tokio::io::AsyncWriteExt;
 
     /// A packet: 3-byte length, sequence id, payload.
     pub fn packet(seq: u8, payload: &[u8]) -> Vec<u8> {
@@ -284,27 +280,6 @@ pub(crate) mod tests {
         }
         p.extend_from_slice(message.as_bytes());
         packet(seq, &p)
-    }
-
-    /// A server that greets, reads `expect_len` bytes (handing them back), then replies.
-    async fn auth_server(
-        greeting: Vec<u8>,
-        expect_len: usize,
-        reply: Vec<u8>,
-    ) -> (
-        std::net::SocketAddr,
-        tokio::sync::oneshot::Receiver<Vec<u8>>,
-    ) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let addr = serve_once(move |mut stream| async move {
-            let _ = stream.write_all(&greeting).await;
-            let got = read_exact_n(&mut stream, expect_len).await;
-            let _ = tx.send(got);
-            let _ = stream.write_all(&reply).await;
-            let _ = stream.shutdown().await;
-        })
-        .await;
-        (addr, rx)
     }
 
     #[test]
@@ -378,7 +353,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn user_ok_packet_is_l7ok_and_bytes_are_haproxys() {
         let sent = auth_and_quit("check", true);
-        let (addr, rx) = auth_server(
+        let (addr, rx) = serve_exchange(
             handshake("8.0.36"),
             sent.len(),
             packet(2, &[0, 0, 0, 2, 0, 0, 0]),
@@ -393,7 +368,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn user_pre_41_sends_the_old_packet() {
         let sent = auth_and_quit("check", false);
-        let (addr, rx) = auth_server(
+        let (addr, rx) = serve_exchange(
             handshake("5.0.96"),
             sent.len(),
             packet(2, &[0, 0, 0, 2, 0, 0, 0]),
@@ -413,7 +388,7 @@ pub(crate) mod tests {
             Some("28000"),
             "Access denied for user 'nobody'@'localhost' (using password: NO)",
         );
-        let (addr, _rx) = auth_server(handshake("8.0.36"), sent.len(), reply).await;
+        let (addr, _rx) = serve_exchange(handshake("8.0.36"), sent.len(), reply).await;
         let outcome = check(Some("nobody"), true, &target_for(addr)).await;
         assert_eq!(outcome.status, CheckStatus::L7Sts);
         assert_eq!(outcome.code, Some(1045));
@@ -426,7 +401,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn user_no_reply_is_l7rsp_or_l7tout() {
         let sent = auth_and_quit("check", true);
-        let (addr, _rx) = auth_server(handshake("8.0.36"), sent.len(), Vec::new()).await;
+        let (addr, _rx) = serve_exchange(handshake("8.0.36"), sent.len(), Vec::new()).await;
         assert_eq!(
             check(Some("check"), true, &target_for(addr)).await.status,
             CheckStatus::L7Rsp

@@ -12,19 +12,16 @@
 
 use tokio::net::TcpStream;
 
-use super::conn::{connect, read_some, write_all, ConnectError, IoError, BUF_SIZE};
+use super::conn::{connect_target, read_response, write_all, IoError, BUF_SIZE};
 use super::{Clock, Target};
 use crate::status::{CheckOutcome, CheckStatus};
 
 /// Runs one PostgreSQL check.
 pub async fn check(user: &str, target: &Target) -> CheckOutcome {
     let clock = Clock::start(target);
-    let mut stream = match connect(target.addr, target, &clock).await {
+    let mut stream = match connect_target(target, &clock).await {
         Ok(stream) => stream,
-        Err(ConnectError::Failed(text)) => return clock.outcome(CheckStatus::L4Con, text),
-        Err(ConnectError::Timeout) => {
-            return clock.outcome(CheckStatus::L4Timeout, "Connection timed out")
-        }
+        Err(outcome) => return outcome,
     };
     let (status, info) = exchange(&mut stream, user, &clock).await;
     clock.outcome(status, info)
@@ -51,17 +48,17 @@ async fn exchange(stream: &mut TcpStream, user: &str, clock: &Clock) -> (CheckSt
             First::Error(message) => return (CheckStatus::L7Sts, message),
             First::Invalid(why) => return (CheckStatus::L7Rsp, why.into()),
         }
-        match read_some(stream, &mut buf, BUF_SIZE, clock).await {
-            Ok(0) => eof = true,
-            Ok(_) => {}
-            Err(IoError::Timeout) => {
-                return (
-                    CheckStatus::L7Timeout,
-                    "timeout waiting for the PostgreSQL server".into(),
-                )
-            }
-            Err(IoError::Failed(text)) if buf.is_empty() => return (CheckStatus::SockErr, text),
-            Err(IoError::Failed(_)) => eof = true,
+        match read_response(
+            stream,
+            &mut buf,
+            clock,
+            "timeout waiting for the PostgreSQL server",
+        )
+        .await
+        {
+            Ok(true) => eof = true,
+            Ok(false) => {}
+            Err(failure) => return failure,
         }
     }
 }
@@ -154,10 +151,8 @@ fn error_message(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::kinds::testutil::{
-        closed_port_target, fuzz_inputs, read_exact_n, serve_once, serve_silence, short_target,
-        target_for,
+        closed_port_target, fuzz_inputs, serve_exchange, serve_silence, short_target, target_for,
     };
-    use tokio::io::AsyncWriteExt;
 
     fn message(kind: u8, body: &[u8]) -> Vec<u8> {
         let mut out = vec![kind];
@@ -190,16 +185,7 @@ mod tests {
         std::net::SocketAddr,
         tokio::sync::oneshot::Receiver<Vec<u8>>,
     ) {
-        let expect = startup_message(user).len();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let addr = serve_once(move |mut stream| async move {
-            let got = read_exact_n(&mut stream, expect).await;
-            let _ = tx.send(got);
-            let _ = stream.write_all(&reply).await;
-            let _ = stream.shutdown().await;
-        })
-        .await;
-        (addr, rx)
+        serve_exchange(Vec::new(), startup_message(user).len(), reply).await
     }
 
     #[test]

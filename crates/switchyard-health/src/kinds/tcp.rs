@@ -1,6 +1,6 @@
 //! The plain `check`: a TCP connect, nothing sent.
 
-use super::conn::{connect, ConnectError};
+use super::conn::connect_target;
 use super::{Clock, Target};
 use crate::status::{CheckOutcome, CheckStatus};
 
@@ -8,13 +8,12 @@ use crate::status::{CheckOutcome, CheckStatus};
 /// or unreachable, L4TOUT when no answer came in time.
 pub async fn check(target: &Target) -> CheckOutcome {
     let clock = Clock::start(target);
-    match connect(target.addr, target, &clock).await {
+    match connect_target(target, &clock).await {
         Ok(stream) => {
             drop(stream);
             clock.outcome(CheckStatus::L4Ok, "")
         }
-        Err(ConnectError::Failed(text)) => clock.outcome(CheckStatus::L4Con, text),
-        Err(ConnectError::Timeout) => clock.outcome(CheckStatus::L4Timeout, "Connection timed out"),
+        Err(outcome) => outcome,
     }
 }
 

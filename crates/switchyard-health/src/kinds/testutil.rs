@@ -81,6 +81,25 @@ pub async fn serve_bytes(reply: Vec<u8>) -> SocketAddr {
     .await
 }
 
+/// A server that sends `greeting` (nothing when it is empty), reads `expect_len` bytes (handing
+/// them back), then sends `reply` and closes.
+pub async fn serve_exchange(
+    greeting: Vec<u8>,
+    expect_len: usize,
+    reply: Vec<u8>,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<Vec<u8>>) {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let addr = serve_once(move |mut stream| async move {
+        let _ = stream.write_all(&greeting).await;
+        let got = read_exact_n(&mut stream, expect_len).await;
+        let _ = tx.send(got);
+        let _ = stream.write_all(&reply).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    (addr, rx)
+}
+
 /// A server that accepts and then says nothing, keeping the connection open for a while.
 pub async fn serve_silence() -> SocketAddr {
     serve_once(|mut stream| async move {
