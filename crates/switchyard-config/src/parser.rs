@@ -548,7 +548,14 @@ impl Parser {
         for d in &mut proxies {
             checks::resolve(&mut sink, d);
         }
-        assign_proxy_ids(&mut sink, &mut proxies);
+        // HAProxy's stats socket lives in an internal proxy that takes id 1 (captured from
+        // haproxy 2.6: the first section is then id 2), which scripts see in `be_id`.
+        let first_id = if global.stats_sockets.is_empty() {
+            1
+        } else {
+            2
+        };
+        assign_proxy_ids(&mut sink, &mut proxies, first_id);
         for d in &mut proxies {
             assign_server_ids(&mut sink, &mut d.proxy);
         }
@@ -1989,7 +1996,7 @@ fn next_free(used: &HashSet<u32>, mut from: u32) -> u32 {
 }
 
 /// Explicit `id N` first, then the lowest free ids in declaration order, as HAProxy does.
-fn assign_proxy_ids(sink: &mut Sink, proxies: &mut [Draft]) {
+fn assign_proxy_ids(sink: &mut Sink, proxies: &mut [Draft], first_id: u32) {
     let mut used: HashMap<u32, String> = HashMap::new();
     for d in proxies.iter() {
         let p = &d.proxy;
@@ -2010,7 +2017,7 @@ fn assign_proxy_ids(sink: &mut Sink, proxies: &mut [Draft]) {
         }
     }
     let mut used: HashSet<u32> = used.into_keys().collect();
-    let mut next = 1;
+    let mut next = first_id;
     for d in proxies.iter_mut() {
         if d.proxy.id == 0 {
             next = next_free(&used, next);

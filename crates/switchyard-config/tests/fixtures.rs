@@ -163,9 +163,10 @@ fn postgres_primary_standby() {
     assert_eq!(c.proxy("pg_replicas").unwrap().health_check, pgsql);
     assert_eq!(fe.health_check, HealthCheck::Tcp, "a frontend has no check");
     assert_eq!(primary.timeouts.check, Some(Duration::from_secs(5)));
+    // With a stats socket, HAProxy's internal CLI proxy holds id 1.
     assert_eq!(
         c.proxies.iter().map(|p| p.id).collect::<Vec<_>>(),
-        [1, 2, 3]
+        [2, 3, 4]
     );
 }
 
@@ -183,9 +184,10 @@ fn runtime_api_empty_backend() {
     let be = c.proxy("be_dynamic").unwrap();
     assert!(be.servers.is_empty());
     assert_eq!(be.balance, Balance::RoundRobin);
-    assert_eq!(be.id, 1);
+    // With a stats socket, HAProxy's internal CLI proxy holds id 1.
+    assert_eq!(be.id, 2);
     let fe = c.proxy("fe").unwrap();
-    assert_eq!(fe.id, 2);
+    assert_eq!(fe.id, 3);
     assert_eq!(fe.default_backend.as_deref(), Some("be_dynamic"));
 }
 

@@ -176,6 +176,11 @@ impl Engine {
         }
     }
 
+    /// Turns true when the engine stops accepting: background services stop with it.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.runtime.stop.subscribe()
+    }
+
     /// The runtime objects, for the control plane and for tests.
     pub fn runtime(&self) -> Arc<Runtime> {
         Arc::clone(&self.runtime)

@@ -1,6 +1,7 @@
 //! `switchyard`: command line, process lifecycle and wiring of the crates.
 
 mod demo;
+mod runtime_api;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -159,6 +160,7 @@ async fn serve(parsed: Parsed, demo_port: Option<u16>) -> anyhow::Result<()> {
     for (frontend, addr) in engine.local_addrs() {
         tracing::info!(%frontend, %addr, "listening");
     }
+    start_stats_sockets(&config, &engine).await?;
     let stopper = engine.stopper();
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -182,6 +184,45 @@ async fn serve(parsed: Parsed, demo_port: Option<u16>) -> anyhow::Result<()> {
         _ = tokio::time::sleep(hard_stop) => {
             eprintln!("switchyard: hard-stop-after expired with {} session(s) left", stopper.active_sessions());
         }
+    }
+    Ok(())
+}
+
+/// Starts the Runtime API on every `stats socket` of the `global` section.
+async fn start_stats_sockets(
+    config: &switchyard_config::Config,
+    engine: &Engine,
+) -> anyhow::Result<()> {
+    use switchyard_api::command::Level;
+    use switchyard_api::server::{self, Bind, ServeOptions};
+    use switchyard_config::SocketAddress;
+
+    let executor = std::sync::Arc::new(runtime_api::Executor::new(engine.runtime()));
+    for socket in &config.global.stats_sockets {
+        // HAProxy's default level for a stats socket is "operator".
+        let level = match socket.level.as_deref() {
+            Some("user") => Level::User,
+            Some("admin") => Level::Admin,
+            _ => Level::Operator,
+        };
+        let bind = match &socket.address {
+            SocketAddress::Inet(addr) => Bind::Tcp(*addr),
+            SocketAddress::Unix(path) => Bind::Unix {
+                path: path.clone(),
+                mode: socket.mode,
+            },
+        };
+        let listener = server::Listener::bind(&bind)
+            .await
+            .with_context(|| format!("{}: cannot bind the stats socket", socket.span))?;
+        let options = ServeOptions::new(level);
+        let stop = engine.stop_signal();
+        let executor = std::sync::Arc::clone(&executor);
+        tokio::spawn(async move {
+            if let Err(error) = server::serve_listener(listener, options, executor, stop).await {
+                tracing::error!(%error, "stats socket stopped");
+            }
+        });
     }
     Ok(())
 }

@@ -1,0 +1,174 @@
+//! The Runtime API through the real binary, driven the way operators' scripts drive HAProxy:
+//! one command per connection over TCP, a raw Python socket client, and levels.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use switchyard_testkit::{free_port, Switchyard};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// Sends one line and reads until the server closes, like `echo CMD | socat stdio tcp:...`.
+fn cli(port: u16, line: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+/// A backend that greets every connection with its name, then closes.
+fn greeter(name: &'static str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(format!("{name}\n").as_bytes());
+        }
+    });
+    port
+}
+
+fn through(port: u16) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.trim().to_string()
+}
+
+fn start(admin: u16, user: u16, front: u16) -> Switchyard {
+    let config = format!(
+        "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n    stats socket ipv4@127.0.0.1:{user} level user\n\
+         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\
+         frontend fe\n    bind 127.0.0.1:{front}\n    default_backend be_dynamic\n\
+         backend be_dynamic\n    balance roundrobin\n"
+    );
+    Switchyard::start(BIN, &config).unwrap()
+}
+
+const STATE_HEADER: &str = "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n";
+
+#[test]
+fn classic_flow_from_an_empty_backend_over_the_socket() {
+    let (admin, user, front) = (free_port(), free_port(), free_port());
+    let s1 = greeter("s1");
+    let _proxy = start(admin, user, front);
+
+    assert_eq!(
+        cli(admin, "show servers state"),
+        format!("{STATE_HEADER}\n")
+    );
+    assert_eq!(
+        cli(
+            admin,
+            &format!("add server be_dynamic/s1 127.0.0.1:{s1} weight 10")
+        ),
+        "New server registered.\n\n"
+    );
+    // New servers start in maintenance: admin state 1 (FMAINT), stopped.
+    let state = cli(admin, "show servers state be_dynamic");
+    let row: Vec<&str> = state.lines().nth(2).unwrap().split(' ').collect();
+    assert_eq!(
+        &row[..9],
+        [
+            "3",
+            "be_dynamic",
+            "1",
+            "s1",
+            "127.0.0.1",
+            "0",
+            "1",
+            "10",
+            "10"
+        ],
+        "{state}"
+    );
+    assert_eq!(through(front), "");
+
+    assert_eq!(cli(admin, "set server be_dynamic/s1 state ready"), "\n");
+    assert_eq!(through(front), "s1");
+    assert_eq!(
+        cli(admin, "get weight be_dynamic/s1"),
+        "10 (initial 10)\n\n"
+    );
+
+    assert_eq!(
+        cli(admin, "del server be_dynamic/s1"),
+        "Only servers in maintenance mode can be deleted.\n"
+    );
+    assert_eq!(cli(admin, "set server be_dynamic/s1 state maint"), "\n");
+    assert_eq!(through(front), "");
+    assert_eq!(cli(admin, "del server be_dynamic/s1"), "Server deleted.\n");
+    assert_eq!(
+        cli(admin, "show servers state"),
+        format!("{STATE_HEADER}\n")
+    );
+    assert_eq!(
+        cli(admin, "get weight be_dynamic/s1"),
+        "No such server.\n\n"
+    );
+    assert_eq!(
+        cli(admin, "set server nope/s1 state ready"),
+        "No such backend.\n\n"
+    );
+}
+
+#[test]
+fn levels_are_enforced_and_commands_chain_with_semicolons() {
+    let (admin, user, front) = (free_port(), free_port(), free_port());
+    let s1 = greeter("s1");
+    let _proxy = start(admin, user, front);
+    assert_eq!(
+        cli(user, &format!("add server be_dynamic/s1 127.0.0.1:{s1}")),
+        "Permission denied\n\n"
+    );
+    assert_eq!(cli(user, "clear counters"), "Permission denied\n\n");
+    assert!(cli(user, "show stat").starts_with("# pxname,svname,"));
+    let chained = cli(
+        admin,
+        &format!("add server be_dynamic/s1 127.0.0.1:{s1}; set server be_dynamic/s1 state ready; get weight be_dynamic/s1"),
+    );
+    assert_eq!(chained, "New server registered.\n\n\n1 (initial 1)\n\n");
+    assert_eq!(through(front), "s1");
+}
+
+#[test]
+fn a_python_raw_socket_client_gets_haproxy_formats() {
+    let (admin, user, front) = (free_port(), free_port(), free_port());
+    let _proxy = start(admin, user, front);
+    // What operators' Python scripts do: connect, send one line, read until close. (An empty
+    // backend shows UP, as in HAProxy 2.6.)
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('127.0.0.1', {admin}))\n\
+         s.sendall(b'show stat\\n')\n\
+         data = b''\n\
+         while True:\n    chunk = s.recv(4096)\n    if not chunk: break\n    data += chunk\n\
+         rows = [l.split(',') for l in data.decode().splitlines() if l and not l.startswith('#')]\n\
+         print(' '.join(r[0] + '/' + r[1] + '=' + r[17] for r in rows))\n"
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "fe/FRONTEND=OPEN be_dynamic/BACKEND=UP"
+    );
+}
