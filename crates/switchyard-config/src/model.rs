@@ -56,6 +56,9 @@ pub struct Global {
     /// existing log pipelines that match on it).
     pub log_tag: Option<String>,
     pub hard_stop_after: Option<Duration>,
+    /// `runtime-state-file PATH` (Switchyard extension): where Runtime API changes and check
+    /// states are kept so they survive reloads and restarts.
+    pub runtime_state_file: Option<PathBuf>,
 }
 
 /// `log <target> [len N] [format F] <facility> [max level [min level]]`, or `log stdout ...`.

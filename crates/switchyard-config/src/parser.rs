@@ -477,6 +477,11 @@ impl Parser {
                 }
             }
             "daemon" => g.daemon = true,
+            "runtime-state-file" => {
+                if let Some(v) = single_arg(sink, w, span) {
+                    g.runtime_state_file = Some(v.into());
+                }
+            }
             "hard-stop-after" => {
                 if let Some(v) = single_arg(sink, w, span) {
                     match parse_duration(v) {

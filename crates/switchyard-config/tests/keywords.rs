@@ -69,6 +69,7 @@ global
     nbthread 4
     pidfile /run/sw.pid
     hard-stop-after 1m
+    runtime-state-file /var/lib/switchyard/state.json
 "#);
     let g = &p.config.global;
     assert_eq!(g.maxconn, Some(5000));
@@ -117,6 +118,10 @@ global
         Some(std::path::Path::new("/run/sw.pid"))
     );
     assert_eq!(g.hard_stop_after, Some(Duration::from_secs(60)));
+    assert_eq!(
+        g.runtime_state_file.as_deref(),
+        Some(std::path::Path::new("/var/lib/switchyard/state.json"))
+    );
     assert!(p.warnings.is_empty());
 }
 

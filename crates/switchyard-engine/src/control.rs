@@ -225,11 +225,14 @@ impl Runtime {
     }
 
     /// `add server B/S ADDR[:PORT] [settings]`: the server starts in maintenance, as in
-    /// HAProxy, and takes traffic once set `ready`. Its checks start right away.
+    /// HAProxy, and takes traffic once set `ready`. Its checks start right away. `spec` is
+    /// the command's text after the server name, kept so the server can be re-created from
+    /// the runtime state file.
     pub async fn add_server(
         &self,
         backend: &str,
         server: config::Server,
+        spec: &str,
     ) -> Result<(), ControlError> {
         let backend = self.backend(backend)?;
         if !is_dynamic(backend) {
@@ -245,7 +248,10 @@ impl Runtime {
         } else if current.iter().any(|s| s.id == server.id) {
             return err("this id is already used by another server.");
         }
-        let built = crate::new_server(&server)
+        let origin = crate::state::ServerOrigin::Runtime {
+            spec: spec.to_string(),
+        };
+        let built = crate::new_server(&server, origin)
             .await
             .map_err(|e| ControlError(format!("{e:#}")))?;
         built

@@ -232,6 +232,7 @@ fn apply_transition(
         health.last_change = now;
     }
     backend.bump_generation();
+    backend.changes.notify_one();
 
     let servers = backend.servers.load();
     let usable = |backup: bool| {

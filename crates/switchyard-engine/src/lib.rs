@@ -9,6 +9,7 @@ mod control;
 mod forward;
 mod health;
 mod listener;
+pub mod persist;
 mod select;
 mod session;
 pub mod state;
@@ -48,6 +49,9 @@ pub struct Runtime {
     pub backends: Vec<Arc<Backend>>,
     /// Turns true when the engine stops; background tasks (checks) watch it.
     stop: watch::Sender<bool>,
+    /// Signalled when server state changes without an operator command (check
+    /// transitions); the runtime state file writer waits on it.
+    pub changes: Arc<Notify>,
 }
 
 impl Engine {
@@ -77,6 +81,7 @@ impl Engine {
             .unwrap_or_else(|| "haproxy".to_string());
         let hostname = config.global.log_send_hostname.as_deref();
 
+        let changes = Arc::new(Notify::new());
         let mut backends_by_name: HashMap<&str, Arc<Backend>> = HashMap::new();
         let mut backends = Vec::new();
         for proxy in config
@@ -85,7 +90,7 @@ impl Engine {
             .filter(|p| p.kind.has_backend() && !p.disabled)
         {
             let logger = open_logger(proxy, &tag, hostname)?;
-            let backend = Arc::new(build_backend(proxy, logger).await?);
+            let backend = Arc::new(build_backend(proxy, logger, Arc::clone(&changes)).await?);
             backends_by_name.insert(proxy.name.as_str(), Arc::clone(&backend));
             backends.push(backend);
         }
@@ -155,6 +160,7 @@ impl Engine {
                 frontends,
                 backends,
                 stop,
+                changes,
             }),
             listeners,
         })
@@ -235,10 +241,14 @@ impl Stopper {
 async fn build_backend(
     proxy: &config::Proxy,
     logger: Option<Arc<switchyard_log::Logger>>,
+    changes: Arc<Notify>,
 ) -> anyhow::Result<Backend> {
     let mut servers = Vec::with_capacity(proxy.servers.len());
+    let mut configured = Vec::with_capacity(proxy.servers.len());
     for server in &proxy.servers {
-        let built = new_server(server)
+        let fingerprint = persist::fingerprint(server);
+        configured.push((server.name.clone(), fingerprint));
+        let built = new_server(server, state::ServerOrigin::Config { fingerprint })
             .await
             .with_context(|| format!("{}: server '{}/{}'", server.span, proxy.name, server.name))?;
         servers.push(Arc::new(built));
@@ -271,12 +281,18 @@ async fn build_backend(
         check_timeout: proxy.timeouts.check,
         log_health_checks: proxy.log_health_checks,
         logger,
+        configured,
+        changes,
     })
 }
 
 /// Runtime state of one `server` line (resolving its address).
-pub(crate) async fn new_server(server: &config::Server) -> anyhow::Result<Server> {
+pub(crate) async fn new_server(
+    server: &config::Server,
+    origin: state::ServerOrigin,
+) -> anyhow::Result<Server> {
     let ip = resolve(&server.host).await?;
+    let addr = SocketAddr::new(ip, server.port.unwrap_or(0));
     let admin = if server.disabled {
         AdminState::Maint
     } else {
@@ -288,7 +304,7 @@ pub(crate) async fn new_server(server: &config::Server) -> anyhow::Result<Server
     Ok(Server {
         name: server.name.clone(),
         id: server.id,
-        addr: ArcSwap::from_pointee(SocketAddr::new(ip, server.port.unwrap_or(0))),
+        addr: ArcSwap::from_pointee(addr),
         port_from_client: server.port.is_none(),
         backup: server.backup,
         maxconn: AtomicU32::new(server.maxconn.unwrap_or(0)),
@@ -305,6 +321,13 @@ pub(crate) async fn new_server(server: &config::Server) -> anyhow::Result<Server
         health: std::sync::Mutex::new(health),
         recheck: Notify::new(),
         kill: watch::channel(state::KillOrder::default()).0,
+        origin,
+        initial: state::InitialSettings {
+            addr,
+            weight: server.weight,
+            maxconn: server.maxconn.unwrap_or(0),
+            admin,
+        },
     })
 }
 

@@ -28,7 +28,7 @@ pub enum AdminState {
 }
 
 impl AdminState {
-    fn from_u8(value: u8) -> Self {
+    pub fn from_u8(value: u8) -> Self {
         match value {
             1 => AdminState::Drain,
             2 => AdminState::Maint,
@@ -125,6 +125,28 @@ pub struct Server {
     pub recheck: Notify,
     /// Orders the server's live sessions to close (`on-marked-down shutdown-sessions`...).
     pub kill: watch::Sender<KillOrder>,
+    /// Where the server comes from: the configuration or an `add server` command.
+    pub origin: ServerOrigin,
+    /// The settings it was built with, so runtime changes can be told apart from them.
+    pub initial: InitialSettings,
+}
+
+/// Where a server comes from; decides how its runtime state is saved and restored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerOrigin {
+    /// A `server` line; `fingerprint` identifies its definition (see [`crate::persist`]).
+    Config { fingerprint: u64 },
+    /// Added at runtime; `spec` holds the `add server` arguments after the name, as typed.
+    Runtime { spec: String },
+}
+
+/// Settings a server was built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitialSettings {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub maxconn: u32,
+    pub admin: AdminState,
 }
 
 /// Check settings of one server.
@@ -328,6 +350,12 @@ pub struct Backend {
     pub log_health_checks: bool,
     /// Where server state changes are logged (the backend's `log` lines).
     pub logger: Option<Arc<switchyard_log::Logger>>,
+    /// The configuration's servers (name, fingerprint): those missing from `servers` were
+    /// deleted at runtime.
+    pub configured: Vec<(String, u64)>,
+    /// Signalled when a server's state changes by itself (a check transition), so the
+    /// runtime state file can be rewritten.
+    pub changes: Arc<Notify>,
 }
 
 impl Backend {

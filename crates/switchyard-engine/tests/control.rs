@@ -85,11 +85,11 @@ async fn classic_flow_from_an_empty_backend() {
     assert_eq!(ask(front).await, None, "an empty backend serves nothing");
 
     runtime
-        .add_server("be_dynamic", server_line("s1", s1))
+        .add_server("be_dynamic", server_line("s1", s1), "")
         .await
         .unwrap();
     let err = runtime
-        .add_server("be_dynamic", server_line("s1", s1))
+        .add_server("be_dynamic", server_line("s1", s1), "")
         .await
         .unwrap_err();
     assert_eq!(
@@ -229,7 +229,7 @@ async fn static_algorithms_refuse_dynamic_changes() {
     runtime.set_weight("l", "a", Weight::Percent(100)).unwrap();
     assert_eq!(
         runtime
-            .add_server("l", server_line("b", a))
+            .add_server("l", server_line("b", a), "")
             .await
             .unwrap_err()
             .to_string(),

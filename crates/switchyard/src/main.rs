@@ -2,9 +2,11 @@
 
 mod demo;
 mod runtime_api;
+mod state_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -160,8 +162,28 @@ async fn serve(parsed: Parsed, demo_port: Option<u16>) -> anyhow::Result<()> {
     for (frontend, addr) in engine.local_addrs() {
         tracing::info!(%frontend, %addr, "listening");
     }
-    start_stats_sockets(&config, &engine).await?;
+    let state_file = config
+        .global
+        .runtime_state_file
+        .clone()
+        .map(|path| Arc::new(state_file::StateFile::new(path)));
+    let executor = Arc::new(runtime_api::Executor::new(
+        engine.runtime(),
+        state_file.clone(),
+    ));
+    if let Some(file) = &state_file {
+        // Before any listener accepts: traffic must never see the pre-restart state.
+        for notice in file.restore(&executor, &engine.runtime()).await {
+            eprintln!("switchyard: {}: {notice}", file.path().display());
+        }
+        // Written right away: the file then also records check states and survives a
+        // configuration edit that drops changes.
+        file.save(&engine.runtime())?;
+        tokio::spawn(Arc::clone(file).follow_changes(engine.runtime(), engine.stop_signal()));
+    }
+    start_stats_sockets(&config, &engine, executor).await?;
     let stopper = engine.stopper();
+    let runtime = engine.runtime();
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let engine_task = tokio::spawn(engine.run());
@@ -185,6 +207,9 @@ async fn serve(parsed: Parsed, demo_port: Option<u16>) -> anyhow::Result<()> {
             eprintln!("switchyard: hard-stop-after expired with {} session(s) left", stopper.active_sessions());
         }
     }
+    if let Some(file) = &state_file {
+        file.save(&runtime)?;
+    }
     Ok(())
 }
 
@@ -192,12 +217,12 @@ async fn serve(parsed: Parsed, demo_port: Option<u16>) -> anyhow::Result<()> {
 async fn start_stats_sockets(
     config: &switchyard_config::Config,
     engine: &Engine,
+    executor: Arc<runtime_api::Executor>,
 ) -> anyhow::Result<()> {
     use switchyard_api::command::Level;
     use switchyard_api::server::{self, Bind, ServeOptions};
     use switchyard_config::SocketAddress;
 
-    let executor = std::sync::Arc::new(runtime_api::Executor::new(engine.runtime()));
     for socket in &config.global.stats_sockets {
         // HAProxy's default level for a stats socket is "operator".
         let level = match socket.level.as_deref() {
@@ -217,7 +242,7 @@ async fn start_stats_sockets(
             .with_context(|| format!("{}: cannot bind the stats socket", socket.span))?;
         let options = ServeOptions::new(level);
         let stop = engine.stop_signal();
-        let executor = std::sync::Arc::clone(&executor);
+        let executor = Arc::clone(&executor);
         tokio::spawn(async move {
             if let Err(error) = server::serve_listener(listener, options, executor, stop).await {
                 tracing::error!(%error, "stats socket stopped");

@@ -16,17 +16,22 @@ use switchyard_config::{Balance, Host, Span};
 use switchyard_engine::state::{AdminState, Backend, Counters, Frontend, Server};
 use switchyard_engine::{Runtime, Weight};
 
+use crate::state_file::StateFile;
+
 /// Answers Runtime API commands against a running engine.
 pub struct Executor {
     runtime: Arc<Runtime>,
     started: SystemTime,
+    /// Where changes are persisted (`runtime-state-file`), if configured.
+    state_file: Option<Arc<StateFile>>,
 }
 
 impl Executor {
-    pub fn new(runtime: Arc<Runtime>) -> Self {
+    pub fn new(runtime: Arc<Runtime>, state_file: Option<Arc<StateFile>>) -> Self {
         Executor {
             runtime,
             started: SystemTime::now(),
+            state_file,
         }
     }
 
@@ -37,7 +42,17 @@ impl Executor {
 
 impl switchyard_api::server::Executor for Executor {
     async fn execute(&self, command: Command, _level: Level) -> String {
-        self.run(command).await
+        let persist = crate::state_file::changes_state(&command);
+        let reply = self.run(command).await;
+        // Written before the reply goes out: once an operator sees the answer, the change
+        // survives a crash. A failed command is harmless to write (nothing changed).
+        if let (true, Some(file)) = (persist, &self.state_file) {
+            if let Err(error) = file.save(&self.runtime) {
+                tracing::error!("{error:#}");
+                return format!("{reply}Warning: the change is not saved: {error:#}\n");
+            }
+        }
+        reply
     }
 }
 
@@ -50,7 +65,8 @@ fn kind(format: Format) -> FormatKind {
 }
 
 impl Executor {
-    async fn run(&self, command: Command) -> String {
+    /// Runs a command without persisting its effect (the caller decides).
+    pub(crate) async fn run(&self, command: Command) -> String {
         let rt = &self.runtime;
         match command {
             Command::ShowInfo(show) => format::show_info(&self.info(), kind(show.format)),
@@ -210,7 +226,11 @@ impl Executor {
                 return format!("{message}\n");
             }
         }
-        match self.runtime.add_server(&s.backend, server).await {
+        match self
+            .runtime
+            .add_server(&s.backend, server, &add_server_spec(addr, keywords))
+            .await
+        {
             Ok(()) => replies::ADD_SERVER_OK.to_string(),
             Err(e) if e.0.starts_with("No such backend") => {
                 replies::ADD_DEL_NO_SUCH_BACKEND.to_string()
@@ -406,6 +426,22 @@ fn split_addr(addr: &str) -> Option<(Host, Option<u16>)> {
 }
 
 /// Applies one `add server` keyword to the new server.
+/// The `add server` arguments after the name, re-parsable by the command grammar (spaces
+/// and backslashes escaped as its tokenizer expects).
+fn add_server_spec(addr: &str, keywords: &[command::ServerKeyword]) -> String {
+    let escape = |word: &str| word.replace('\\', "\\\\").replace(' ', "\\ ");
+    let mut spec = escape(addr);
+    for keyword in keywords {
+        spec.push(' ');
+        spec.push_str(&escape(&keyword.name));
+        if let Some(value) = &keyword.value {
+            spec.push(' ');
+            spec.push_str(&escape(value));
+        }
+    }
+    spec
+}
+
 fn apply_keyword(
     server: &mut switchyard_config::Server,
     keyword: &command::ServerKeyword,

@@ -1,0 +1,49 @@
+//! Small TCP helpers shared by the Runtime API tests: a socket client that behaves like
+//! `echo CMD | socat stdio tcp:...`, and backends that answer with their name.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+/// Sends one command line to a stats socket on 127.0.0.1 and reads until the server closes.
+/// Panics on connection errors: tests that expect the socket to be down check that first.
+pub fn cli(port: u16, line: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to the stats socket on port {port}: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("setting a read timeout");
+    stream
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("sending the command");
+    let mut reply = String::new();
+    stream
+        .read_to_string(&mut reply)
+        .unwrap_or_else(|e| panic!("reading the reply to '{line}': {e}"));
+    reply
+}
+
+/// A backend on a free loopback port that greets every connection with `NAME\n` and closes.
+pub fn greeter(name: &str) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding a greeter");
+    let port = listener.local_addr().expect("greeter address").port();
+    let greeting = format!("{name}\n");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(greeting.as_bytes());
+        }
+    });
+    port
+}
+
+/// Connects to a frontend on 127.0.0.1 and returns what the backend said (trimmed), or an
+/// empty string when the connection fails or is closed without data.
+pub fn greeting_through(port: u16) -> String {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(3)));
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    reply.trim().to_string()
+}
