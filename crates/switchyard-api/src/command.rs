@@ -186,6 +186,9 @@ pub enum Command {
     ShowBackend,
     ShowSess(ShowSess),
     ShowVersion,
+    /// `reload` (Switchyard extension, admin): re-read the configuration files and apply
+    /// them without dropping connections; answered like HAProxy's master CLI `reload`.
+    Reload,
     AddServer {
         server: ServerRef,
         /// `ADDR[:PORT]` as written.
@@ -375,6 +378,8 @@ pub fn parse_args(args: &[&str]) -> Result<Command, ParseError> {
             Command::ShowInfo(s)
         }
         ("show", "stat", _) => Command::ShowStat(parse_show_stat(&args[2..])?),
+        // Switchyard extension (HAProxy has it on the master CLI only).
+        ("reload", "", _) => Command::Reload,
         ("show", "servers", "state") => Command::ShowServersState(opt(a(3))),
         ("show", "servers", "conn") => Command::ShowServersConn(opt(a(3))),
         ("show", "backend", _) => Command::ShowBackend,

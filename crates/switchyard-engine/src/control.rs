@@ -308,13 +308,17 @@ impl Runtime {
 /// HAProxy's "dynamic" algorithms: those whose weights can change at runtime, and the only
 /// ones that accept dynamic servers.
 fn is_dynamic(backend: &Backend) -> bool {
-    match backend.balance {
+    accepts_dynamic_servers(&backend.balance, backend.hash_method)
+}
+
+pub(crate) fn accepts_dynamic_servers(balance: &Balance, hash_method: HashMethod) -> bool {
+    match balance {
         Balance::StaticRr => false,
         Balance::Source
         | Balance::Uri
         | Balance::UrlParam(_)
         | Balance::Hdr(_)
-        | Balance::RdpCookie(_) => backend.hash_method == HashMethod::Consistent,
+        | Balance::RdpCookie(_) => hash_method == HashMethod::Consistent,
         _ => true,
     }
 }

@@ -27,9 +27,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 
 pub use control::{ControlError, Weight};
 pub use listener::Listener;
-use state::{
-    AdminState, AgentCheck, Backend, Counters, Frontend, LogSettings, Process, Server, ServerCheck,
-};
+use state::{AdminState, AgentCheck, Backend, Frontend, LogSettings, Process, Server, ServerCheck};
 
 /// Connections allowed per process when `global maxconn` is not set, before the file
 /// descriptor limit is taken into account.
@@ -39,6 +37,9 @@ const DEFAULT_MAXCONN: u32 = 4096;
 pub struct Engine {
     runtime: Arc<Runtime>,
     listeners: Vec<(Listener, Arc<Frontend>)>,
+    /// What a reload could not carry over (dynamic servers of a backend that became
+    /// static...), for the operator.
+    notices: Vec<String>,
 }
 
 /// The runtime objects of a running engine, shared with the control plane (Runtime API,
@@ -52,12 +53,51 @@ pub struct Runtime {
     /// Signalled when server state changes without an operator command (check
     /// transitions); the runtime state file writer waits on it.
     pub changes: Arc<Notify>,
+    /// A second descriptor of every listening socket, by configured address, so that a
+    /// reload can hand the very same sockets to the next engine: connections waiting in the
+    /// kernel's queue are accepted by whichever engine is running, never refused.
+    listen_sockets: std::sync::Mutex<Vec<(SocketAddr, socket2::Socket)>>,
+}
+
+impl Runtime {
+    /// Closes this engine's hold on its listening sockets once a reload has taken over the
+    /// ones it kept; the others (binds removed from the configuration) close for good.
+    pub fn release_listeners(&self) {
+        self.listen_sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    fn inherited_socket(&self, addr: SocketAddr) -> Option<std::io::Result<socket2::Socket>> {
+        let sockets = self
+            .listen_sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        sockets
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map(|(_, socket)| socket.try_clone())
+    }
 }
 
 impl Engine {
     /// Builds runtime objects and binds all listeners. Must run inside a tokio runtime
     /// (listeners register with its reactor).
     pub async fn build(config: &Config) -> anyhow::Result<Engine> {
+        Self::build_with(config, None).await
+    }
+
+    /// Builds the engine that replaces `previous` on a reload. Listening sockets whose
+    /// address did not change are shared, not rebound; servers whose `server` line did not
+    /// change are the very same objects (health, admin state, weight, counters and live
+    /// sessions carry over); dynamic servers move to the new backend of the same name;
+    /// frontend and backend counters carry over by name.
+    pub async fn reload(config: &Config, previous: &Runtime) -> anyhow::Result<Engine> {
+        Self::build_with(config, Some(previous)).await
+    }
+
+    async fn build_with(config: &Config, previous: Option<&Runtime>) -> anyhow::Result<Engine> {
         // Each session needs two descriptors: take all the process is allowed.
         let nofile = listener::raise_nofile_limit();
         let maxconn = config
@@ -71,8 +111,10 @@ impl Engine {
             total: AtomicU64::new(0),
             started: Instant::now(),
             idle: Notify::new(),
-            sessions: Arc::default(),
+            sessions: previous.map_or_else(Arc::default, |p| Arc::clone(&p.process.sessions)),
+            generation: previous.map_or(0, |p| p.process.generation + 1),
         });
+        let mut notices = Vec::new();
 
         let tag = config
             .global
@@ -81,7 +123,7 @@ impl Engine {
             .unwrap_or_else(|| "haproxy".to_string());
         let hostname = config.global.log_send_hostname.as_deref();
 
-        let changes = Arc::new(Notify::new());
+        let changes = previous.map_or_else(|| Arc::new(Notify::new()), |p| Arc::clone(&p.changes));
         let mut backends_by_name: HashMap<&str, Arc<Backend>> = HashMap::new();
         let mut backends = Vec::new();
         for proxy in config
@@ -90,13 +132,17 @@ impl Engine {
             .filter(|p| p.kind.has_backend() && !p.disabled)
         {
             let logger = open_logger(proxy, &tag, hostname)?;
-            let backend = Arc::new(build_backend(proxy, logger, Arc::clone(&changes)).await?);
+            let before = previous.and_then(|p| p.backends.iter().find(|b| b.name == proxy.name));
+            let backend = Arc::new(
+                build_backend(proxy, logger, Arc::clone(&changes), before, &mut notices).await?,
+            );
             backends_by_name.insert(proxy.name.as_str(), Arc::clone(&backend));
             backends.push(backend);
         }
 
         let mut frontends = Vec::new();
         let mut listeners = Vec::new();
+        let mut listen_sockets = Vec::new();
         for proxy in config
             .proxies
             .iter()
@@ -133,7 +179,9 @@ impl Engine {
                     tcplog: proxy.options.tcplog,
                     dontlognull: proxy.options.dontlognull,
                 },
-                counters: Counters::default(),
+                counters: previous
+                    .and_then(|p| p.frontends.iter().find(|f| f.name == proxy.name))
+                    .map_or_else(Arc::default, |f| Arc::clone(&f.counters)),
             });
             for bind in &proxy.binds {
                 for address in &bind.addresses {
@@ -144,10 +192,19 @@ impl Engine {
                         );
                     };
                     let backlog = bind.backlog.unwrap_or(fe_maxconn.clamp(128, 65535));
-                    let listener =
-                        Listener::bind(*addr, backlog, bind.v6only).with_context(|| {
-                            format!("{}: cannot bind {addr} for '{}'", bind.span, proxy.name)
-                        })?;
+                    let listener = match previous.and_then(|p| p.inherited_socket(*addr)) {
+                        Some(socket) => socket.and_then(Listener::from_socket),
+                        None => Listener::bind(*addr, backlog, bind.v6only),
+                    }
+                    .with_context(|| {
+                        format!("{}: cannot bind {addr} for '{}'", bind.span, proxy.name)
+                    })?;
+                    listen_sockets.push((
+                        *addr,
+                        listener.duplicate().with_context(|| {
+                            format!("{}: cannot duplicate the socket of {addr}", bind.span)
+                        })?,
+                    ));
                     listeners.push((listener, Arc::clone(&frontend)));
                 }
             }
@@ -161,9 +218,16 @@ impl Engine {
                 backends,
                 stop,
                 changes,
+                listen_sockets: std::sync::Mutex::new(listen_sockets),
             }),
             listeners,
+            notices,
         })
+    }
+
+    /// What a reload could not carry over.
+    pub fn notices(&self) -> &[String] {
+        &self.notices
     }
 
     /// Addresses actually bound (useful when a config asked for port 0).
@@ -225,6 +289,14 @@ impl Stopper {
         self.process.active.load(Ordering::Relaxed)
     }
 
+    /// Closes the sessions this engine still carries (`hard-stop-after` expired); returns
+    /// how many were asked to close.
+    pub fn kill_remaining(&self) -> usize {
+        self.process
+            .sessions
+            .kill_generation(self.process.generation)
+    }
+
     /// Completes when no session is left.
     pub async fn drained(&self) {
         loop {
@@ -242,16 +314,54 @@ async fn build_backend(
     proxy: &config::Proxy,
     logger: Option<Arc<switchyard_log::Logger>>,
     changes: Arc<Notify>,
+    previous: Option<&Arc<Backend>>,
+    notices: &mut Vec<String>,
 ) -> anyhow::Result<Backend> {
+    let before = previous.map(|b| b.servers.load_full());
     let mut servers = Vec::with_capacity(proxy.servers.len());
     let mut configured = Vec::with_capacity(proxy.servers.len());
     for server in &proxy.servers {
         let fingerprint = persist::fingerprint(server);
         configured.push((server.name.clone(), fingerprint));
-        let built = new_server(server, state::ServerOrigin::Config { fingerprint })
+        let origin = state::ServerOrigin::Config { fingerprint };
+        if let (Some(previous), Some(before)) = (previous, &before) {
+            // Deleted at runtime and unchanged in the configuration: stays deleted.
+            let deleted = previous
+                .configured
+                .contains(&(server.name.clone(), fingerprint))
+                && !before.iter().any(|s| s.name == server.name);
+            if deleted {
+                continue;
+            }
+            let same = before
+                .iter()
+                .find(|s| s.name == server.name && s.origin == origin && s.id == server.id);
+            if let Some(same) = same {
+                servers.push(Arc::clone(same));
+                continue;
+            }
+        }
+        let built = new_server(server, origin)
             .await
             .with_context(|| format!("{}: server '{}/{}'", server.span, proxy.name, server.name))?;
         servers.push(Arc::new(built));
+    }
+    for added in before.iter().flat_map(|b| b.iter()) {
+        if !matches!(added.origin, state::ServerOrigin::Runtime { .. }) {
+            continue;
+        }
+        let label = format!("{}/{}", proxy.name, added.name);
+        if proxy.servers.iter().any(|s| s.name == added.name) {
+            notices.push(format!(
+                "server '{label}' added at runtime is now in the configuration: the configuration wins"
+            ));
+        } else if !control::accepts_dynamic_servers(&proxy.balance, proxy.hash_type.method) {
+            notices.push(format!(
+                "server '{label}' added at runtime is dropped: the backend no longer uses a dynamic algorithm"
+            ));
+        } else {
+            servers.push(Arc::clone(added));
+        }
     }
     let queue_limit = if !servers.is_empty() && servers.iter().all(|s| s.maxqueue.is_some()) {
         Some(servers.iter().filter_map(|s| s.maxqueue).sum())
@@ -274,7 +384,7 @@ async fn build_backend(
         allbackups: proxy.options.allbackups,
         timeouts: proxy.timeouts,
         tcpka: proxy.options.tcpka || proxy.options.srvtcpka,
-        counters: Counters::default(),
+        counters: previous.map_or_else(Arc::default, |b| Arc::clone(&b.counters)),
         slot_freed: Notify::new(),
         queue_limit,
         health_check: proxy.health_check.clone(),
@@ -316,7 +426,7 @@ pub(crate) async fn new_server(
         up: AtomicBool::new(up),
         checks_enabled: AtomicBool::new(true),
         agent_enabled: AtomicBool::new(true),
-        counters: Counters::default(),
+        counters: Arc::default(),
         check,
         health: std::sync::Mutex::new(health),
         recheck: Notify::new(),

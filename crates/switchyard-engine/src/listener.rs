@@ -39,6 +39,18 @@ impl Listener {
         Ok(Listener { inner })
     }
 
+    /// Takes over an already listening socket (one a previous engine shares on reload).
+    pub fn from_socket(socket: Socket) -> io::Result<Listener> {
+        socket.set_nonblocking(true)?;
+        let inner = TcpListener::from_std(socket.into())?;
+        Ok(Listener { inner })
+    }
+
+    /// A second descriptor of the same listening socket.
+    pub fn duplicate(&self) -> io::Result<Socket> {
+        socket2::SockRef::from(&self.inner).try_clone()
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }

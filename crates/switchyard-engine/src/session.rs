@@ -127,10 +127,12 @@ impl Session {
         let client_addr = self.client_addr;
         let accepted_at = self.accepted_at;
         let accepted = self.accepted;
-        let registered =
-            process
-                .sessions
-                .register(self.client_addr, self.local_addr, &frontend.name);
+        let registered = process.sessions.register(
+            self.client_addr,
+            self.local_addr,
+            &frontend.name,
+            process.generation,
+        );
         let outcome = self.proxy(&registered.info).await;
         drop(registered);
 

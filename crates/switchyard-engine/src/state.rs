@@ -116,7 +116,7 @@ pub struct Server {
     pub checks_enabled: AtomicBool,
     /// `disable agent` stops the agent check at runtime.
     pub agent_enabled: AtomicBool,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     /// How the server is checked (`check`, `inter`, `rise`... on its `server` line).
     pub check: ServerCheck,
     /// Check state, shared by the check task and passive observation of live traffic.
@@ -338,7 +338,7 @@ pub struct Backend {
     pub allbackups: bool,
     pub timeouts: config::Timeouts,
     pub tcpka: bool,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
     /// Woken whenever a server slot frees up or eligibility changes, so queued sessions retry.
     pub slot_freed: Notify,
     /// Bound on queued sessions: the sum of the servers' `maxqueue` when every server has one.
@@ -381,7 +381,7 @@ pub struct Frontend {
     pub timeouts: config::Timeouts,
     pub tcpka: bool,
     pub log: LogSettings,
-    pub counters: Counters,
+    pub counters: Arc<Counters>,
 }
 
 /// What and how a frontend logs.
@@ -405,8 +405,12 @@ pub struct Process {
     pub started: Instant,
     /// Woken when `active` drops to zero (graceful stop waits on it).
     pub idle: Notify,
-    /// Live sessions, for `show sess` and `shutdown session`.
+    /// Live sessions, for `show sess` and `shutdown session`; shared by the engines a
+    /// reload leaves running, so old sessions stay visible until they end.
     pub sessions: Arc<SessionRegistry>,
+    /// Which engine this is: 0 at start, +1 per reload. Tags sessions so the ones a
+    /// reloaded-away engine still carries can be told apart (and closed at hard-stop-after).
+    pub generation: u64,
 }
 
 /// What the control plane can see of, and do to, one live session.
@@ -422,6 +426,8 @@ pub struct SessionInfo {
     pub server: Mutex<Option<(String, String)>>,
     /// Closes the session (`shutdown session ID`).
     pub kill: Notify,
+    /// The engine generation that accepted it.
+    pub generation: u64,
 }
 
 /// Registry of live sessions: one short lock on open and close, nothing in between.
@@ -444,6 +450,7 @@ impl SessionRegistry {
         client: SocketAddr,
         local: SocketAddr,
         frontend: &str,
+        generation: u64,
     ) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let info = Arc::new(SessionInfo {
@@ -454,6 +461,7 @@ impl SessionRegistry {
             accepted: Instant::now(),
             server: Mutex::new(None),
             kill: Notify::new(),
+            generation,
         });
         self.live().insert(id, Arc::clone(&info));
         SessionGuard {
@@ -467,6 +475,19 @@ impl SessionRegistry {
         let mut sessions: Vec<_> = self.live().values().cloned().collect();
         sessions.sort_by_key(|s| s.id);
         sessions
+    }
+
+    /// Closes every session accepted by engine `generation`; returns how many.
+    pub fn kill_generation(&self, generation: u64) -> usize {
+        let live = self.live();
+        let doomed: Vec<_> = live
+            .values()
+            .filter(|s| s.generation == generation)
+            .collect();
+        for session in &doomed {
+            session.kill.notify_one();
+        }
+        doomed.len()
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<SessionInfo>> {

@@ -47,3 +47,22 @@ pub fn greeting_through(port: u16) -> String {
     let _ = stream.read_to_string(&mut reply);
     reply.trim().to_string()
 }
+
+/// A backend on a free loopback port that echoes every byte back, one thread per connection
+/// (tests use few connections but keep some open for long).
+pub fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding an echo server");
+    let port = listener.local_addr().expect("echo server address").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = stream;
+                let Ok(mut writer) = reader.try_clone() else {
+                    return;
+                };
+                let _ = std::io::copy(&mut reader, &mut writer);
+            });
+        }
+    });
+    port
+}

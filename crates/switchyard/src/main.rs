@@ -1,19 +1,15 @@
 //! `switchyard`: command line, process lifecycle and wiring of the crates.
 
 mod demo;
+mod lifecycle;
 mod runtime_api;
 mod state_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 use switchyard_config::{parse_files, Parsed};
-use switchyard_engine::Engine;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// High-availability load balancer and proxy for database clusters, configured with
 /// HAProxy's configuration language.
@@ -74,7 +70,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            run(parsed, Some(port), cli.quiet)
+            run(lifecycle::ConfigSource::Demo(port), parsed, cli.quiet)
         }
         None => {
             if cli.files.is_empty() {
@@ -102,12 +98,16 @@ fn main() -> ExitCode {
                 println!("Configuration file is valid");
                 return ExitCode::SUCCESS;
             }
-            run(parsed, None, cli.quiet)
+            run(
+                lifecycle::ConfigSource::Files(cli.files.clone()),
+                parsed,
+                cli.quiet,
+            )
         }
     }
 }
 
-fn run(parsed: Parsed, demo_port: Option<u16>, quiet: bool) -> ExitCode {
+fn run(source: lifecycle::ConfigSource, parsed: Parsed, quiet: bool) -> ExitCode {
     if !quiet {
         for warning in &parsed.warnings {
             eprintln!("{warning}");
@@ -139,115 +139,11 @@ fn run(parsed: Parsed, demo_port: Option<u16>, quiet: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(parsed, demo_port)) {
+    match runtime.block_on(lifecycle::serve(source, parsed)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchyard: {error:#}");
             ExitCode::FAILURE
         }
     }
-}
-
-async fn serve(parsed: Parsed, demo_port: Option<u16>) -> anyhow::Result<()> {
-    let config = parsed.config;
-    if let Some(port) = demo_port {
-        demo::start_backends(port)
-            .await
-            .context("starting the demo backends")?;
-    }
-    let engine = Engine::build(&config).await?;
-    if let Some(port) = demo_port {
-        demo::print_banner(port);
-    }
-    for (frontend, addr) in engine.local_addrs() {
-        tracing::info!(%frontend, %addr, "listening");
-    }
-    let state_file = config
-        .global
-        .runtime_state_file
-        .clone()
-        .map(|path| Arc::new(state_file::StateFile::new(path)));
-    let executor = Arc::new(runtime_api::Executor::new(
-        engine.runtime(),
-        state_file.clone(),
-    ));
-    if let Some(file) = &state_file {
-        // Before any listener accepts: traffic must never see the pre-restart state.
-        for notice in file.restore(&executor, &engine.runtime()).await {
-            eprintln!("switchyard: {}: {notice}", file.path().display());
-        }
-        // Written right away: the file then also records check states and survives a
-        // configuration edit that drops changes.
-        file.save(&engine.runtime())?;
-        tokio::spawn(Arc::clone(file).follow_changes(engine.runtime(), engine.stop_signal()));
-    }
-    start_stats_sockets(&config, &engine, executor).await?;
-    let stopper = engine.stopper();
-    let runtime = engine.runtime();
-    let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    let engine_task = tokio::spawn(engine.run());
-
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-    }
-    stopper.stop_accepting();
-    let _ = engine_task.await;
-    let active = stopper.active_sessions();
-    if active > 0 {
-        eprintln!("switchyard: stopped accepting; waiting for {active} session(s) to finish (signal again to exit now)");
-    }
-    let hard_stop = config.global.hard_stop_after.unwrap_or(Duration::MAX);
-    tokio::select! {
-        _ = stopper.drained() => {}
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
-        _ = tokio::time::sleep(hard_stop) => {
-            eprintln!("switchyard: hard-stop-after expired with {} session(s) left", stopper.active_sessions());
-        }
-    }
-    if let Some(file) = &state_file {
-        file.save(&runtime)?;
-    }
-    Ok(())
-}
-
-/// Starts the Runtime API on every `stats socket` of the `global` section.
-async fn start_stats_sockets(
-    config: &switchyard_config::Config,
-    engine: &Engine,
-    executor: Arc<runtime_api::Executor>,
-) -> anyhow::Result<()> {
-    use switchyard_api::command::Level;
-    use switchyard_api::server::{self, Bind, ServeOptions};
-    use switchyard_config::SocketAddress;
-
-    for socket in &config.global.stats_sockets {
-        // HAProxy's default level for a stats socket is "operator".
-        let level = match socket.level.as_deref() {
-            Some("user") => Level::User,
-            Some("admin") => Level::Admin,
-            _ => Level::Operator,
-        };
-        let bind = match &socket.address {
-            SocketAddress::Inet(addr) => Bind::Tcp(*addr),
-            SocketAddress::Unix(path) => Bind::Unix {
-                path: path.clone(),
-                mode: socket.mode,
-            },
-        };
-        let listener = server::Listener::bind(&bind)
-            .await
-            .with_context(|| format!("{}: cannot bind the stats socket", socket.span))?;
-        let options = ServeOptions::new(level);
-        let stop = engine.stop_signal();
-        let executor = Arc::clone(&executor);
-        tokio::spawn(async move {
-            if let Err(error) = server::serve_listener(listener, options, executor, stop).await {
-                tracing::error!(%error, "stats socket stopped");
-            }
-        });
-    }
-    Ok(())
 }

@@ -35,6 +35,15 @@ impl Executor {
         }
     }
 
+    /// The engine this executor works on.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        Arc::clone(&self.runtime)
+    }
+
+    pub fn state_file(&self) -> Option<Arc<StateFile>> {
+        self.state_file.clone()
+    }
+
     fn nbthread(&self) -> u32 {
         std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
     }
@@ -150,6 +159,7 @@ impl Executor {
             }
             // Answered by the socket server itself; kept total for the compiler.
             Command::Help(_)
+            | Command::Reload
             | Command::Prompt
             | Command::Quit
             | Command::LowerLevel(_)

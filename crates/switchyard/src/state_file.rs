@@ -150,18 +150,21 @@ impl StateFile {
     }
 
     /// Rewrites the file whenever a check changes a server's state, until the engine stops.
+    /// `current` gives the engine running now (a reload replaces it; all engines share one
+    /// change signal).
     pub async fn follow_changes(
         self: Arc<Self>,
-        runtime: Arc<Runtime>,
+        current: impl Fn() -> Arc<Runtime>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
         loop {
+            let changes = Arc::clone(&current().changes);
             tokio::select! {
-                _ = runtime.changes.notified() => {}
+                _ = changes.notified() => {}
                 _ = stop.wait_for(|stopped| *stopped) => return,
             }
             tokio::time::sleep(WRITE_DELAY).await;
-            if let Err(error) = self.save(&runtime) {
+            if let Err(error) = self.save(&current()) {
                 tracing::error!("{error:#}");
             }
         }
