@@ -5,7 +5,7 @@
 //! HAProxy's wording, since operators' scripts match on it.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -201,6 +201,35 @@ impl Runtime {
         Ok(())
     }
 
+    /// `set maxconn frontend F N`: more slots let waiting connections in at once; fewer
+    /// take effect as sessions end (none is closed), as in HAProxy.
+    pub fn set_frontend_maxconn(&self, frontend: &str, maxconn: i64) -> Result<(), ControlError> {
+        let frontend = self
+            .frontends
+            .iter()
+            .find(|f| f.name == frontend)
+            .ok_or_else(|| ControlError("No such frontend.".into()))?;
+        let Ok(maxconn) = u32::try_from(maxconn) else {
+            return err("Value out of range.");
+        };
+        resize(&frontend.slots, &frontend.maxconn, maxconn);
+        Ok(())
+    }
+
+    /// `set maxconn global N`: up to the configured limit; 0 or less restores it.
+    pub fn set_global_maxconn(&self, maxconn: i64) -> Result<(), ControlError> {
+        let hard = self.process.hard_maxconn;
+        if maxconn > i64::from(hard) {
+            return err("Value out of range.");
+        }
+        let maxconn = u32::try_from(maxconn)
+            .ok()
+            .filter(|&n| n > 0)
+            .unwrap_or(hard);
+        resize(&self.process.slots, &self.process.maxconn, maxconn);
+        Ok(())
+    }
+
     /// `shutdown sessions server B/S`.
     pub fn shutdown_server_sessions(
         &self,
@@ -301,6 +330,28 @@ impl Runtime {
                 backend.bump_generation();
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Changes the number of slots of a connection limit. Slots in use cannot be taken back:
+/// a task waits for them to be released and retires them (it queues ahead of new
+/// connections, so nothing is accepted above the new limit meanwhile).
+fn resize(slots: &Arc<tokio::sync::Semaphore>, size: &AtomicU32, to: u32) {
+    let from = size.swap(to, Ordering::AcqRel);
+    if to > from {
+        slots.add_permits((to - from) as usize);
+    } else if from > to {
+        let surplus = (from - to) as usize;
+        let retired = slots.forget_permits(surplus);
+        if retired < surplus {
+            let slots = Arc::clone(slots);
+            let owed = u32::try_from(surplus - retired).unwrap_or(u32::MAX);
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned(owed).await {
+                    permits.forget();
+                }
+            });
         }
     }
 }

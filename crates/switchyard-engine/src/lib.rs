@@ -105,7 +105,8 @@ impl Engine {
             .maxconn
             .unwrap_or_else(|| default_maxconn(nofile));
         let process = Arc::new(Process {
-            maxconn,
+            maxconn: AtomicU32::new(maxconn),
+            hard_maxconn: maxconn,
             slots: Arc::new(Semaphore::new(maxconn as usize)),
             active: AtomicU32::new(0),
             total: AtomicU64::new(0),
@@ -171,7 +172,7 @@ impl Engine {
                 id: proxy.id,
                 backend,
                 slots: Arc::new(Semaphore::new(fe_maxconn as usize)),
-                maxconn: fe_maxconn,
+                maxconn: AtomicU32::new(fe_maxconn),
                 timeouts: proxy.timeouts,
                 tcpka: proxy.options.tcpka || proxy.options.clitcpka,
                 log: LogSettings {

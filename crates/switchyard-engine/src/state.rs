@@ -377,7 +377,8 @@ pub struct Frontend {
     pub id: u32,
     pub backend: Option<Arc<Backend>>,
     pub slots: Arc<Semaphore>,
-    pub maxconn: u32,
+    /// Size of `slots`: `maxconn`, changeable with `set maxconn frontend`.
+    pub maxconn: AtomicU32,
     pub timeouts: config::Timeouts,
     pub tcpka: bool,
     pub log: LogSettings,
@@ -397,7 +398,10 @@ pub struct LogSettings {
 /// Process-wide state.
 #[derive(Debug)]
 pub struct Process {
-    pub maxconn: u32,
+    /// Size of `slots`: `maxconn`, changeable with `set maxconn global` up to `hard_maxconn`.
+    pub maxconn: AtomicU32,
+    /// The configured (or derived) limit.
+    pub hard_maxconn: u32,
     pub slots: Arc<Semaphore>,
     /// Current sessions across all frontends (`actconn`).
     pub active: AtomicU32,

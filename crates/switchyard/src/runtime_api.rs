@@ -152,9 +152,11 @@ impl Executor {
                 self.clear_counters(all);
                 String::new()
             }
-            Command::SetMaxconnFrontend { .. }
-            | Command::SetMaxconnGlobal(_)
-            | Command::Other { .. } => {
+            Command::SetMaxconnFrontend { frontend, maxconn } => {
+                with_newline(rt.set_frontend_maxconn(&frontend, maxconn))
+            }
+            Command::SetMaxconnGlobal(maxconn) => with_newline(rt.set_global_maxconn(maxconn)),
+            Command::Other { .. } => {
                 "This command is not supported by Switchyard yet.\n".to_string()
             }
             // Answered by the socket server itself; kept total for the compiler.
@@ -336,8 +338,8 @@ impl Executor {
             pid: std::process::id(),
             uptime_sec: uptime,
             start_time_sec: start,
-            maxconn: process.maxconn,
-            hard_maxconn: process.maxconn,
+            maxconn: process.maxconn.load(Ordering::Relaxed),
+            hard_maxconn: process.hard_maxconn,
             curr_conns: process.active.load(Ordering::Relaxed),
             cum_conns: process.total.load(Ordering::Relaxed) as u32,
             idle_pct: 100,
@@ -551,7 +553,7 @@ fn backend_counters(c: &Counters) -> model::BackendCounters {
 fn frontend_stats(f: &Frontend) -> model::FrontendStats {
     model::FrontendStats {
         counters: counters(&f.counters),
-        slim: f.maxconn,
+        slim: f.maxconn.load(Ordering::Relaxed),
         conn_tot: f.counters.total.load(Ordering::Relaxed),
         ..Default::default()
     }

@@ -172,3 +172,76 @@ fn a_python_raw_socket_client_gets_haproxy_formats() {
         "fe/FRONTEND=OPEN be_dynamic/BACKEND=UP"
     );
 }
+
+#[test]
+fn set_maxconn_frontend_and_global_change_limits_live() {
+    use switchyard_testkit::echo_server;
+    let (admin, user, front) = (free_port(), free_port(), free_port());
+    let echo = echo_server();
+    let _proxy = start(admin, user, front);
+    assert_eq!(
+        cli(admin, &format!("add server be_dynamic/e 127.0.0.1:{echo}")),
+        "New server registered.\n\n"
+    );
+    assert_eq!(cli(admin, "set server be_dynamic/e state ready"), "\n");
+    assert_eq!(cli(admin, "set maxconn frontend fe 1"), "\n");
+    let slim = |port| {
+        cli(port, "show stat")
+            .lines()
+            .find(|l| l.starts_with("fe,FRONTEND,"))
+            .map(|l| l.split(',').nth(6).unwrap_or_default().to_string())
+    };
+    assert_eq!(slim(admin).as_deref(), Some("1"));
+
+    let open = |text: &[u8]| {
+        let mut stream = TcpStream::connect(("127.0.0.1", front)).unwrap();
+        stream.write_all(text).unwrap();
+        stream
+    };
+    let mut first = open(b"one");
+    first
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0; 3];
+    first.read_exact(&mut buf).unwrap();
+    // The second connection waits in the kernel's queue: the frontend is full.
+    let mut second = open(b"two");
+    second
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        second.read_exact(&mut buf).is_err(),
+        "accepted above maxconn"
+    );
+    // Raising the limit lets it in at once.
+    assert_eq!(cli(admin, "set maxconn frontend fe 2"), "\n");
+    second
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    second.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"two");
+
+    assert_eq!(
+        cli(admin, "set maxconn frontend fe -1"),
+        "Value out of range.\n\n"
+    );
+    assert_eq!(
+        cli(admin, "set maxconn frontend nofe 10"),
+        "No such frontend.\n\n"
+    );
+    assert_eq!(slim(admin).as_deref(), Some("2"));
+    let maxconn = |port| {
+        cli(port, "show info")
+            .lines()
+            .find_map(|l| l.strip_prefix("Maxconn: ").map(str::to_string))
+    };
+    let hard = maxconn(admin).unwrap();
+    assert_eq!(
+        cli(admin, "set maxconn global 99999999"),
+        "Value out of range.\n\n"
+    );
+    assert_eq!(cli(admin, "set maxconn global 10"), "\n");
+    assert_eq!(maxconn(admin).as_deref(), Some("10"));
+    assert_eq!(cli(admin, "set maxconn global 0"), "\n");
+    assert_eq!(maxconn(admin), Some(hard));
+}
