@@ -740,6 +740,8 @@ pub const SERVER_KEYWORDS: &[(&str, bool)] = &[
     ("on-marked-down", true),
     ("on-marked-up", true),
     ("port", true),
+    ("resolve-prefer", true),
+    ("resolvers", true),
     ("rise", true),
     ("send-proxy", false),
     ("send-proxy-v2", false),

@@ -31,6 +31,50 @@ pub struct Config {
     /// explicit `id N` get the lowest free id in declaration order, starting at 1 (so a
     /// backend declared after a frontend has id 2, as in `show servers state`).
     pub proxies: Vec<Proxy>,
+    /// `resolvers` sections, for servers given by name.
+    pub resolvers: Vec<Resolvers>,
+}
+
+/// An address family preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpFamily {
+    Ipv4,
+    Ipv6,
+}
+
+/// A `resolvers` section: where and how often servers' names are resolved at runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolvers {
+    pub span: Span,
+    pub name: String,
+    /// `nameserver NAME ADDR[:PORT]`.
+    pub nameservers: Vec<(String, SocketAddr)>,
+    /// `parse-resolv-conf`: also the nameservers of /etc/resolv.conf.
+    pub parse_resolv_conf: bool,
+    /// `resolve_retries` (default 3).
+    pub resolve_retries: u32,
+    /// `timeout resolve`: time between two resolutions of a name (default 1s).
+    pub timeout_resolve: Duration,
+    /// `timeout retry`: how long to wait for an answer before asking again (default 1s).
+    pub timeout_retry: Duration,
+    /// `hold valid`: how long an answer is trusted (default 10s).
+    pub hold_valid: Duration,
+}
+
+impl Resolvers {
+    /// HAProxy's defaults.
+    pub fn new(span: Span, name: String) -> Self {
+        Resolvers {
+            span,
+            name,
+            nameservers: Vec::new(),
+            parse_resolv_conf: false,
+            resolve_retries: 3,
+            timeout_resolve: Duration::from_secs(1),
+            timeout_retry: Duration::from_secs(1),
+            hold_valid: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Config {
@@ -382,6 +426,11 @@ pub struct Server {
     /// `agent-send STRING`, `agent-addr HOST`.
     pub agent_send: Option<String>,
     pub agent_addr: Option<Host>,
+    /// `resolvers NAME`: re-resolve the server's name at runtime with that section.
+    pub resolvers: Option<String>,
+    /// `resolve-prefer ipv4|ipv6`; unset, DNS answers prefer IPv6 (as HAProxy) and the
+    /// system resolver keeps its own order.
+    pub resolve_prefer: Option<IpFamily>,
 }
 
 impl Server {
@@ -421,6 +470,8 @@ impl Server {
             shutdown_backup_sessions_on_up: false,
             agent_send: None,
             agent_addr: None,
+            resolvers: None,
+            resolve_prefer: None,
         }
     }
 }

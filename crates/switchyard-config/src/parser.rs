@@ -12,6 +12,7 @@ use crate::model::*;
 use crate::units::parse_duration;
 
 mod checks;
+mod resolvers;
 
 /// One configuration text and the name used in diagnostics (usually its path).
 #[derive(Debug, Clone)]
@@ -104,6 +105,7 @@ enum Section {
     Global,
     Defaults,
     Proxy,
+    Resolvers,
     /// A section Switchyard does not implement: its body is skipped.
     Skipped,
 }
@@ -177,6 +179,7 @@ struct Parser {
     defaults_name: Option<String>,
     named_defaults: HashMap<String, Draft>,
     proxies: Vec<Draft>,
+    resolvers: Vec<Resolvers>,
     file_order: HashMap<Arc<str>, usize>,
 }
 
@@ -196,6 +199,7 @@ impl Default for Parser {
             defaults_name: None,
             named_defaults: HashMap::new(),
             proxies: Vec::new(),
+            resolvers: Vec::new(),
             file_order: HashMap::new(),
         }
     }
@@ -205,7 +209,6 @@ impl Default for Parser {
 const SKIPPED_SECTIONS: &[&str] = &[
     "userlist",
     "peers",
-    "resolvers",
     "cache",
     "program",
     "mailers",
@@ -284,6 +287,18 @@ impl Parser {
                 self.close_section();
                 self.start_proxy(w, span);
             }
+            "resolvers" => {
+                self.close_section();
+                let section = resolvers::start(&mut self.sink, w, span);
+                if self.resolvers.iter().any(|r| r.name == section.name) {
+                    self.sink.err(
+                        span,
+                        format!("'resolvers {}' is defined twice", section.name),
+                    );
+                }
+                self.resolvers.push(section);
+                self.section = Section::Resolvers;
+            }
             _ if SKIPPED_SECTIONS.contains(&kw) => {
                 self.close_section();
                 self.sink.warn(
@@ -304,6 +319,11 @@ impl Parser {
                 Section::Proxy => {
                     if let Some(d) = self.proxies.last_mut() {
                         proxy_keyword(&mut self.sink, d, false, w, span);
+                    }
+                }
+                Section::Resolvers => {
+                    if let Some(r) = self.resolvers.last_mut() {
+                        resolvers::keyword(&mut self.sink, r, w, span);
                     }
                 }
             },
@@ -540,6 +560,7 @@ impl Parser {
             mut sink,
             global,
             mut proxies,
+            resolvers,
             file_order,
             ..
         } = self;
@@ -565,6 +586,7 @@ impl Parser {
             assign_server_ids(&mut sink, &mut d.proxy);
         }
         validate(&mut sink, &proxies);
+        validate_resolvers(&mut sink, &resolvers, &proxies);
 
         let mut diags = sink.diags;
         // Report in reading order even though validation findings come last.
@@ -577,6 +599,7 @@ impl Parser {
         let config = Config {
             global,
             proxies: proxies.into_iter().map(|d| d.proxy).collect(),
+            resolvers,
         };
         if diags.iter().any(|d| d.severity == Severity::Error) {
             Err(Diagnostics(diags))
@@ -585,6 +608,37 @@ impl Parser {
                 config,
                 warnings: diags,
             })
+        }
+    }
+}
+
+/// Every `resolvers NAME` on a server names a section that can ask someone.
+fn validate_resolvers(sink: &mut Sink, resolvers: &[Resolvers], proxies: &[Draft]) {
+    for section in resolvers {
+        if section.nameservers.is_empty() && !section.parse_resolv_conf {
+            sink.err(
+                &section.span,
+                format!(
+                    "resolvers '{}' has no 'nameserver' and no 'parse-resolv-conf'",
+                    section.name
+                ),
+            );
+        }
+    }
+    for d in proxies {
+        for server in &d.proxy.servers {
+            let Some(name) = &server.resolvers else {
+                continue;
+            };
+            if !resolvers.iter().any(|r| &r.name == name) {
+                sink.err(
+                    &server.span,
+                    format!(
+                        "server '{}/{}' refers to unknown resolvers section '{name}'",
+                        d.proxy.name, server.name
+                    ),
+                );
+            }
         }
     }
 }
@@ -1741,9 +1795,7 @@ fn server_settings(
         "crl-file",
         "crt",
         "sni",
-        "resolvers",
         "init-addr",
-        "resolve-prefer",
         "resolve-net",
         "resolve-opts",
         "track",
@@ -1897,6 +1949,25 @@ fn server_settings(
                 match valued(sink) {
                     None => ok = false,
                     Some(v) => s.agent_send = Some(v.to_string()),
+                }
+            }
+            "resolvers" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some(name) => s.resolvers = Some(name.to_string()),
+                }
+            }
+            "resolve-prefer" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some("ipv4") => s.resolve_prefer = Some(IpFamily::Ipv4),
+                    Some("ipv6") => s.resolve_prefer = Some(IpFamily::Ipv6),
+                    Some(other) => bad(
+                        sink,
+                        format!("'resolve-prefer' expects 'ipv4' or 'ipv6', got '{other}'"),
+                    ),
                 }
             }
             "agent-addr" => {

@@ -193,7 +193,7 @@ fn unterminated_quote_names_line() {
 
 #[test]
 fn skipped_sections_warn_once() {
-    let w = warnings("userlist users\n user a password x\npeers p\n peer a 1.2.3.4:1\nresolvers dns\n nameserver a 1.1.1.1:53\ncache c\n total-max-size 4\nprogram p\n command x\nmailers m\n mailer a 1.2.3.4:25\nglobal\n maxconn 5\n");
+    let w = warnings("userlist users\n user a password x\npeers p\n peer a 1.2.3.4:1\nring dns\n size 32764\ncache c\n total-max-size 4\nprogram p\n command x\nmailers m\n mailer a 1.2.3.4:25\nglobal\n maxconn 5\n");
     assert_eq!(w.len(), 6);
     assert_eq!(
         w[0],
@@ -519,11 +519,51 @@ fn server_toggles_override_default_server() {
 
 #[test]
 fn server_unimplemented_settings_warn() {
-    let w = warnings("backend b\n server s1 1.1.1.1:1 check verify none ca-file /x sni str(x) check-ssl resolvers dns init-addr last,libc resolve-prefer ipv4 track b2/s1 observe layer7\n");
-    assert_eq!(w.len(), 9, "{w:?}");
+    let w = warnings("resolvers dns\n parse-resolv-conf\nbackend b\n server s1 1.1.1.1:1 check verify none ca-file /x sni str(x) check-ssl resolvers dns init-addr last,libc resolve-prefer ipv4 track b2/s1 observe layer7\n");
+    assert_eq!(w.len(), 7, "{w:?}");
     assert_eq!(
         w[0],
-        "t.cfg:2: warning: server setting 'verify' is not implemented yet, ignored"
+        "t.cfg:4: warning: server setting 'verify' is not implemented yet, ignored"
+    );
+}
+
+#[test]
+fn resolvers_sections_and_server_references() {
+    let p = ok("resolvers dc1\n nameserver ns1 10.0.0.53\n nameserver ns2 udp@[fd00::53]:5353\n                 resolve_retries 5\n timeout resolve 2s\n timeout retry 500ms\n hold valid 30s\n                 hold nx 5s\n accepted_payload_size 8192\n\
+                backend b\n server s1 db1.dc1.example:5432 resolvers dc1 resolve-prefer ipv4\n");
+    let r = &p.config.resolvers[0];
+    assert_eq!(r.name, "dc1");
+    assert_eq!(
+        r.nameservers,
+        [
+            ("ns1".to_string(), "10.0.0.53:53".parse().unwrap()),
+            ("ns2".to_string(), "[fd00::53]:5353".parse().unwrap()),
+        ]
+    );
+    assert_eq!(r.resolve_retries, 5);
+    assert_eq!(r.timeout_resolve, Duration::from_secs(2));
+    assert_eq!(r.timeout_retry, Duration::from_millis(500));
+    assert_eq!(r.hold_valid, Duration::from_secs(30));
+    let s = &p.config.proxies[0].servers[0];
+    assert_eq!(s.resolvers.as_deref(), Some("dc1"));
+    assert_eq!(s.resolve_prefer, Some(IpFamily::Ipv4));
+    assert_eq!(s.host, Host::Name("db1.dc1.example".into()));
+}
+
+#[test]
+fn resolvers_errors_name_the_line() {
+    let e = errs("resolvers empty\n timeout resolve\n nameserver ns1 dns.example:53\n bogus 1\n\
+                  backend b\n server s1 db1:5432 resolve-prefer ipv5\n server s2 db2:5432 resolvers nowhere\n");
+    assert_eq!(
+        e,
+        [
+            "t.cfg:1: resolvers 'empty' has no 'nameserver' and no 'parse-resolv-conf'",
+            "t.cfg:2: 'timeout' expects 'resolve' or 'retry' and a duration",
+            "t.cfg:3: 'nameserver ns1': 'dns.example' is not an IP address",
+            "t.cfg:4: unknown keyword 'bogus' in 'resolvers' section",
+            "t.cfg:6: server setting 'resolve-prefer': 'resolve-prefer' expects 'ipv4' or 'ipv6', got 'ipv5'",
+            "t.cfg:7: server 'b/s2' refers to unknown resolvers section 'nowhere'",
+        ]
     );
 }
 

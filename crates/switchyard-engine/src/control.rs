@@ -280,7 +280,7 @@ impl Runtime {
         let origin = crate::state::ServerOrigin::Runtime {
             spec: spec.to_string(),
         };
-        let built = crate::new_server(&server, origin)
+        let built = crate::new_server(&server, origin, &self.resolvers)
             .await
             .map_err(|e| ControlError(format!("{e:#}")))?;
         built

@@ -55,10 +55,11 @@ pub(crate) fn spawn_server_checks(
             stop.subscribe(),
         ));
     }
+    crate::resolve::spawn_resolution(backend, server, stop);
 }
 
 /// A deleted server's tasks notice they are no longer in the backend and end.
-fn still_member(backend: &Backend, server: &Arc<Server>) -> bool {
+pub(crate) fn still_member(backend: &Backend, server: &Arc<Server>) -> bool {
     backend
         .servers
         .load()
@@ -299,7 +300,7 @@ fn describe_details(outcome: &CheckOutcome) -> String {
 }
 
 /// State changes go to the backend's log targets and, like HAProxy's warnings, to stderr.
-fn emit(backend: &Backend, level: Level, text: &str) {
+pub(crate) fn emit(backend: &Backend, level: Level, text: &str) {
     let tag = match level {
         Level::Emerg | Level::Alert => "ALERT",
         Level::Notice => "NOTICE",

@@ -10,6 +10,7 @@ mod forward;
 mod health;
 mod listener;
 pub mod persist;
+pub mod resolve;
 mod select;
 mod session;
 pub mod state;
@@ -57,6 +58,8 @@ pub struct Runtime {
     /// reload can hand the very same sockets to the next engine: connections waiting in the
     /// kernel's queue are accepted by whichever engine is running, never refused.
     listen_sockets: std::sync::Mutex<Vec<(SocketAddr, socket2::Socket)>>,
+    /// The `resolvers` sections, for servers added at runtime.
+    pub resolvers: resolve::Sections,
 }
 
 impl Runtime {
@@ -124,6 +127,7 @@ impl Engine {
             .unwrap_or_else(|| "haproxy".to_string());
         let hostname = config.global.log_send_hostname.as_deref();
 
+        let sections = resolve::sections(config)?;
         let changes = previous.map_or_else(|| Arc::new(Notify::new()), |p| Arc::clone(&p.changes));
         let mut backends_by_name: HashMap<&str, Arc<Backend>> = HashMap::new();
         let mut backends = Vec::new();
@@ -135,7 +139,15 @@ impl Engine {
             let logger = open_logger(proxy, &tag, hostname)?;
             let before = previous.and_then(|p| p.backends.iter().find(|b| b.name == proxy.name));
             let backend = Arc::new(
-                build_backend(proxy, logger, Arc::clone(&changes), before, &mut notices).await?,
+                build_backend(
+                    proxy,
+                    logger,
+                    Arc::clone(&changes),
+                    before,
+                    &sections,
+                    &mut notices,
+                )
+                .await?,
             );
             backends_by_name.insert(proxy.name.as_str(), Arc::clone(&backend));
             backends.push(backend);
@@ -220,6 +232,7 @@ impl Engine {
                 stop,
                 changes,
                 listen_sockets: std::sync::Mutex::new(listen_sockets),
+                resolvers: sections,
             }),
             listeners,
             notices,
@@ -316,6 +329,7 @@ async fn build_backend(
     logger: Option<Arc<switchyard_log::Logger>>,
     changes: Arc<Notify>,
     previous: Option<&Arc<Backend>>,
+    sections: &resolve::Sections,
     notices: &mut Vec<String>,
 ) -> anyhow::Result<Backend> {
     let before = previous.map(|b| b.servers.load_full());
@@ -342,7 +356,7 @@ async fn build_backend(
                 continue;
             }
         }
-        let built = new_server(server, origin)
+        let built = new_server(server, origin, sections)
             .await
             .with_context(|| format!("{}: server '{}/{}'", server.span, proxy.name, server.name))?;
         servers.push(Arc::new(built));
@@ -401,8 +415,21 @@ async fn build_backend(
 pub(crate) async fn new_server(
     server: &config::Server,
     origin: state::ServerOrigin,
+    sections: &resolve::Sections,
 ) -> anyhow::Result<Server> {
-    let ip = resolve(&server.host).await?;
+    let dynamic = matches!(origin, state::ServerOrigin::Runtime { .. });
+    let resolution = resolve::resolution_for(server, dynamic, sections)?;
+    // A name with its own resolvers may exist only there.
+    let ip = match &resolution {
+        Some(r) => r
+            .resolver
+            .resolve(&r.fqdn, r.prefer)
+            .await?
+            .first()
+            .copied()
+            .ok_or_else(|| anyhow!("'{}' resolves to no address", r.fqdn))?,
+        None => resolve(&server.host).await?,
+    };
     let addr = SocketAddr::new(ip, server.port.unwrap_or(0));
     let admin = if server.disabled {
         AdminState::Maint
@@ -439,6 +466,11 @@ pub(crate) async fn new_server(
             maxconn: server.maxconn.unwrap_or(0),
             admin,
         },
+        fqdn: match &server.host {
+            Host::Name(name) => Some(name.clone()),
+            Host::Ip(_) => None,
+        },
+        resolution,
     })
 }
 

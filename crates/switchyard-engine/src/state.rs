@@ -129,6 +129,10 @@ pub struct Server {
     pub origin: ServerOrigin,
     /// The settings it was built with, so runtime changes can be told apart from them.
     pub initial: InitialSettings,
+    /// The host name the server was given by (`srv_fqdn`), if any.
+    pub fqdn: Option<String>,
+    /// A server given by name whose address follows DNS.
+    pub resolution: Option<crate::resolve::Resolution>,
 }
 
 /// Where a server comes from; decides how its runtime state is saved and restored.

@@ -437,7 +437,6 @@ fn split_addr(addr: &str) -> Option<(Host, Option<u16>)> {
     Some((Host::Name(host.to_string()), port))
 }
 
-/// Applies one `add server` keyword to the new server.
 /// The `add server` arguments after the name, re-parsable by the command grammar (spaces
 /// and backslashes escaped as its tokenizer expects).
 fn add_server_spec(addr: &str, keywords: &[command::ServerKeyword]) -> String {
@@ -454,6 +453,7 @@ fn add_server_spec(addr: &str, keywords: &[command::ServerKeyword]) -> String {
     spec
 }
 
+/// Applies one `add server` keyword to the new server.
 fn apply_keyword(
     server: &mut switchyard_config::Server,
     keyword: &command::ServerKeyword,
@@ -513,6 +513,18 @@ fn apply_keyword(
             )
         }
         "agent-inter" => server.agent_inter = Some(duration()?),
+        // Switchyard extensions: a name is re-resolved with this section (or, without it,
+        // with the system resolver).
+        "resolvers" => server.resolvers = Some(value()),
+        "resolve-prefer" => match value().as_str() {
+            "ipv4" => server.resolve_prefer = Some(switchyard_config::IpFamily::Ipv4),
+            "ipv6" => server.resolve_prefer = Some(switchyard_config::IpFamily::Ipv6),
+            other => {
+                return Err(format!(
+                    "'resolve-prefer' expects 'ipv4' or 'ipv6', got '{other}'."
+                ))
+            }
+        },
         other => {
             return Err(format!(
                 "'{other}' is not supported for dynamic servers by Switchyard yet."
@@ -660,6 +672,7 @@ fn server_stats(s: &Server) -> model::Server {
             port: s.check.port.unwrap_or(0),
             addr: s.check.addr.map(|a| a.to_string()),
         },
+        fqdn: s.fqdn.clone(),
         ..Default::default()
     }
 }
