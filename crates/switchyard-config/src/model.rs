@@ -103,6 +103,9 @@ pub struct Global {
     /// `runtime-state-file PATH` (Switchyard extension): where Runtime API changes and check
     /// states are kept so they survive reloads and restarts.
     pub runtime_state_file: Option<PathBuf>,
+    /// `noreuseport`: listeners without `SO_REUSEPORT` (then a new process cannot bind next
+    /// to a running one; `-x` socket transfer still works).
+    pub noreuseport: bool,
 }
 
 /// `log <target> [len N] [format F] <facility> [max level [min level]]`, or `log stdout ...`.

@@ -497,6 +497,7 @@ impl Parser {
                 }
             }
             "daemon" => g.daemon = true,
+            "noreuseport" => g.noreuseport = true,
             "runtime-state-file" => {
                 if let Some(v) = single_arg(sink, w, span) {
                     g.runtime_state_file = Some(v.into());
@@ -695,7 +696,6 @@ fn is_unimplemented_global(kw: &str) -> bool {
         "noevports",
         "nosplice",
         "nogetaddrinfo",
-        "noreuseport",
         "debug",
         "zero-warning",
         "server-state-file",

@@ -207,7 +207,9 @@ impl Engine {
                     let backlog = bind.backlog.unwrap_or(fe_maxconn.clamp(128, 65535));
                     let listener = match previous.and_then(|p| p.inherited_socket(*addr)) {
                         Some(socket) => socket.and_then(Listener::from_socket),
-                        None => Listener::bind(*addr, backlog, bind.v6only),
+                        None => {
+                            Listener::bind(*addr, backlog, bind.v6only, !config.global.noreuseport)
+                        }
                     }
                     .with_context(|| {
                         format!("{}: cannot bind {addr} for '{}'", bind.span, proxy.name)

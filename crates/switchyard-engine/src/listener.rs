@@ -24,9 +24,16 @@ pub struct Listener {
 impl Listener {
     /// Binds with `SO_REUSEADDR` (restart without waiting for TIME_WAIT) and the requested
     /// IPv6-only behaviour; `None` keeps the system default (`net.ipv6.bindv6only`).
-    pub fn bind(addr: SocketAddr, backlog: u32, v6only: Option<bool>) -> io::Result<Listener> {
+    pub fn bind(
+        addr: SocketAddr,
+        backlog: u32,
+        v6only: Option<bool>,
+        reuse_port: bool,
+    ) -> io::Result<Listener> {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;
+        // As HAProxy: a new process (`-sf`) can bind while the old one still listens.
+        socket.set_reuse_port(reuse_port)?;
         if addr.is_ipv6() {
             if let Some(only) = v6only {
                 socket.set_only_v6(only)?;

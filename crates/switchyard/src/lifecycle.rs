@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::demo;
+use crate::process::{self, Startup};
 use crate::runtime_api::Executor;
 use crate::state_file::StateFile;
 
@@ -46,6 +47,13 @@ impl ConfigSource {
             }
         }
     }
+}
+
+/// Processes this one replaces once it listens (`-sf`, `-st`).
+#[derive(Debug, Default)]
+pub struct Replaces {
+    pub finish: Vec<i32>,
+    pub terminate: Vec<i32>,
 }
 
 /// The engine currently accepting connections.
@@ -90,7 +98,27 @@ impl switchyard_api::server::Executor for Control {
     }
 }
 
-pub async fn serve(source: ConfigSource, parsed: Parsed) -> anyhow::Result<()> {
+pub async fn serve(
+    source: ConfigSource,
+    parsed: Parsed,
+    mut startup: Startup,
+    replaces: Replaces,
+) -> anyhow::Result<()> {
+    let result = serve_until_stopped(source, parsed, &mut startup, replaces).await;
+    if let Err(error) = &result {
+        startup.failed(&format!("{error:#}"));
+    }
+    process::notify(&[sd_notify::NotifyState::Stopping]);
+    startup.exiting();
+    result
+}
+
+async fn serve_until_stopped(
+    source: ConfigSource,
+    parsed: Parsed,
+    startup: &mut Startup,
+    replaces: Replaces,
+) -> anyhow::Result<()> {
     let config = parsed.config;
     let demo_port = match source {
         ConfigSource::Demo(port) => Some(port),
@@ -141,16 +169,23 @@ pub async fn serve(source: ConfigSource, parsed: Parsed) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("installing SIGHUP handler")?;
     let mut user2 = signal(SignalKind::user_defined2()).context("installing SIGUSR2 handler")?;
+    // HAProxy's soft stop: what `-sf` sends to the process being replaced.
+    let mut user1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
     let mut live = Live::start(engine, config);
+    startup.ready()?;
+    process::signal_previous(&replaces.finish, true);
+    process::signal_previous(&replaces.terminate, false);
     let mut draining = JoinSet::new();
     loop {
         let reply = tokio::select! {
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
+            _ = user1.recv() => break,
             _ = hangup.recv() => None,
             _ = user2.recv() => None,
             Some(reply) = reloads.recv() => Some(reply),
         };
+        process::notify_reloading();
         let outcome = reload(
             &source,
             &mut live,
@@ -159,6 +194,7 @@ pub async fn serve(source: ConfigSource, parsed: Parsed) -> anyhow::Result<()> {
             &mut draining,
         )
         .await;
+        process::notify(&[sd_notify::NotifyState::Ready]);
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }

@@ -1,7 +1,9 @@
 //! `switchyard`: command line, process lifecycle and wiring of the crates.
 
+mod ctl;
 mod demo;
 mod lifecycle;
+mod process;
 mod runtime_api;
 mod state_file;
 
@@ -25,6 +27,27 @@ struct Cli {
     /// Quiet: do not print warnings.
     #[arg(short = 'q')]
     quiet: bool,
+    /// Run in the background (also `daemon` in `global`); the command returns once
+    /// Switchyard listens, with status 1 and the error if it could not start.
+    #[arg(short = 'D')]
+    daemon: bool,
+    /// Stay in the foreground even if the configuration says `daemon` (HAProxy's `-db`).
+    #[arg(long = "db", hide = true)]
+    foreground: bool,
+    /// Write the process id to this file once listening (also `pidfile` in `global`).
+    #[arg(short = 'p', value_name = "PIDFILE")]
+    pidfile: Option<PathBuf>,
+    /// Accepted for HAProxy compatibility (`-W`, `-Ws`): reloads happen inside the process,
+    /// no master process is needed, and systemd is notified when `NOTIFY_SOCKET` is set.
+    #[arg(short = 'W', hide = true)]
+    master_worker: bool,
+    /// Once listening, tell these processes to finish their sessions and exit (SIGUSR1),
+    /// like HAProxy's `-sf PID...`.
+    #[arg(long = "sf", value_name = "PID", num_args = 1.., allow_negative_numbers = false)]
+    finish_pids: Vec<i32>,
+    /// Once listening, terminate these processes (SIGTERM), like HAProxy's `-st PID...`.
+    #[arg(long = "st", value_name = "PID", num_args = 1..)]
+    terminate_pids: Vec<i32>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -40,10 +63,26 @@ enum Command {
         #[arg(long)]
         print_config: bool,
     },
+    /// Send a command to a running switchyard's Runtime API (stats socket) and print the
+    /// reply as a table, as JSON (--json) or as received (--raw).
+    Ctl(ctl::Args),
+}
+
+/// HAProxy's single-dash multi-letter options, spelled the way clap reads them.
+fn compatible_args() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .map(|arg| match arg.to_str() {
+            Some("-sf") => "--sf".into(),
+            Some("-st") => "--st".into(),
+            Some("-db") => "--db".into(),
+            Some("-Ws") => "-W".into(),
+            _ => arg,
+        })
+        .collect()
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(compatible_args());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
@@ -53,6 +92,7 @@ fn main() -> ExitCode {
         .init();
 
     match cli.command {
+        Some(Command::Ctl(args)) => ctl::run(args),
         Some(Command::Demo { port, print_config }) => {
             let text = demo::config(port);
             if print_config {
@@ -70,7 +110,13 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            run(lifecycle::ConfigSource::Demo(port), parsed, cli.quiet)
+            run(
+                lifecycle::ConfigSource::Demo(port),
+                parsed,
+                cli.quiet,
+                process::Startup::new(None, None),
+                lifecycle::Replaces::default(),
+            )
         }
         None => {
             if cli.files.is_empty() {
@@ -98,16 +144,40 @@ fn main() -> ExitCode {
                 println!("Configuration file is valid");
                 return ExitCode::SUCCESS;
             }
+            let global = &parsed.config.global;
+            let pidfile = cli.pidfile.clone().or_else(|| global.pidfile.clone());
+            let parent = if (cli.daemon || global.daemon) && !cli.foreground {
+                match process::daemonize() {
+                    Ok(pipe) => Some(pipe),
+                    Err(error) => {
+                        eprintln!("switchyard: {error:#}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            } else {
+                None
+            };
             run(
                 lifecycle::ConfigSource::Files(cli.files.clone()),
                 parsed,
                 cli.quiet,
+                process::Startup::new(parent, pidfile),
+                lifecycle::Replaces {
+                    finish: cli.finish_pids.clone(),
+                    terminate: cli.terminate_pids.clone(),
+                },
             )
         }
     }
 }
 
-fn run(source: lifecycle::ConfigSource, parsed: Parsed, quiet: bool) -> ExitCode {
+fn run(
+    source: lifecycle::ConfigSource,
+    parsed: Parsed,
+    quiet: bool,
+    startup: process::Startup,
+    replaces: lifecycle::Replaces,
+) -> ExitCode {
     if !quiet {
         for warning in &parsed.warnings {
             eprintln!("{warning}");
@@ -139,7 +209,7 @@ fn run(source: lifecycle::ConfigSource, parsed: Parsed, quiet: bool) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(lifecycle::serve(source, parsed)) {
+    match runtime.block_on(lifecycle::serve(source, parsed, startup, replaces)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchyard: {error:#}");

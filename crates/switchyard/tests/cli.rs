@@ -256,3 +256,17 @@ fn sigterm_stops_accepting_but_lets_open_sessions_finish() {
         .expect("did not exit once drained");
     assert!(status.success());
 }
+
+#[test]
+fn the_packaged_example_configuration_is_valid_without_warnings() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/switchyard.cfg");
+    let out = Command::new(BIN)
+        .arg("-c")
+        .arg("-f")
+        .arg(example)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.is_empty(), "warnings: {stderr}");
+}

@@ -1,0 +1,196 @@
+//! Process management: daemon mode with a pid file, start-up errors reported by the
+//! command, systemd's notify protocol across a reload, and `-sf` replacing a running
+//! process.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use switchyard_testkit::libc;
+use switchyard_testkit::{
+    free_port, greeter, greeting_through, run_with_timeout, ChildGuard, TempDir,
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn config(front: u16, server: u16) -> String {
+    format!(
+        "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\
+         listen db\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{server}\n"
+    )
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+fn wait_gone(pid: i32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && !zombie(pid) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// A child of this test that exited but was not reaped yet.
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split(' ').nth(2) == Some("Z"))
+        .unwrap_or(true)
+}
+
+/// Kills a daemon (not a child of the test) if the test fails half-way.
+struct DaemonGuard(i32);
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            // SAFETY: plain kill of the daemon this test started.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn daemon_mode_returns_once_listening_and_keeps_a_pid_file() {
+    let dir = TempDir::new("switchyard-daemon").unwrap();
+    let (front, s1) = (free_port(), greeter("s1"));
+    let cfg = write(dir.path(), "sy.cfg", &config(front, s1));
+    let pidfile = dir.path().join("sy.pid");
+    let out = run_with_timeout(
+        Command::new(BIN)
+            .arg("-D")
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-p")
+            .arg(&pidfile),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _guard = DaemonGuard(pid);
+    assert!(alive(pid));
+    // The command returned only once the daemon was listening.
+    assert_eq!(greeting_through(front), "s1");
+    // SAFETY: signalling the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert!(wait_gone(pid), "the daemon did not stop");
+    assert!(!pidfile.exists(), "the pid file is removed at exit");
+}
+
+#[test]
+fn a_daemon_that_cannot_start_fails_the_command_with_the_reason() {
+    let dir = TempDir::new("switchyard-daemon").unwrap();
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let cfg = write(dir.path(), "sy.cfg", &config(taken, 1));
+    let out = run_with_timeout(
+        Command::new(BIN).arg("-D").arg("-f").arg(&cfg),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot bind") && stderr.contains("sy.cfg:"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn systemd_is_told_ready_reloading_and_stopping() {
+    let dir = TempDir::new("switchyard-notify").unwrap();
+    let (front, s1) = (free_port(), greeter("s1"));
+    let cfg = write(dir.path(), "sy.cfg", &config(front, s1));
+    let socket_path = dir.path().join("notify.sock");
+    let systemd = UnixDatagram::bind(&socket_path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut child = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg("-Ws")
+            .arg("-f")
+            .arg(&cfg)
+            .env("NOTIFY_SOCKET", &socket_path),
+    )
+    .unwrap();
+    assert_eq!(next(), "READY=1\n");
+    assert_eq!(greeting_through(front), "s1");
+    child.signal(libc::SIGHUP);
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next(), "READY=1\n");
+    child.signal(libc::SIGTERM);
+    assert_eq!(next(), "STOPPING=1\n");
+    assert!(child.wait_timeout(Duration::from_secs(10)).is_some());
+}
+
+#[test]
+fn sf_replaces_a_running_process_which_drains_and_exits() {
+    let dir = TempDir::new("switchyard-sf").unwrap();
+    let (front, s1) = (free_port(), greeter("s1"));
+    let cfg = write(dir.path(), "sy.cfg", &config(front, s1));
+    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
+    switchyard_testkit::wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert_eq!(greeting_through(front), "s1");
+    // The new process sends to an echo server, to tell who answers.
+    let echo = switchyard_testkit::echo_server();
+    let cfg_echo = write(dir.path(), "echo.cfg", &config(front, echo));
+    let old_pid = old.pid().to_string();
+    let mut new = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg("-f")
+            .arg(&cfg_echo)
+            .arg("-sf")
+            .arg(&old_pid),
+    )
+    .unwrap();
+    assert!(
+        old.wait_timeout(Duration::from_secs(10)).is_some(),
+        "the old process did not exit after -sf"
+    );
+    assert!(new.is_running());
+    // Only the new process (its configuration sends to the echo server) answers now.
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", front)).unwrap();
+    stream.write_all(b"ping").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0; 4];
+    stream.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+}
