@@ -187,6 +187,47 @@ impl Runtime {
         Ok(())
     }
 
+    /// `set server B/S check-port N`.
+    pub fn set_check_port(
+        &self,
+        backend: &str,
+        server: &str,
+        port: u16,
+    ) -> Result<(), ControlError> {
+        let (_, server) = self.server(backend, server)?;
+        if !server.check.enabled {
+            // HAProxy's wording, without its final period.
+            return err("health checks are not enabled on this server");
+        }
+        server.check_port.store(u32::from(port), Ordering::Relaxed);
+        server.recheck.notify_one();
+        Ok(())
+    }
+
+    /// `set server B/S agent up|down`: forces the agent's verdict until its next answer.
+    pub fn set_agent_state(
+        &self,
+        backend: &str,
+        server: &str,
+        up: bool,
+    ) -> Result<(), ControlError> {
+        let (backend, server) = self.server(backend, server)?;
+        if server.check.agent.is_none() {
+            return err("agent checks are not enabled on this server.");
+        }
+        {
+            let mut health = server.health();
+            if up {
+                health.counter.force_up();
+            } else {
+                health.counter.force_down();
+            }
+        }
+        server.up.store(up, Ordering::Relaxed);
+        backend.bump_generation();
+        Ok(())
+    }
+
     /// `set maxconn server B/S N` (0 = unlimited).
     pub fn set_server_maxconn(
         &self,

@@ -124,10 +124,13 @@ fn check_target(backend: &Backend, server: &Server) -> Target {
             inter,
         ),
     };
-    let port = server
-        .check
-        .port
-        .or(Some(server.addr().port()).filter(|p| *p != 0));
+    let port = match server.check_port.load(Ordering::Relaxed) {
+        0 => server
+            .check
+            .port
+            .or(Some(server.addr().port()).filter(|p| *p != 0)),
+        runtime => u16::try_from(runtime).ok(),
+    };
     Target {
         addr: check_address(server.addr(), server.check.addr, port),
         timeout,
@@ -323,8 +326,12 @@ async fn agent_loop(backend: Arc<Backend>, server: Arc<Server>, mut stop: watch:
             }
             continue;
         }
+        let port = match server.check_port.load(Ordering::Relaxed) {
+            0 => agent.port,
+            runtime => u16::try_from(runtime).unwrap_or(agent.port),
+        };
         let target = Target {
-            addr: check_address(server.addr(), agent.addr, Some(agent.port)),
+            addr: check_address(server.addr(), agent.addr, Some(port)),
             timeout: backend.check_timeout.unwrap_or(agent.inter),
             connect_timeout: backend
                 .timeouts

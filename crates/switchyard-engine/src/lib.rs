@@ -456,6 +456,7 @@ pub(crate) async fn new_server(
         up: AtomicBool::new(up),
         checks_enabled: AtomicBool::new(true),
         agent_enabled: AtomicBool::new(true),
+        check_port: AtomicU32::new(0),
         counters: Arc::default(),
         check,
         health: std::sync::Mutex::new(health),

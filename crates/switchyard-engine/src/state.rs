@@ -116,6 +116,9 @@ pub struct Server {
     pub checks_enabled: AtomicBool,
     /// `disable agent` stops the agent check at runtime.
     pub agent_enabled: AtomicBool,
+    /// `set server B/S check-port N`: the port checks and the agent use from now on
+    /// (0: as configured).
+    pub check_port: AtomicU32,
     pub counters: Arc<Counters>,
     /// How the server is checked (`check`, `inter`, `rise`... on its `server` line).
     pub check: ServerCheck,

@@ -212,9 +212,12 @@ impl Executor {
                 }
                 Err(e) => format!("{e}\n"),
             },
-            SetServer::Agent(_) | SetServer::CheckPort(_) => {
-                "This command is not supported by Switchyard yet.\n".to_string()
-            }
+            SetServer::Agent(up) => with_newline(rt.set_agent_state(&s.backend, &s.server, up)),
+            // HAProxy answers this one as a notice: no empty line after it.
+            SetServer::CheckPort(port) => match rt.set_check_port(&s.backend, &s.server, port) {
+                Ok(()) => String::new(),
+                Err(e) => e.to_string(),
+            },
         }
     }
 

@@ -2,49 +2,13 @@
 //! one command per connection over TCP, a raw Python socket client, and levels.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use switchyard_testkit::{free_port, Switchyard};
+use switchyard_testkit::{cli, free_port, greeter, greeting_through as through, Switchyard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
-
-/// Sends one line and reads until the server closes, like `echo CMD | socat stdio tcp:...`.
-fn cli(port: u16, line: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    stream.write_all(format!("{line}\n").as_bytes()).unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
-}
-
-/// A backend that greets every connection with its name, then closes.
-fn greeter(name: &'static str) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let _ = stream.write_all(format!("{name}\n").as_bytes());
-        }
-    });
-    port
-}
-
-fn through(port: u16) -> String {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(3)))
-        .unwrap();
-    let mut reply = String::new();
-    let _ = stream.read_to_string(&mut reply);
-    reply.trim().to_string()
-}
 
 fn start(admin: u16, user: u16, front: u16) -> Switchyard {
     let config = format!(
@@ -244,4 +208,64 @@ fn set_maxconn_frontend_and_global_change_limits_live() {
     assert_eq!(maxconn(admin).as_deref(), Some("10"));
     assert_eq!(cli(admin, "set maxconn global 0"), "\n");
     assert_eq!(maxconn(admin), Some(hard));
+}
+
+/// Replies observed on HAProxy 2.6 for the same commands (`set server ... agent|check-port`),
+/// and the effect: checks move to the new port.
+#[test]
+fn set_server_check_port_and_agent_answer_like_haproxy_and_take_effect() {
+    let (admin, front) = (free_port(), free_port());
+    let live = greeter("live");
+    let dead = free_port();
+    let config = format!(
+        "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n\
+         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+         frontend fe\n    bind 127.0.0.1:{front}\n    default_backend be\n\
+         backend be\n\
+         \x20   server s1 127.0.0.1:{live} check port {dead} inter 100ms fall 1 rise 1\n\
+         \x20   server s2 127.0.0.1:{live}\n"
+    );
+    let _proxy = Switchyard::start_with(BIN, &config, &[], Some(&[front, admin])).unwrap();
+    let op_state = || {
+        cli(admin, "show servers state be")
+            .lines()
+            .nth(2)
+            .map(|l| l.split(' ').nth(5).unwrap_or_default().to_string())
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while op_state().as_deref() != Some("0") {
+        assert!(std::time::Instant::now() < deadline, "s1 never went DOWN");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        cli(admin, &format!("set server be/s1 check-port {live}")),
+        "\n"
+    );
+    while op_state().as_deref() != Some("2") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "s1 did not come UP on the new check port"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        cli(admin, "set server be/s2 check-port 80"),
+        "health checks are not enabled on this server\n"
+    );
+    assert_eq!(
+        cli(admin, "set server be/s1 check-port 99999"),
+        "provided port is invalid\n"
+    );
+    assert_eq!(
+        cli(admin, "set server be/s1 check-port abc"),
+        "provided port is not an integer\n"
+    );
+    assert_eq!(
+        cli(admin, "set server be/s1 agent up"),
+        "agent checks are not enabled on this server.\n\n"
+    );
+    assert_eq!(
+        cli(admin, "set server be/s1 agent foo"),
+        "'set server <srv> agent' expects 'up' or 'down'.\n\n"
+    );
 }
