@@ -106,6 +106,9 @@ pub struct Global {
     /// `noreuseport`: listeners without `SO_REUSEPORT` (then a new process cannot bind next
     /// to a running one; `-x` socket transfer still works).
     pub noreuseport: bool,
+    /// `grace`: after a stop signal, keep accepting this long before stopping (time for a
+    /// front load balancer's checks to notice and move traffic away).
+    pub grace: Option<Duration>,
 }
 
 /// `log <target> [len N] [format F] <facility> [max level [min level]]`, or `log stdout ...`.

@@ -498,6 +498,14 @@ impl Parser {
             }
             "daemon" => g.daemon = true,
             "noreuseport" => g.noreuseport = true,
+            "grace" => {
+                if let Some(v) = single_arg(sink, w, span) {
+                    match parse_duration(v) {
+                        Ok(d) => g.grace = Some(d),
+                        Err(e) => sink.err(span, format!("'grace': {e}")),
+                    }
+                }
+            }
             "runtime-state-file" => {
                 if let Some(v) = single_arg(sink, w, span) {
                     g.runtime_state_file = Some(v.into());
@@ -709,7 +717,6 @@ fn is_unimplemented_global(kw: &str) -> bool {
         "expose-experimental-directives",
         "expose-deprecated-directives",
         "numa-cpu-mapping",
-        "grace",
         "mworker-max-reloads",
         "issuers-chain-path",
         "thread-groups",

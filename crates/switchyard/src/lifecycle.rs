@@ -200,6 +200,15 @@ async fn serve_until_stopped(
         }
     }
 
+    if let Some(grace) = live.config.global.grace {
+        eprintln!("switchyard: stopping in {grace:?} (grace); signal again to stop now");
+        tokio::select! {
+            _ = tokio::time::sleep(grace) => {}
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
+            _ = user1.recv() => {}
+        }
+    }
     let _ = process_stop.send(true);
     live.stopper.stop_accepting();
     let _ = live.accepting.await;

@@ -194,3 +194,32 @@ fn sf_replaces_a_running_process_which_drains_and_exits() {
     stream.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"ping");
 }
+
+#[test]
+fn grace_keeps_accepting_for_a_while_after_a_stop_signal() {
+    let dir = TempDir::new("switchyard-grace").unwrap();
+    let (front, s1) = (free_port(), greeter("s1"));
+    let cfg = write(
+        dir.path(),
+        "sy.cfg",
+        &format!("global\n    grace 1500ms\n{}", config(front, s1)),
+    );
+    let mut child = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
+    switchyard_testkit::wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let signalled = Instant::now();
+    child.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    // Still within the grace period: served.
+    assert_eq!(greeting_through(front), "s1");
+    assert!(child.wait_timeout(Duration::from_secs(10)).is_some());
+    assert!(
+        signalled.elapsed() >= Duration::from_millis(1400),
+        "stopped before the grace period ended: {:?}",
+        signalled.elapsed()
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", front)).is_err());
+}
