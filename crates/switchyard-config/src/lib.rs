@@ -63,8 +63,10 @@ mod lexer;
 pub mod model;
 mod parser;
 mod units;
+mod vrrp;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
 pub use parser::{parse_files, parse_sources, Parsed, Source};
 pub use units::{parse_duration, parse_size};
+pub use vrrp::{TrackBackend, VrrpInstance, VrrpScript};

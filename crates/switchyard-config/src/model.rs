@@ -33,6 +33,10 @@ pub struct Config {
     pub proxies: Vec<Proxy>,
     /// `resolvers` sections, for servers given by name.
     pub resolvers: Vec<Resolvers>,
+    /// `vrrp_instance` sections: virtual addresses this balancer holds with VRRP.
+    pub vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
+    /// `vrrp_script` sections tracked by the instances.
+    pub vrrp_scripts: Vec<crate::vrrp::VrrpScript>,
 }
 
 /// An address family preference.

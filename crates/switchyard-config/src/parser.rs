@@ -13,6 +13,7 @@ use crate::units::parse_duration;
 
 mod checks;
 mod resolvers;
+mod vrrp;
 
 /// One configuration text and the name used in diagnostics (usually its path).
 #[derive(Debug, Clone)]
@@ -106,6 +107,8 @@ enum Section {
     Defaults,
     Proxy,
     Resolvers,
+    VrrpInstance,
+    VrrpScript,
     /// A section Switchyard does not implement: its body is skipped.
     Skipped,
 }
@@ -180,6 +183,8 @@ struct Parser {
     named_defaults: HashMap<String, Draft>,
     proxies: Vec<Draft>,
     resolvers: Vec<Resolvers>,
+    vrrp_instances: Vec<crate::vrrp::VrrpInstance>,
+    vrrp_scripts: Vec<crate::vrrp::VrrpScript>,
     file_order: HashMap<Arc<str>, usize>,
 }
 
@@ -200,6 +205,8 @@ impl Default for Parser {
             named_defaults: HashMap::new(),
             proxies: Vec::new(),
             resolvers: Vec::new(),
+            vrrp_instances: Vec::new(),
+            vrrp_scripts: Vec::new(),
             file_order: HashMap::new(),
         }
     }
@@ -299,6 +306,18 @@ impl Parser {
                 self.resolvers.push(section);
                 self.section = Section::Resolvers;
             }
+            "vrrp_instance" => {
+                self.close_section();
+                let section = vrrp::start_instance(&mut self.sink, w, span);
+                self.vrrp_instances.push(section);
+                self.section = Section::VrrpInstance;
+            }
+            "vrrp_script" => {
+                self.close_section();
+                let section = vrrp::start_script(&mut self.sink, w, span);
+                self.vrrp_scripts.push(section);
+                self.section = Section::VrrpScript;
+            }
             _ if SKIPPED_SECTIONS.contains(&kw) => {
                 self.close_section();
                 self.sink.warn(
@@ -324,6 +343,16 @@ impl Parser {
                 Section::Resolvers => {
                     if let Some(r) = self.resolvers.last_mut() {
                         resolvers::keyword(&mut self.sink, r, w, span);
+                    }
+                }
+                Section::VrrpInstance => {
+                    if let Some(v) = self.vrrp_instances.last_mut() {
+                        vrrp::instance_keyword(&mut self.sink, v, w, span);
+                    }
+                }
+                Section::VrrpScript => {
+                    if let Some(s) = self.vrrp_scripts.last_mut() {
+                        vrrp::script_keyword(&mut self.sink, s, w, span);
                     }
                 }
             },
@@ -570,6 +599,8 @@ impl Parser {
             global,
             mut proxies,
             resolvers,
+            vrrp_instances,
+            vrrp_scripts,
             file_order,
             ..
         } = self;
@@ -596,6 +627,12 @@ impl Parser {
         }
         validate(&mut sink, &proxies);
         validate_resolvers(&mut sink, &resolvers, &proxies);
+        let backend_names: Vec<&str> = proxies
+            .iter()
+            .filter(|d| d.proxy.kind.has_backend())
+            .map(|d| d.proxy.name.as_str())
+            .collect();
+        vrrp::validate(&mut sink, &vrrp_instances, &vrrp_scripts, &backend_names);
 
         let mut diags = sink.diags;
         // Report in reading order even though validation findings come last.
@@ -609,6 +646,8 @@ impl Parser {
             global,
             proxies: proxies.into_iter().map(|d| d.proxy).collect(),
             resolvers,
+            vrrp_instances,
+            vrrp_scripts,
         };
         if diags.iter().any(|d| d.severity == Severity::Error) {
             Err(Diagnostics(diags))

@@ -173,6 +173,15 @@ async fn serve_until_stopped(
     let mut user1 = signal(SignalKind::user_defined1()).context("installing SIGUSR1 handler")?;
     let mut live = Live::start(engine, config);
     startup.ready()?;
+    // Virtual addresses are claimed only once this process serves them.
+    let vrrp = {
+        let control = Arc::clone(&control);
+        crate::ha::start(
+            &live.config,
+            Arc::new(move || control.current.load().runtime()),
+            &process_stopping,
+        )
+    };
     process::signal_previous(&replaces.finish, true);
     process::signal_previous(&replaces.terminate, false);
     let mut draining = JoinSet::new();
@@ -210,6 +219,11 @@ async fn serve_until_stopped(
         }
     }
     let _ = process_stop.send(true);
+    // A master resigns first (priority 0): the backup takes the addresses within its skew
+    // time while this process drains.
+    for task in vrrp {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    }
     live.stopper.stop_accepting();
     let _ = live.accepting.await;
     // Closed, not just unattended: new connections are refused rather than left waiting.

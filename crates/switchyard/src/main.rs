@@ -2,6 +2,7 @@
 
 mod ctl;
 mod demo;
+mod ha;
 mod lifecycle;
 mod process;
 mod runtime_api;
@@ -85,8 +86,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(compatible_args());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,netlink_packet_route=error")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
