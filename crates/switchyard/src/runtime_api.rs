@@ -13,7 +13,7 @@ use switchyard_api::command::{
 use switchyard_api::format::{self, replies};
 use switchyard_api::model::{self, FormatKind};
 use switchyard_config::{Balance, Host, Span};
-use switchyard_engine::state::{AdminState, Backend, Counters, Frontend, Server};
+use switchyard_engine::state::{AdminState, Backend, Counters, Frontend, Server, ServerOrigin};
 use switchyard_engine::{Runtime, Weight};
 
 use crate::state_file::StateFile;
@@ -44,8 +44,13 @@ impl Executor {
         self.state_file.clone()
     }
 
+    /// Worker threads of the runtime serving the socket: `nbthread` from the configuration,
+    /// or one per CPU (what HAProxy prints in `Nbthread` and `idle_per_thr[]`).
     fn nbthread(&self) -> u32 {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+        tokio::runtime::Handle::try_current().map_or_else(
+            |_| std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+            |handle| handle.metrics().num_workers() as u32,
+        )
     }
 }
 
@@ -126,21 +131,13 @@ impl Executor {
             Command::DisableServer(s) => {
                 with_newline(rt.set_admin_state(&s.backend, &s.server, AdminState::Maint))
             }
-            Command::EnableHealth(s) => {
-                with_newline(rt.set_checks_enabled(&s.backend, &s.server, true))
-            }
-            Command::DisableHealth(s) => {
-                with_newline(rt.set_checks_enabled(&s.backend, &s.server, false))
-            }
+            Command::EnableHealth(s) => self.set_checks(&s, true),
+            Command::DisableHealth(s) => self.set_checks(&s, false),
             Command::EnableAgent(s) => {
                 with_newline(rt.set_agent_enabled(&s.backend, &s.server, true))
             }
-            Command::DisableAgent(s) => {
-                with_newline(rt.set_agent_enabled(&s.backend, &s.server, false))
-            }
-            Command::SetWeight(s, weight) => {
-                with_newline(rt.set_weight(&s.backend, &s.server, engine_weight(weight)))
-            }
+            Command::DisableAgent(s) => self.disable_agent(&s),
+            Command::SetWeight(s, weight) => self.set_weight(&s, weight),
             Command::SetMaxconnServer(s, n) => {
                 with_newline(rt.set_server_maxconn(&s.backend, &s.server, n))
             }
@@ -180,31 +177,8 @@ impl Executor {
                 };
                 with_newline(rt.set_admin_state(&s.backend, &s.server, state))
             }
-            SetServer::Weight(weight) => {
-                with_newline(rt.set_weight(&s.backend, &s.server, engine_weight(weight)))
-            }
-            SetServer::Addr { addr, port } => {
-                let Ok(ip) = addr.parse::<IpAddr>() else {
-                    return "Invalid addr.\n".to_string();
-                };
-                let port = match port.map(|p| p.parse::<u16>()) {
-                    None => None,
-                    Some(Ok(p)) => Some(p),
-                    Some(Err(_)) => return "provided port is not an integer\n".to_string(),
-                };
-                let old = match rt.server(&s.backend, &s.server) {
-                    Ok((_, server)) => server.addr(),
-                    Err(e) => return format!("{e}\n"),
-                };
-                match rt.set_addr(&s.backend, &s.server, ip, port) {
-                    Ok(_) => replies::set_server_addr(
-                        &old.ip().to_string(),
-                        &ip.to_string(),
-                        port.map(|p| (old.port(), p)),
-                    ),
-                    Err(e) => format!("{e}\n"),
-                }
-            }
+            SetServer::Weight(weight) => self.set_weight(s, weight),
+            SetServer::Addr { addr, port } => self.set_addr(s, &addr, port.as_deref()),
             SetServer::Health(state) => match rt.server(&s.backend, &s.server) {
                 Ok((backend, server)) => {
                     set_health(backend, &server, state);
@@ -228,8 +202,8 @@ impl Executor {
         keywords: &[command::ServerKeyword],
     ) -> String {
         let (host, port) = match split_addr(addr) {
-            Some(parts) => parts,
-            None => return format!("Invalid address '{addr}'.\n"),
+            Ok(parts) => parts,
+            Err(message) => return message,
         };
         let span = Span {
             file: "<runtime api>".into(),
@@ -250,7 +224,96 @@ impl Executor {
             Err(e) if e.0.starts_with("No such backend") => {
                 replies::ADD_DEL_NO_SUCH_BACKEND.to_string()
             }
+            // HAProxy ends this one without a newline of its own.
+            Err(e) if e.0.starts_with("Backend must use a dynamic") => e.0,
             Err(e) => format!("{e}\n"),
+        }
+    }
+
+    /// `set weight B/S N[%]` and `set server B/S weight N[%]`: as in HAProxy, `N%` is relative
+    /// to the configured weight (capped at 256), and the result becomes the new user weight.
+    fn set_weight(&self, s: &ServerRef, weight: CliWeight) -> String {
+        let rt = &self.runtime;
+        let weight = match weight {
+            CliWeight::Absolute(n) => n,
+            CliWeight::Percent(p) => match rt.server(&s.backend, &s.server) {
+                Ok((_, server)) => {
+                    let scaled = u64::from(server.initial.weight) * u64::from(p.min(25600)) / 100;
+                    scaled.min(256) as u32
+                }
+                Err(e) => return format!("{e}\n"),
+            },
+        };
+        with_newline(rt.set_weight(&s.backend, &s.server, Weight::Absolute(weight)))
+    }
+
+    /// `set server B/S addr IP [port PORT]`, with HAProxy's messages: a port that is not a
+    /// number is reported after the address part (which still applies), a number wraps to
+    /// 16 bits as in HAProxy.
+    fn set_addr(&self, s: &ServerRef, addr: &str, port: Option<&str>) -> String {
+        let rt = &self.runtime;
+        let Ok(ip) = addr.parse::<IpAddr>() else {
+            return format!("Invalid addr '{addr}' by '{}'\n", replies::UPDATER_CLI);
+        };
+        let old = match rt.server(&s.backend, &s.server) {
+            Ok((_, server)) => server.addr(),
+            Err(e) => return format!("{e}\n"),
+        };
+        let new_port = match port {
+            None => Ok(None),
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(Some(p.parse::<u64>().map_or(u16::MAX, |n| n as u16)))
+            }
+            Some(p) => Err(p),
+        };
+        if let Err(e) = rt.set_addr(&s.backend, &s.server, ip, new_port.unwrap_or(None)) {
+            return format!("{e}\n");
+        }
+        match new_port {
+            Ok(new_port) => replies::set_server_addr(
+                &old.ip().to_string(),
+                &ip.to_string(),
+                new_port.map(|p| (old.port(), p)),
+            ),
+            Err(bad) => {
+                let ip_part = if old.ip() == ip {
+                    "no need to change the addr".to_string()
+                } else {
+                    format!("IP changed from '{}' to '{ip}'", old.ip())
+                };
+                format!(
+                    "{ip_part}, problem converting port '{bad}' to an int by '{}'\n",
+                    replies::UPDATER_CLI
+                )
+            }
+        }
+    }
+
+    /// `enable|disable health B/S`: HAProxy refuses to enable checks a server does not
+    /// have, and silently accepts disabling them.
+    fn set_checks(&self, s: &ServerRef, enabled: bool) -> String {
+        match self.runtime.server(&s.backend, &s.server) {
+            Err(e) => format!("{e}\n"),
+            Ok((_, server)) if !server.check.enabled => {
+                if enabled {
+                    "Health check was not configured on this server, cannot enable.\n".into()
+                } else {
+                    String::new()
+                }
+            }
+            Ok(_) => with_newline(
+                self.runtime
+                    .set_checks_enabled(&s.backend, &s.server, enabled),
+            ),
+        }
+    }
+
+    /// `disable agent B/S`: a no-op on a server without an agent, as in HAProxy.
+    fn disable_agent(&self, s: &ServerRef) -> String {
+        match self.runtime.server(&s.backend, &s.server) {
+            Err(e) => format!("{e}\n"),
+            Ok((_, server)) if server.check.agent.is_none() => String::new(),
+            Ok(_) => with_newline(self.runtime.set_agent_enabled(&s.backend, &s.server, false)),
         }
     }
 
@@ -315,6 +378,12 @@ impl Executor {
             reset(&backend.counters);
             for server in backend.servers.load().iter() {
                 reset(&server.counters);
+                if all {
+                    // `chkfail` and `chkdown` are counters too in HAProxy.
+                    let mut health = server.health();
+                    health.failed_checks = 0;
+                    health.down_transitions = 0;
+                }
             }
         }
     }
@@ -333,6 +402,10 @@ impl Executor {
             .iter()
             .map(|f| f.counters.bytes_out.load(Ordering::Relaxed))
             .sum();
+        // The engine exposes neither its bind lines nor the stats sockets: one listener per
+        // frontend, plus the socket answering this command.
+        let listeners = self.runtime.frontends.len() as u32 + 1;
+        let nofile = nofile_limit();
         model::Info {
             name: "Switchyard".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -347,43 +420,49 @@ impl Executor {
             cum_conns: process.total.load(Ordering::Relaxed) as u32,
             idle_pct: 100,
             node: hostname(),
-            jobs: process.active.load(Ordering::Relaxed),
-            listeners: self.runtime.frontends.len() as u32,
+            ulimit_n: nofile,
+            maxsock: nofile,
+            // HAProxy counts listeners, sessions and CLI connections (this one included).
+            jobs: listeners + process.active.load(Ordering::Relaxed) + 1,
+            listeners,
             total_bytes_out: bytes_out,
             ..Default::default()
         }
     }
 
-    /// The proxies in id order: a `listen` is one proxy with both parts.
+    /// The proxies in configuration order, as HAProxy lists them. The engine keeps frontends
+    /// and backends in two lists, each in declaration order; they are merged by id (ids grow
+    /// in declaration order unless forced with `id`), and a `listen` (a frontend and a backend
+    /// with the same id) is one proxy with both parts.
     fn stats(&self) -> model::Stats {
         let rt = &self.runtime;
-        let mut ids: Vec<(u32, String)> = rt
-            .frontends
-            .iter()
-            .map(|f| (f.id, f.name.clone()))
-            .chain(rt.backends.iter().map(|b| (b.id, b.name.clone())))
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let proxies = ids
-            .into_iter()
-            .map(|(id, name)| model::Proxy {
-                frontend: rt
-                    .frontends
-                    .iter()
-                    .find(|f| f.id == id)
-                    .map(|f| frontend_stats(f)),
-                backend: rt
-                    .backends
-                    .iter()
-                    .find(|b| b.id == id)
-                    .map(|b| backend_stats(b)),
+        let uptime = rt.process.started.elapsed().as_secs() as u32;
+        let mut frontends = rt.frontends.iter().peekable();
+        let mut backends = rt.backends.iter().peekable();
+        let mut proxies = Vec::new();
+        loop {
+            let (frontend, backend) = match (frontends.peek(), backends.peek()) {
+                (None, None) => break,
+                (Some(f), Some(b)) if f.id == b.id => (frontends.next(), backends.next()),
+                (Some(f), Some(b)) if f.id < b.id => (frontends.next(), None),
+                (_, Some(_)) => (None, backends.next()),
+                (Some(_), None) => (frontends.next(), None),
+            };
+            let (name, iid) = match (frontend, backend) {
+                (Some(f), _) => (f.name.clone(), f.id),
+                (None, Some(b)) => (b.name.clone(), b.id),
+                (None, None) => break,
+            };
+            proxies.push(model::Proxy {
                 name,
-                iid: id,
+                iid,
+                // The engine does not keep whether the id came from the `id` keyword.
                 forced_id: false,
                 mode: model::Mode::Tcp,
-            })
-            .collect();
+                frontend: frontend.map(|f| frontend_stats(f)),
+                backend: backend.map(|b| backend_stats(b, fullconn(rt, b), uptime)),
+            });
+        }
         model::Stats { proxies }
     }
 }
@@ -392,13 +471,6 @@ fn with_newline(result: Result<(), switchyard_engine::ControlError>) -> String {
     match result {
         Ok(()) => String::new(),
         Err(e) => format!("{e}\n"),
-    }
-}
-
-fn engine_weight(weight: CliWeight) -> Weight {
-    match weight {
-        CliWeight::Absolute(n) => Weight::Absolute(n),
-        CliWeight::Percent(p) => Weight::Percent(p),
     }
 }
 
@@ -418,26 +490,43 @@ fn set_health(backend: &Backend, server: &Server, state: HealthState) {
 }
 
 /// `ADDR[:PORT]` of `add server`: an IP, `[v6]:port`, or a hostname (our extension: resolved
-/// now and on each restart).
-fn split_addr(addr: &str) -> Option<(Host, Option<u16>)> {
+/// now and on each restart). `Err` is the whole reply, with HAProxy's wording for bad ports.
+fn split_addr(addr: &str) -> Result<(Host, Option<u16>), String> {
     if let Ok(ip) = addr.parse::<IpAddr>() {
-        return Some((Host::Ip(ip), None));
+        return Ok((Host::Ip(ip), None));
     }
     if let Ok(sock) = addr.parse::<std::net::SocketAddr>() {
-        return Some((Host::Ip(sock.ip()), Some(sock.port())));
+        return Ok((Host::Ip(sock.ip()), Some(sock.port())));
     }
     let (host, port) = match addr.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port.parse::<u16>().ok()?)),
+        Some((host, port)) => {
+            if let Some(bad) = port.chars().find(|c| !c.is_ascii_digit()) {
+                return Err(format!(
+                    "invalid character '{bad}' in port number '{port}' in '{addr}'\n\n"
+                ));
+            }
+            match port.parse::<u16>() {
+                Ok(p) => (host, Some(p)),
+                Err(_) => return Err(format!("invalid port '{port}'\n")),
+            }
+        }
         None => (addr, None),
     };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok((Host::Ip(ip), port));
+    }
     if host.is_empty()
         || !host
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
     {
-        return None;
+        return Err(format!("Invalid address '{addr}'.\n"));
     }
-    Some((Host::Name(host.to_string()), port))
+    Ok((Host::Name(host.to_string()), port))
 }
 
 /// The `add server` arguments after the name, re-parsable by the command grammar (spaces
@@ -474,7 +563,10 @@ fn apply_keyword(
         "weight" => {
             let weight = number()?;
             if weight > 256 {
-                return Err("weight must be between 0 and 256.".into());
+                return Err(format!(
+                    "weight of server {} is not within 0 and 256 ({weight})..",
+                    server.name
+                ));
             }
             server.weight = weight;
         }
@@ -589,60 +681,182 @@ fn algo(balance: &Balance) -> &'static str {
     }
 }
 
-fn backend_stats(b: &Backend) -> model::BackendStats {
+/// `fullconn` as HAProxy derives it when not configured: 10% (rounded up) of the `maxconn`
+/// of the frontends that lead to the backend (a `listen` leads to itself), at least 1. The
+/// engine only records each frontend's default (or first `use_backend`) target.
+fn fullconn(rt: &Runtime, backend: &Arc<Backend>) -> u32 {
+    let total: u64 = rt
+        .frontends
+        .iter()
+        .filter(|f| f.backend.as_ref().is_some_and(|b| Arc::ptr_eq(b, backend)))
+        .map(|f| u64::from(f.maxconn.load(Ordering::Relaxed)))
+        .sum();
+    u32::try_from(total.div_ceil(10)).unwrap_or(u32::MAX).max(1)
+}
+
+/// HAProxy's `srv_is_usable` over a snapshot: takes new traffic.
+fn usable(s: &model::Server) -> bool {
+    s.eweight > 0
+        && s.admin_state.0 & (MAINT | model::AdminState::DRAIN) == 0
+        && s.op_state != model::OpState::Stopped
+}
+
+/// HAProxy's `SRV_ADMF_MAINT`: the maintenance flags that stop a server. `CMAINT` alone
+/// only records that the configuration said `disabled`.
+const MAINT: u8 = model::AdminState::FMAINT | model::AdminState::IMAINT | model::AdminState::RMAINT;
+
+/// The engine keeps no per-backend history (when it last went DOWN or UP, how often): a
+/// backend is taken to have changed state when its servers last did while it is DOWN, and
+/// at start otherwise; `chkdown` is the fewest DOWN transitions of its servers (exact for a
+/// single server, and 0 as long as one server never went DOWN).
+fn backend_stats(b: &Backend, fullconn: u32, uptime: u32) -> model::BackendStats {
     let servers: Vec<model::Server> = b.servers.load().iter().map(|s| server_stats(s)).collect();
+    let down = !servers.is_empty() && !servers.iter().any(usable);
+    let lastchg = if down {
+        servers
+            .iter()
+            .map(|s| s.last_change)
+            .min()
+            .unwrap_or(uptime)
+    } else {
+        uptime
+    };
     model::BackendStats {
         counters: backend_counters(&b.counters),
+        fullconn,
         algo: algo(&b.balance).to_string(),
-        chkdown: servers.iter().map(|s| s.check.down_transitions).sum(),
+        chkdown: servers
+            .iter()
+            .map(|s| s.check.down_transitions)
+            .min()
+            .unwrap_or(0),
+        lastchg,
+        downtime: if down { lastchg } else { 0 },
         servers,
-        ..Default::default()
     }
 }
 
 fn server_stats(s: &Server) -> model::Server {
+    use model::CheckState as St;
     let health = s.health().clone();
-    let admin = match s.admin_state() {
+    let admin_state = s.admin_state();
+    let forced_maint = admin_state == AdminState::Maint;
+    // `disabled` (in the configuration, or on `add server`): HAProxy keeps CMAINT for the
+    // server's life, and checks stay paused while they are not enabled.
+    let disabled = s.initial.admin == AdminState::Maint;
+    let dynamic = matches!(s.origin, ServerOrigin::Runtime { .. });
+    let mut admin = match admin_state {
         AdminState::Ready => 0,
         AdminState::Drain => model::AdminState::FDRAIN,
         AdminState::Maint => model::AdminState::FMAINT,
     };
-    let op = if admin & model::AdminState::FMAINT != 0 || !s.up.load(Ordering::Relaxed) {
+    if disabled {
+        admin |= model::AdminState::CMAINT;
+    }
+    let op = if forced_maint || !s.up.load(Ordering::Relaxed) {
         model::OpState::Stopped
     } else {
         model::OpState::Running
     };
     let addr = s.addr();
+
+    let checks_on = s.check.enabled && s.checks_enabled.load(Ordering::Relaxed);
     let mut state = 0;
     if s.check.enabled {
-        state |= model::CheckState::CONFIGURED;
-        if s.checks_enabled.load(Ordering::Relaxed) {
-            state |= model::CheckState::ENABLED;
-        }
+        state |= St::CONFIGURED;
     }
-    if admin & model::AdminState::FMAINT != 0 {
-        state |= model::CheckState::PAUSED;
+    if checks_on {
+        state |= St::ENABLED;
     }
-    let (status, result, code, duration_ms, desc) = match &health.last {
-        Some(last) => (
-            check_status(last.status.code()),
-            if last.status.passed() {
-                model::CheckResult::Passed
-            } else {
-                model::CheckResult::Failed
-            },
-            last.code,
-            last.duration.as_millis() as u64,
-            last.status.description().to_string(),
-        ),
-        None => (
-            model::CheckStatus::Ini,
-            model::CheckResult::Unknown,
-            None,
-            0,
-            String::new(),
-        ),
+    // Entering maintenance pauses enabled checks; `disabled` pauses them from the start.
+    if (forced_maint && checks_on) || (disabled && !checks_on) {
+        state |= St::PAUSED;
+    }
+    // HAProxy zeroes the counter on entering maintenance (a server without checks never
+    // gets it back) and starts `disabled` and dynamic servers without checks at 0; with
+    // checks, leaving maintenance restarts it at `rise`, and checks take it on from there.
+    let counter = health.counter.health();
+    let rise = health.counter.rise();
+    let check_health = if forced_maint {
+        0
+    } else if s.check.enabled {
+        counter
+    } else if disabled || dynamic {
+        0
+    } else {
+        rise
     };
+    let (status, result, code, duration_ms, desc) = outcome(health.last.as_ref().map(|l| {
+        (
+            l.status.code(),
+            l.status.passed(),
+            l.code,
+            l.duration,
+            l.info.as_str(),
+        )
+    }));
+    let check = model::Check {
+        state: St(state),
+        status,
+        result,
+        code,
+        duration_ms,
+        desc,
+        rise,
+        fall: health.counter.fall(),
+        health: check_health,
+        failed: health.failed_checks,
+        down_transitions: health.down_transitions,
+        port: s.check.port.unwrap_or(0),
+        addr: s.check.addr.map(|a| a.to_string()),
+    };
+
+    let agent = match &s.check.agent {
+        None => model::Check::default(),
+        Some(agent) => {
+            // Unlike health checks, HAProxy keeps agents running in maintenance.
+            let mut state = St::CONFIGURED | St::AGENT;
+            if s.agent_enabled.load(Ordering::Relaxed) {
+                state |= St::ENABLED;
+            }
+            let (status, result, code, duration_ms, desc) =
+                outcome(health.last_agent.as_ref().map(|l| {
+                    (
+                        l.status.code(),
+                        l.status.passed(),
+                        l.code,
+                        l.duration,
+                        l.info.as_str(),
+                    )
+                }));
+            // HAProxy's agent counter: rise 1, fall 1; 0 once the agent said down.
+            let said_down = ["down", "fail", "stopped"].iter().any(|word| {
+                desc.to_ascii_lowercase()
+                    .starts_with(&format!("via agent : {word}"))
+            });
+            model::Check {
+                state: St(state),
+                status,
+                result,
+                code: code.or(Some(0)),
+                duration_ms,
+                desc,
+                rise: 1,
+                fall: 1,
+                health: u32::from(!said_down),
+                port: agent.port,
+                addr: agent.addr.map(|a| a.to_string()),
+                ..model::Check::default()
+            }
+        }
+    };
+
+    // Check and agent connections count as used connections in HAProxy's pools (TCP
+    // traffic does not): one at most, once a check or agent connection was made.
+    let checked = (s.check.enabled && health.last.is_some())
+        || (s.check.agent.is_some() && health.last_agent.is_some());
+    let last_change = health.last_change.elapsed().as_secs() as u32;
+    let weight = s.weight.load(Ordering::Relaxed);
     let maxconn = s.maxconn.load(Ordering::Relaxed);
     model::Server {
         name: s.name.clone(),
@@ -651,33 +865,86 @@ fn server_stats(s: &Server) -> model::Server {
         port: addr.port(),
         op_state: op,
         admin_state: model::AdminState(admin),
-        uweight: s.uweight.load(Ordering::Relaxed),
-        iweight: s.weight.load(Ordering::Relaxed),
-        eweight: s.weight.load(Ordering::Relaxed),
+        // The engine's effective weight is what HAProxy calls the user weight (what
+        // `set weight` and agents change); the initial one is the configured weight.
+        uweight: weight,
+        iweight: s.initial.weight,
+        eweight: weight,
         backup: s.backup,
         maxconn: (maxconn > 0).then_some(maxconn),
         maxqueue: s.maxqueue,
-        last_change: health.last_change.elapsed().as_secs() as u32,
-        downtime: health.downtime.as_secs() as u32,
+        last_change,
+        // HAProxy adds the current DOWN period to the past ones.
+        downtime: (health.downtime.as_secs() as u32)
+            + if op == model::OpState::Stopped {
+                last_change
+            } else {
+                0
+            },
         counters: backend_counters(&s.counters),
-        check: model::Check {
-            state: model::CheckState(state),
-            status,
-            result,
-            code,
-            duration_ms,
-            desc,
-            rise: health.counter.rise(),
-            fall: health.counter.fall(),
-            health: health.counter.health(),
-            failed: health.failed_checks,
-            down_transitions: health.down_transitions,
-            port: s.check.port.unwrap_or(0),
-            addr: s.check.addr.map(|a| a.to_string()),
-        },
+        need_conn_est: u32::from(checked),
+        used_max: u32::from(checked),
+        // HAProxy 2.6 gives servers added at runtime neither a `pool-purge-delay` nor idle
+        // connection pools (`pool-max-conn 0`); configured ones get the defaults.
+        pool_purge_delay_ms: if dynamic { 0 } else { 5000 },
+        pool_max_conn: dynamic.then_some(0),
+        check,
+        agent,
         fqdn: s.fqdn.clone(),
         ..Default::default()
     }
+}
+
+/// A check's last outcome (status code, passed, L7 code, duration, text) as `show stat` and
+/// `show servers state` print it: status, result, code, duration in ms and the `last_chk` /
+/// `last_agt` text.
+type Outcome<'a> = (u8, bool, Option<u32>, Duration, &'a str);
+
+fn outcome(
+    last: Option<Outcome<'_>>,
+) -> (
+    model::CheckStatus,
+    model::CheckResult,
+    Option<u32>,
+    u64,
+    String,
+) {
+    match last {
+        Some((status, passed, code, duration, info)) => (
+            check_status(status),
+            if status == model::CheckStatus::L7OkC as u8 {
+                model::CheckResult::CondPass
+            } else if passed {
+                model::CheckResult::Passed
+            } else {
+                model::CheckResult::Failed
+            },
+            code,
+            duration.as_millis() as u64,
+            info.to_string(),
+        ),
+        None => (
+            model::CheckStatus::Ini,
+            model::CheckResult::Unknown,
+            None,
+            0,
+            String::new(),
+        ),
+    }
+}
+
+/// The soft `RLIMIT_NOFILE` the engine raised at start (HAProxy's `Ulimit-n`), 0 if unknown.
+fn nofile_limit() -> u32 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            let line = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))?
+                .to_string();
+            line.split_whitespace().nth(3)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 /// HAProxy's HCHK_STATUS numbers are shared by both crates.

@@ -115,11 +115,15 @@ pub fn show_servers_conn(stats: &Stats, backend: Option<&str>, nbthread: u32) ->
                 s.pool_max_conn.map_or(-1, |m| m as i64),
                 s.idle_conns,
             ));
-            for t in 0..nbthread as usize {
-                out.push_str(&format!(
-                    " {}",
-                    s.idle_per_thread.get(t).copied().unwrap_or(0)
-                ));
+            // HAProxy has no per-thread idle lists for a server whose pool is disabled
+            // (`pool-max-conn 0`, e.g. every server added with `add server` in 2.6).
+            if s.pool_max_conn != Some(0) {
+                for t in 0..nbthread as usize {
+                    out.push_str(&format!(
+                        " {}",
+                        s.idle_per_thread.get(t).copied().unwrap_or(0)
+                    ));
+                }
             }
             out.push('\n');
         }
@@ -247,5 +251,21 @@ mod tests {
         assert_eq!(get_weight(&stats(), "fe/db1"), "No such backend.\n");
         assert_eq!(get_weight(&stats(), "pg/x"), "No such server.\n");
         assert_eq!(get_weight(&stats(), "pg"), "Require 'backend/server'.\n");
+    }
+
+    /// Observed on HAProxy 2.6: a server added with `add server` has no idle pool (and no
+    /// purge delay), so no per-thread columns.
+    #[test]
+    fn dynamic_server_has_no_per_thread_columns() {
+        let mut stats = stats();
+        let s = &mut stats.proxies[1].backend.as_mut().unwrap().servers[0];
+        s.pool_max_conn = Some(0);
+        s.pool_purge_delay_ms = 0;
+        s.idle_per_thread.clear();
+        let out = show_servers_conn(&stats, None, 2);
+        assert!(
+            out.ends_with(" idle_per_thr[2]\npg/db1 10/3 10.0.0.1 5432 - 0 0 0 0 0 0 0 0\n"),
+            "{out}"
+        );
     }
 }

@@ -3,8 +3,8 @@
 use super::fields::STAT_FIELDS;
 use super::{csv_escape, json_tags, FormatKind, Value};
 use crate::model::{
-    BackendCounters, BackendStats, FrontendStats, ObjType, OpState, Proxy, ProxyFilter, Server,
-    StatFilter, Stats,
+    AdminState, BackendCounters, BackendStats, Check, CheckState, FrontendStats, ObjType, OpState,
+    Proxy, ProxyFilter, Server, StatFilter, Stats,
 };
 
 /// Index of the last generic field (`agg_check_status`); CSV prints a `-` column after it,
@@ -242,12 +242,27 @@ fn backend_counters(r: &mut Row, bc: &BackendCounters) {
     r.u64("eint", c.eint);
 }
 
+/// HAProxy 2.6's `SRV_ADMF_MAINT` (0x23): the flags that put a server in maintenance.
+/// `CMAINT` is not one of them: it only records that the configuration (or `add server`)
+/// said `disabled`, and stays set once the server is made ready (admin state 4, running).
+const MAINT: u8 = AdminState::FMAINT | AdminState::IMAINT | AdminState::RMAINT;
+
+fn in_maint(s: &Server) -> bool {
+    s.admin_state.0 & MAINT != 0
+}
+
 /// HAProxy's `srv_is_usable`: may take new traffic.
 fn usable(s: &Server) -> bool {
     s.eweight > 0
-        && !s.admin_state.is_maint()
+        && !in_maint(s)
         && !s.admin_state.is_drain()
         && matches!(s.op_state, OpState::Running | OpState::Starting)
+}
+
+/// Whether a check's results are shown: enabled and not paused by maintenance (HAProxy's
+/// `(state & (CHK_ST_ENABLED|CHK_ST_PAUSED)) == CHK_ST_ENABLED`).
+fn shows_results(chk: &Check) -> bool {
+    chk.state.0 & (CheckState::ENABLED | CheckState::PAUSED) == CheckState::ENABLED
 }
 
 /// A server's `status` column (HAProxy 2.6's `srv_compute_status` + `srv_hlt_st`):
@@ -262,18 +277,19 @@ pub fn server_status(s: &Server) -> String {
     if admin & A::IMAINT != 0 {
         return format!("MAINT (via {})", s.tracked.as_deref().unwrap_or("?"));
     }
-    if admin & A::MAINT != 0 {
+    if admin & MAINT != 0 {
         return "MAINT".into();
     }
     let chk = &s.check;
     let chk_on = chk.state.is_enabled();
     let agent_on = s.agent.state.is_enabled();
     let full = (chk.rise + chk.fall).saturating_sub(1);
-    // HAProxy's "%s %d/%d" while going down: checks passed beyond rise-1, out of fall.
+    // HAProxy's "%s %d/%d" while going down: checks passed beyond rise-1, out of fall
+    // (signed: a dynamic server whose checks were just enabled shows "UP -1/3").
     let going_down = |word: &str| {
         format!(
             "{word} {}/{}",
-            (chk.health + 1).saturating_sub(chk.rise),
+            i64::from(chk.health) + 1 - i64::from(chk.rise),
             chk.fall
         )
     };
@@ -317,6 +333,31 @@ pub fn server_status(s: &Server) -> String {
     }
 }
 
+/// The result columns of a health check (`check_*`, `last_chk`) or agent check (`agent_*`,
+/// `last_agt`).
+fn check_results(r: &mut Row, chk: &Check, prefix: &str, last: &str) {
+    let in_progress = chk.state.0 & CheckState::INPROGRESS != 0;
+    let status = if in_progress {
+        format!("* {}", chk.status.name())
+    } else {
+        chk.status.name().to_string()
+    };
+    r.str(&format!("{prefix}_status"), &status);
+    // HAProxy prints the code from HCHK_STATUS_L57DATA (14) on.
+    if chk.status as u8 >= 14 {
+        r.u32(&format!("{prefix}_code"), chk.code.unwrap_or(0));
+    }
+    if chk.status.is_finished() {
+        r.u64(&format!("{prefix}_duration"), chk.duration_ms);
+    }
+    // Printed even when empty (typed/JSON show an empty string).
+    r.str(last, &chk.desc);
+    r.str(&format!("{prefix}_desc"), chk.status.description());
+    r.u32(&format!("{prefix}_rise"), chk.rise);
+    r.u32(&format!("{prefix}_fall"), chk.fall);
+    r.u32(&format!("{prefix}_health"), chk.health);
+}
+
 fn server_row(px: &Proxy, s: &Server) -> Row {
     let mut r = Row::new(ObjType::Server, px.iid, s.id);
     r.str("pxname", &px.name);
@@ -330,6 +371,7 @@ fn server_row(px: &Proxy, s: &Server) -> Row {
     r.u32("act", !s.backup as u32);
     r.u32("bck", s.backup as u32);
     let chk = &s.check;
+    // Counters of an enabled check are shown in maintenance too; its results are not.
     let chk_on = chk.state.is_enabled();
     if chk_on {
         r.u64("chkfail", chk.failed);
@@ -348,26 +390,11 @@ fn server_row(px: &Proxy, s: &Server) -> Row {
         r.str("tracked", t);
     }
     r.u32("type", ObjType::Server as u32);
-    if chk_on {
-        let in_progress = chk.state.0 & crate::model::CheckState::INPROGRESS != 0;
-        let status = if in_progress {
-            format!("* {}", chk.status.name())
-        } else {
-            chk.status.name().to_string()
-        };
-        r.str("check_status", &status);
-        if chk.status as u8 >= 14 {
-            r.u32("check_code", chk.code.unwrap_or(0));
-        }
-        if chk.status.is_finished() {
-            r.u64("check_duration", chk.duration_ms);
-        }
-        // Printed even when empty (typed/JSON show an empty string).
-        r.str("last_chk", &chk.desc);
-        r.str("check_desc", chk.status.description());
-        r.u32("check_rise", chk.rise);
-        r.u32("check_fall", chk.fall);
-        r.u32("check_health", chk.health);
+    if shows_results(chk) {
+        check_results(&mut r, chk, "check", "last_chk");
+    }
+    if shows_results(&s.agent) {
+        check_results(&mut r, &s.agent, "agent", "last_agt");
     }
     r.str("addr", &format!("{}:{}", s.addr, s.port));
     r.str("mode", px.mode.as_str());
@@ -470,10 +497,10 @@ fn rows(stats: &Stats, filter: &StatFilter) -> Vec<Row> {
                     if filter.sid.is_some_and(|sid| sid != s.id) {
                         continue;
                     }
-                    if filter.no_maint && s.admin_state.is_maint() {
+                    if filter.no_maint && in_maint(s) {
                         continue;
                     }
-                    if filter.up && (s.op_state == OpState::Stopped || s.admin_state.is_maint()) {
+                    if filter.up && (s.op_state == OpState::Stopped || in_maint(s)) {
                         continue;
                     }
                     rows.push(server_row(px, s));
@@ -693,5 +720,109 @@ mod tests {
         let out = show_stat(&stats, &StatFilter::default(), FormatKind::Json);
         assert!(out.starts_with("[[{\"objType\":\"Backend\",\"proxyId\":7,\"id\":0,\"field\":{\"pos\":0,\"name\":\"pxname\"},\"processNum\":1,\"tags\":{\"origin\":\"Key\",\"nature\":\"Name\",\"scope\":\"Service\"},\"value\":{\"type\":\"str\",\"value\":\"be\"}},"));
         assert!(out.ends_with("}]]\n"));
+    }
+
+    /// Observed on HAProxy 2.6: a `disabled` server made ready keeps CMAINT (admin state 4)
+    /// and is an ordinary running server.
+    #[test]
+    fn config_maintenance_flag_alone_is_not_maintenance() {
+        let mut s = checked(OpState::Running, 4);
+        s.admin_state = AdminState(AdminState::CMAINT);
+        assert_eq!(server_status(&s), "UP");
+        let f = StatFilter {
+            types: StatFilter::SERVER | StatFilter::BACKEND,
+            no_maint: true,
+            ..StatFilter::default()
+        };
+        let out = show_stat(&one_backend(vec![s]), &f, FormatKind::Csv);
+        assert_eq!(out.lines().count(), 3, "{out}");
+        assert!(out.contains(",UP,1,1,0,"), "the backend counts it: {out}");
+    }
+
+    /// In maintenance HAProxy pauses checks: their counters stay, their results go.
+    #[test]
+    fn paused_check_shows_counters_not_results() {
+        let mut s = checked(OpState::Stopped, 0);
+        s.admin_state = AdminState(AdminState::FMAINT);
+        s.check.state.0 |= CheckState::PAUSED;
+        s.check.down_transitions = 1;
+        let typed = show_stat(
+            &one_backend(vec![s]),
+            &StatFilter::default(),
+            FormatKind::Typed,
+        );
+        assert!(
+            typed.contains("S.7.1.17.status.1:SGP:str:MAINT\n"),
+            "{typed}"
+        );
+        assert!(typed.contains("S.7.1.21.chkfail.1:MCP:u64:0\n"));
+        assert!(typed.contains("S.7.1.22.chkdown.1:MCP:u64:1\n"));
+        assert!(!typed.contains(".check_status."), "{typed}");
+        assert!(!typed.contains(".check_health."), "{typed}");
+    }
+
+    /// A server with only an agent: "no check", the agent's columns filled (captured from
+    /// HAProxy 2.6 with an agent answering `up`).
+    #[test]
+    fn agent_columns() {
+        let mut s = Server {
+            name: "s".into(),
+            id: 1,
+            addr: "10.0.0.1".into(),
+            port: 5432,
+            op_state: OpState::Running,
+            uweight: 1,
+            iweight: 1,
+            eweight: 1,
+            ..Server::default()
+        };
+        s.agent = Check {
+            state: CheckState(CheckState::CONFIGURED | CheckState::ENABLED | CheckState::AGENT),
+            status: CheckStatus::L7Ok,
+            code: Some(0),
+            desc: "via agent : up".into(),
+            rise: 1,
+            fall: 1,
+            health: 1,
+            ..Check::default()
+        };
+        let stats = one_backend(vec![s.clone()]);
+        let typed = show_stat(&stats, &StatFilter::default(), FormatKind::Typed);
+        for line in [
+            "S.7.1.17.status.1:SGP:str:no check\n",
+            "S.7.1.57.last_agt.1:MOP:str:via agent : up\n",
+            "S.7.1.62.agent_status.1:MOP:str:L7OK\n",
+            "S.7.1.63.agent_code.1:MOP:u32:0\n",
+            "S.7.1.64.agent_duration.1:MDP:u64:0\n",
+            "S.7.1.66.agent_desc.1:MOP:str:Layer7 check passed\n",
+            "S.7.1.70.agent_rise.1:CGS:u32:1\n",
+            "S.7.1.71.agent_fall.1:CGS:u32:1\n",
+            "S.7.1.72.agent_health.1:CGS:u32:1\n",
+        ] {
+            assert!(typed.contains(line), "{line}in\n{typed}");
+        }
+        let csv = show_stat(&stats, &StatFilter::default(), FormatKind::Csv);
+        assert!(
+            csv.contains(
+                ",-1,,via agent : up,0,0,0,0,L7OK,0,0,,Layer7 check passed,,,,1,1,1,10.0.0.1:5432,"
+            ),
+            "{csv}"
+        );
+        // `disable agent`: the columns go.
+        s.agent.state.0 &= !CheckState::ENABLED;
+        let typed = show_stat(
+            &one_backend(vec![s]),
+            &StatFilter::default(),
+            FormatKind::Typed,
+        );
+        assert!(!typed.contains("agent"), "{typed}");
+    }
+
+    /// Checks just enabled on a server that was made ready without them (a dynamic server):
+    /// HAProxy's signed arithmetic prints "UP -1/3".
+    #[test]
+    fn going_down_count_is_signed() {
+        let s = checked(OpState::Running, 0);
+        assert_eq!(server_status(&s), "UP -1/3");
     }
 }
