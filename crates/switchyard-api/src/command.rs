@@ -35,8 +35,10 @@ impl fmt::Display for Level {
 /// HAProxy's answer when the session's level is below the command's.
 pub const PERMISSION_DENIED: &str = "Permission denied\n";
 
-/// HAProxy's request buffer: a request line (with its LF) must fit in it; a longer one makes
-/// HAProxy close the connection without answering.
+/// HAProxy's request buffer (`tune.bufsize`). HAProxy reads its CLI request one command at a
+/// time, so each command with its LF or `;` must fit in it, less one byte kept for the NUL
+/// (see [`crate::server::MAX_COMMAND`]); a longer one makes HAProxy close the connection
+/// without answering.
 pub const MAX_LINE: usize = 16384;
 
 /// `backend/server` as written on the command line.
@@ -276,18 +278,22 @@ fn err(level: Level, message: impl Into<String>) -> ParseError {
 }
 
 /// Splits a request line into commands on `;` not escaped by a backslash (the escape is kept
-/// for [`tokenize`] to remove). A trailing `\r` is dropped like HAProxy does.
+/// for [`tokenize`] to remove). A `\r` ending a command is dropped like HAProxy does, before
+/// each `;` as before the LF (the socket server frames its input the same way, byte by byte,
+/// with [`crate::server::next_command`]).
 pub fn split_commands(line: &str) -> Vec<&str> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
     let bytes = line.as_bytes();
     let mut out = Vec::new();
     let mut start = 0;
     let mut i = 0;
+    fn cut(part: &str) -> &str {
+        part.strip_suffix('\r').unwrap_or(part)
+    }
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => i += 2,
             b';' => {
-                out.push(&line[start..i]);
+                out.push(cut(&line[start..i]));
                 i += 1;
                 start = i;
             }
@@ -295,40 +301,37 @@ pub fn split_commands(line: &str) -> Vec<&str> {
         }
     }
     if start <= line.len() {
-        out.push(&line[start..]);
+        out.push(cut(&line[start..]));
     }
     out
 }
 
-/// Splits one command into words on blanks; a backslash makes the next character literal
-/// (`\;`, `\ `, `\\`), as in HAProxy. Quotes are not special.
+/// Splits one command into words exactly like HAProxy 2.6's `cli_parse_request`: words are
+/// separated by spaces and tabs only (a `\r` or any other byte belongs to its word); a
+/// backslash makes the next character literal (`\;`, `\ `, `\\`); quotes are not special.
+/// HAProxy works on C strings, so a NUL ends the word it is in, and a NUL where a word would
+/// start ends the command (the words after it are ignored).
 pub fn tokenize(command: &str) -> Vec<String> {
     let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = command.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                in_word = true;
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            ' ' | '\t' | '\r' | '\n' => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
+    let mut chars = command.chars().peekable();
+    loop {
+        while chars.next_if(|c| matches!(c, ' ' | '\t')).is_some() {}
+        if matches!(chars.peek(), None | Some('\0')) {
+            break;
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                // The byte ending a word is consumed (HAProxy overwrites it with a NUL).
+                ' ' | '\t' | '\0' => break,
+                '\\' => match chars.next() {
+                    None | Some('\0') => break,
+                    Some(escaped) => word.push(escaped),
+                },
+                c => word.push(c),
             }
         }
-    }
-    if in_word {
-        words.push(cur);
+        words.push(word);
     }
     words
 }
@@ -516,7 +519,15 @@ pub fn parse_args(args: &[&str]) -> Result<Command, ParseError> {
         ("disable", "health", _) => Command::DisableHealth(require_server(a(2), Admin)?),
         ("enable", "agent", _) => Command::EnableAgent(require_server(a(2), Admin)?),
         ("disable", "agent", _) => Command::DisableAgent(require_server(a(2), Admin)?),
-        ("get", "weight", _) => Command::GetWeight(require_server(a(2), User)?),
+        // HAProxy's `get weight` splits the name itself and only requires a server part: an
+        // empty backend (`get weight /s1`) is left to the lookup ("No such backend.").
+        ("get", "weight", _) => Command::GetWeight(match a(2).split_once('/') {
+            Some((backend, server)) if !server.is_empty() => ServerRef {
+                backend: backend.to_string(),
+                server: server.to_string(),
+            },
+            _ => return Err(err(User, "Require 'backend/server'.\n")),
+        }),
         ("set", "weight", _) => {
             let srv = require_server(a(2), Admin)?;
             Command::SetWeight(srv, parse_weight(a(3))?)
@@ -579,8 +590,13 @@ fn opt(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_string())
 }
 
+/// `backend/server`; like HAProxy, both names must be non-empty (`be/`, `/srv` and `/` get
+/// "Require 'backend/server'.", not "No such server.").
 fn server_ref(s: &str) -> Option<ServerRef> {
     let (b, srv) = s.split_once('/')?;
+    if b.is_empty() || srv.is_empty() {
+        return None;
+    }
     Some(ServerRef {
         backend: b.to_string(),
         server: srv.to_string(),

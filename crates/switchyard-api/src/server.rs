@@ -1,18 +1,21 @@
 //! The stats socket server: HAProxy 2.6's CLI framing over TCP or a unix socket, generic over
 //! an [`Executor`] that answers the commands touching the running configuration.
 //!
-//! Per connection, as HAProxy does:
-//! - non-interactive by default: the request line (and any further complete lines already
-//!   received) is executed, each `;`-separated command in order, the answers are written one
-//!   after the other, then the connection is closed;
+//! Per connection, as HAProxy 2.6 does:
+//! - the request is read one command at a time, up to the next LF or unescaped `;`
+//!   ([`next_command`]), and each command is executed as soon as it is complete;
+//! - non-interactive by default: commands are answered one after the other while more request
+//!   bytes are buffered; once a command is answered and nothing is left, the connection is
+//!   closed (so several lines sent at once are all answered);
 //! - `prompt` toggles interactive mode: after each answer the server writes `"\n> "` instead of
-//!   `"\n"` and waits for the next line; `quit` closes;
+//!   `"\n"` and waits for the next command; `quit` closes;
 //! - `help`, `prompt`, `quit`, `operator`, `user` and `set timeout cli` are answered here; the
 //!   rest goes to the executor with the session's level, after the level check ("Permission
 //!   denied");
-//! - an idle connection is closed after the timeout (default 10 s like `stats timeout`,
-//!   changed per connection by `set timeout cli`);
-//! - a request line that does not fit in 16 KiB closes the connection without an answer.
+//! - a connection is closed after the timeout (default 10 s like `stats timeout`, changed per
+//!   connection by `set timeout cli`) when the client sends nothing or stops reading answers;
+//! - a command that does not fit in 16 KiB closes the connection without an answer, and so
+//!   does the client's shutdown: a last command without its LF or `;` is never executed.
 
 use std::future::Future;
 use std::io;
@@ -254,31 +257,28 @@ where
     let mut buf: Vec<u8> = Vec::with_capacity(256);
     let mut chunk = [0u8; 4096];
     let mut answered = false;
-    let mut eof = false;
     loop {
-        if let Some(pos) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            answered = true;
-            if let Flow::Close = run_line(&text, &mut session, exec, &mut stream).await? {
-                break;
+        match next_command(&buf) {
+            Frame::Command { text, consumed } => {
+                let text = String::from_utf8_lossy(text).into_owned();
+                buf.drain(..consumed);
+                answered = true;
+                if let Flow::Close = run_command(&text, &mut session, exec, &mut stream).await? {
+                    break;
+                }
+                continue;
             }
-            continue;
+            // HAProxy's buffer is full without a complete command: it closes without a word.
+            Frame::TooLong => break,
+            Frame::Incomplete => {}
         }
-        // No complete line left: a non-interactive session ends once it answered.
-        if (answered && !session.interactive) || eof {
-            if eof && !buf.is_empty() && (session.interactive || !answered) {
-                // A last line without LF before the client's shutdown.
-                let text = String::from_utf8_lossy(&std::mem::take(&mut buf)).into_owned();
-                run_line(&text, &mut session, exec, &mut stream).await?;
-            }
+        // Like HAProxy, a non-interactive session ends once it answered and nothing else is
+        // buffered; a partial command keeps it waiting for the rest (a script may write its
+        // commands in several pieces).
+        if answered && !session.interactive && buf.is_empty() {
             break;
         }
-        if buf.len() >= MAX_LINE {
-            // HAProxy's buffer is full without a complete request: it closes without a word.
-            break;
-        }
-        let room = (MAX_LINE - buf.len()).min(chunk.len());
+        let room = (MAX_COMMAND - buf.len()).min(chunk.len());
         let n = tokio::select! {
             r = tokio::time::timeout(session.timeout, stream.read(&mut chunk[..room])) => match r {
                 Ok(r) => r?,
@@ -287,19 +287,72 @@ where
             r = stop.changed() => { if r.is_err() || *stop.borrow() { break } continue }
         };
         if n == 0 {
-            eof = true;
-        } else {
-            buf.extend_from_slice(&chunk[..n]);
+            // The client's shutdown: what is left is a command without its LF or `;`, which
+            // HAProxy drops rather than run a possibly truncated command.
+            break;
         }
+        buf.extend_from_slice(&chunk[..n]);
     }
     let _ = stream.shutdown().await;
     Ok(())
 }
 
-/// Runs every command of one request line, writing each answer followed by HAProxy's
-/// post-command `"\n"` or `"\n> "`.
-async fn run_line<S, E>(
-    line: &str,
+/// The longest command HAProxy 2.6 accepts, its delimiter included: the request chunk
+/// (16384 bytes) minus the byte it keeps for the terminating NUL. A 16383-byte command is
+/// answered, a 16384-byte one closes the connection.
+pub const MAX_COMMAND: usize = MAX_LINE - 1;
+
+/// What [`next_command`] found at the start of the request buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A complete command: its text (without its delimiter and without one `\r` before it)
+    /// and how many bytes it took from the buffer (delimiter included).
+    Command { text: &'a [u8], consumed: usize },
+    /// No delimiter yet and still room for one: wait for more bytes.
+    Incomplete,
+    /// [`MAX_COMMAND`] bytes without a delimiter: HAProxy closes the connection silently.
+    TooLong,
+}
+
+/// Frames the first command of `buf` the way HAProxy 2.6's CLI reads its request
+/// (`co_getdelim(req, "\n;", '\\')`): up to the first LF or `;` not escaped by a backslash
+/// (a backslash escapes any byte, LF included; the escape stays in the text for
+/// [`command::tokenize`]), then one `\r` before the delimiter is dropped. Commands are
+/// limited one by one, not per line: a `;` chain may be longer than 16 KiB.
+pub fn next_command(buf: &[u8]) -> Frame<'_> {
+    let window = &buf[..buf.len().min(MAX_COMMAND)];
+    let mut escaped = false;
+    for (i, &b) in window.iter().enumerate() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match b {
+            b'\\' => escaped = true,
+            b'\n' | b';' => {
+                let text = &buf[..i];
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                return Frame::Command {
+                    text,
+                    consumed: i + 1,
+                };
+            }
+            _ => {}
+        }
+    }
+    if buf.len() >= MAX_COMMAND {
+        Frame::TooLong
+    } else {
+        Frame::Incomplete
+    }
+}
+
+/// Runs one command, writing its answer followed by HAProxy's post-command `"\n"` or
+/// `"\n> "`. A client that does not take the answer within the session's timeout is dropped,
+/// as HAProxy does (the timeout applies to both directions), so it cannot hold a connection
+/// slot forever.
+async fn run_command<S, E>(
+    command: &str,
     session: &mut Session,
     exec: &E,
     stream: &mut S,
@@ -308,33 +361,36 @@ where
     S: AsyncWrite + Unpin,
     E: Executor,
 {
-    for part in command::split_commands(line) {
-        let mut out = match command::parse(part) {
-            Err(e) if e.level > session.level => PERMISSION_DENIED.to_string(),
-            Err(e) => e.message,
-            Ok(cmd) if cmd.level() > session.level => PERMISSION_DENIED.to_string(),
-            Ok(Command::Quit) => return Ok(Flow::Close),
-            Ok(Command::Prompt) => {
-                session.interactive = !session.interactive;
-                String::new()
-            }
-            Ok(Command::Help(words)) => {
-                let words: Vec<&str> = words.iter().map(String::as_str).collect();
-                command::help_message(&words)
-            }
-            Ok(Command::LowerLevel(level)) => {
-                session.level = level;
-                String::new()
-            }
-            Ok(Command::SetTimeoutCli(secs)) => {
-                session.timeout = Duration::from_secs(u64::from(secs));
-                String::new()
-            }
-            Ok(cmd) => exec.execute(cmd, session.level).await,
-        };
-        out.push_str(if session.interactive { "\n> " } else { "\n" });
+    let mut out = match command::parse(command) {
+        Err(e) if e.level > session.level => PERMISSION_DENIED.to_string(),
+        Err(e) => e.message,
+        Ok(cmd) if cmd.level() > session.level => PERMISSION_DENIED.to_string(),
+        Ok(Command::Quit) => return Ok(Flow::Close),
+        Ok(Command::Prompt) => {
+            session.interactive = !session.interactive;
+            String::new()
+        }
+        Ok(Command::Help(words)) => {
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            command::help_message(&words)
+        }
+        Ok(Command::LowerLevel(level)) => {
+            session.level = level;
+            String::new()
+        }
+        Ok(Command::SetTimeoutCli(secs)) => {
+            session.timeout = Duration::from_secs(u64::from(secs));
+            String::new()
+        }
+        Ok(cmd) => exec.execute(cmd, session.level).await,
+    };
+    out.push_str(if session.interactive { "\n> " } else { "\n" });
+    let write = async {
         stream.write_all(out.as_bytes()).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(session.timeout, write).await {
+        Ok(written) => written.map(|()| Flow::Continue),
+        Err(_) => Ok(Flow::Close),
     }
-    stream.flush().await?;
-    Ok(Flow::Continue)
 }
