@@ -36,6 +36,7 @@ PACKAGES=(
     galera-4          # /usr/lib/galera/libgalera_smm.so (wsrep provider)
     rsync             # Galera state transfer: wsrep_sst_method=rsync
     lsof              # wsrep_sst_rsync looks for its rsync daemon's port with ss or lsof
+    prometheus chromium # promtool (metrics lint) and headless Chromium: stats page tests
     keepalived        # VRRP interoperability tests (a real keepalived in the same group)
 )
 

@@ -376,6 +376,29 @@ pub enum CheckStatus {
 }
 
 impl CheckStatus {
+    /// Every status, in HAProxy's numbering order.
+    pub const ALL: &'static [CheckStatus] = &[
+        CheckStatus::Unknown,
+        CheckStatus::Ini,
+        CheckStatus::Start,
+        CheckStatus::Hana,
+        CheckStatus::SockErr,
+        CheckStatus::L4Ok,
+        CheckStatus::L4Tout,
+        CheckStatus::L4Con,
+        CheckStatus::L6Ok,
+        CheckStatus::L6Tout,
+        CheckStatus::L6Rsp,
+        CheckStatus::L7Tout,
+        CheckStatus::L7Rsp,
+        CheckStatus::L7Ok,
+        CheckStatus::L7OkC,
+        CheckStatus::L7Sts,
+        CheckStatus::ProcErr,
+        CheckStatus::ProcTout,
+        CheckStatus::ProcOk,
+    ];
+
     /// The short name `show stat` prints in `check_status` (HAProxy's `check_statuses[].info`).
     pub fn name(self) -> &'static str {
         match self {

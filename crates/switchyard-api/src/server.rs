@@ -35,7 +35,17 @@ use crate::command::{self, Command, MAX_LINE, PERMISSION_DENIED};
 /// body (the server appends the post-command `"\n"` or prompt).
 pub trait Executor: Send + Sync + 'static {
     fn execute(&self, command: Command, level: Level) -> impl Future<Output = String> + Send;
+
+    /// `_getsocks` on a unix socket with `expose-fd listeners`, at level admin: send the
+    /// listening sockets over the connected unix stream `stream` (descriptor passing), for
+    /// a process replacing this one (`-x`). `Ok(false)`: not supported.
+    fn hand_over_listeners(&self, _stream: std::os::fd::RawFd) -> io::Result<bool> {
+        Ok(false)
+    }
 }
+
+/// The command a replacing process sends to fetch the listening sockets.
+pub const GETSOCKS: &str = "_getsocks";
 
 /// Where the stats socket listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +68,8 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Connections served at once; further clients wait in the kernel backlog.
     pub max_connections: usize,
+    /// `expose-fd listeners`: a unix socket at level admin answers `_getsocks`.
+    pub expose_listeners: bool,
 }
 
 impl ServeOptions {
@@ -66,6 +78,7 @@ impl ServeOptions {
             level,
             timeout: DEFAULT_TIMEOUT,
             max_connections: 1024,
+            expose_listeners: false,
         }
     }
 }
@@ -82,19 +95,39 @@ pub struct Listener {
 #[derive(Debug)]
 enum Inner {
     Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+    /// The listener, its path, and the file's (device, inode) when bound: at exit the file
+    /// is removed only if it is still this socket (a replacing process may have taken the
+    /// path over).
+    Unix(UnixListener, PathBuf, Option<(u64, u64)>),
+}
+
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 impl Listener {
     pub async fn bind(bind: &Bind) -> io::Result<Listener> {
+        Self::bind_with(bind, false).await
+    }
+
+    /// Like [`Listener::bind`], but a unix socket path a running process still serves is
+    /// taken over: what a replacing process does (`-x`), the old one letting go soon after.
+    pub async fn bind_replacing(bind: &Bind) -> io::Result<Listener> {
+        Self::bind_with(bind, true).await
+    }
+
+    async fn bind_with(bind: &Bind, replace_live: bool) -> io::Result<Listener> {
         match bind {
             Bind::Tcp(addr) => Ok(Listener {
                 inner: Inner::Tcp(TcpListener::bind(addr).await?),
             }),
             Bind::Unix { path, mode } => {
-                let l = bind_unix(path, *mode).await?;
+                let l = bind_unix(path, *mode, replace_live).await?;
                 Ok(Listener {
-                    inner: Inner::Unix(l, path.clone()),
+                    inner: Inner::Unix(l, path.clone(), file_identity(path)),
                 })
             }
         }
@@ -109,7 +142,7 @@ impl Listener {
     }
 }
 
-async fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<UnixListener> {
+async fn bind_unix(path: &Path, mode: Option<u32>, replace_live: bool) -> io::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -118,7 +151,7 @@ async fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<UnixListener> {
                 format!("{} exists and is not a socket", path.display()),
             ));
         }
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
+        if !replace_live && tokio::net::UnixStream::connect(path).await.is_ok() {
             return Err(io::Error::new(
                 io::ErrorKind::AddrInUse,
                 format!("{} is in use by a running process", path.display()),
@@ -193,13 +226,19 @@ pub async fn serve_listener<E: Executor>(
         tokio::spawn(async move {
             let _permit = permit;
             let _ = match conn {
-                Conn::Tcp(s) => handle(s, &opts, &*exec, stop).await,
-                Conn::Unix(s) => handle(s, &opts, &*exec, stop).await,
+                Conn::Tcp(s) => handle(s, &opts, &*exec, stop, None).await,
+                Conn::Unix(s) => {
+                    use std::os::fd::AsRawFd;
+                    let fd = opts.expose_listeners.then(|| s.as_raw_fd());
+                    handle(s, &opts, &*exec, stop, fd).await
+                }
             };
         });
     };
-    if let Inner::Unix(_, path) = &listener.inner {
-        let _ = std::fs::remove_file(path);
+    if let Inner::Unix(_, path, identity) = &listener.inner {
+        if identity.is_some() && file_identity(path) == *identity {
+            let _ = std::fs::remove_file(path);
+        }
     }
     result
 }
@@ -223,7 +262,7 @@ enum Conn {
 async fn accept(inner: &Inner) -> io::Result<Conn> {
     match inner {
         Inner::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
-        Inner::Unix(l, _) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+        Inner::Unix(l, ..) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
     }
 }
 
@@ -244,6 +283,7 @@ async fn handle<S, E>(
     options: &ServeOptions,
     exec: &E,
     mut stop: watch::Receiver<bool>,
+    hand_over_fd: Option<std::os::fd::RawFd>,
 ) -> io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -263,6 +303,14 @@ where
                 let text = String::from_utf8_lossy(text).into_owned();
                 buf.drain(..consumed);
                 answered = true;
+                if text.trim_end_matches('\r') == GETSOCKS && session.level == Level::Admin {
+                    if let Some(fd) = hand_over_fd {
+                        stream.flush().await?;
+                        if exec.hand_over_listeners(fd)? {
+                            break;
+                        }
+                    }
+                }
                 if let Flow::Close = run_command(&text, &mut session, exec, &mut stream).await? {
                     break;
                 }

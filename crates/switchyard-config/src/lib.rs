@@ -15,13 +15,18 @@
 //! * `defaults [NAME] [from NAME]`, `frontend`/`backend`/`listen NAME [from NAME]`,
 //!   `listen NAME ADDR`; `userlist`, `peers`, `resolvers`, `cache`, `program`, `mailers`,
 //!   `ring`, `http-errors`, ... are skipped with one warning;
-//! * proxies: `bind`, `mode tcp` (`mode http` only while the proxy starts nothing),
+//! * proxies: `bind`, `mode tcp` (`mode http` only while the proxy starts nothing, or serves
+//!   only the stats page: see `stats` below),
 //!   `default_backend`, `use_backend` (unconditional), `balance`, `hash-type`, `server`,
 //!   `default-server`, `maxconn`, `fullconn`, `retries`, `option` (redispatch, tcplog, httplog,
 //!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap, the check options below;
 //!   other HAProxy options warn), `no option`, `log`/`log global`/`no log`, `timeout *` (and the deprecated
 //!   `contimeout`/`clitimeout`/`srvtimeout`), `disabled`, `enabled`, `id`, `description`;
-//!   `acl`, `stats`, `tcp-request`, `http-request`, `stick-table`, ... warn and are ignored;
+//!   `acl`, `tcp-request`, `http-request`, `stick-table`, ... warn and are ignored;
+//! * the stats page ([`Stats`]): `stats enable|uri|realm|refresh|auth|hide-version|admin if
+//!   TRUE|LOCALHOST` and `http-request use-service prometheus-exporter if { path /PATH }`;
+//!   a `mode http` frontend/listen with them and nothing to route to is "stats only"
+//!   ([`Proxy::is_stats_only`]);
 //! * health checks (in `defaults`, `backend`, `listen`; into [`Proxy::health_check`]):
 //!   `option httpchk [[METHOD] URI [VERSION]]` (headers embedded in VERSION after `\r\n` are
 //!   split out), `http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]... [body S]`,

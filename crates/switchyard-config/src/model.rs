@@ -272,6 +272,8 @@ pub struct Proxy {
     pub id: u32,
     /// `description TEXT` (words joined by single spaces), shown by the stats page.
     pub description: Option<String>,
+    /// `stats ...` lines and the Prometheus exporter rule (see [`Stats`]).
+    pub stats: Stats,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -668,4 +670,84 @@ pub enum OnError {
     SuddenDeath,
     /// Mark the server down at once.
     MarkDown,
+}
+
+/// The HTTP services of a `frontend`/`listen`: HAProxy's stats page (`stats enable`, `stats
+/// uri`, ...) and its Prometheus exporter (`http-request use-service prometheus-exporter if {
+/// path /metrics }`). A section in `mode http` that has one of them and routes nowhere is
+/// served by Switchyard's stats server instead of the TCP engine ([`Proxy::is_stats_only`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    /// Any `stats` line of a proxy enables the page, as in HAProxy (`stats auth`, `stats uri`,
+    /// `stats refresh`... all imply `stats enable`).
+    pub enabled: bool,
+    /// The first `stats` line, to point warnings at.
+    pub span: Option<Span>,
+    /// `stats uri PREFIX`: requests whose target starts with it get the page (HAProxy's
+    /// default is `/haproxy?stats`).
+    pub uri: String,
+    /// `stats refresh DELAY`: how often the page updates itself (`None`: the default).
+    pub refresh: Option<Duration>,
+    /// `stats realm REALM`: the basic-authentication realm (`None`: the default).
+    pub realm: Option<String>,
+    /// `stats auth USER:PASSWORD` lines; when there are some, every request needs one.
+    pub auths: Vec<StatsAuth>,
+    /// `stats hide-version`.
+    pub hide_version: bool,
+    /// `stats admin if TRUE|LOCALHOST`: who may change servers from the page.
+    pub admin: Option<StatsAdmin>,
+    /// The path of `http-request use-service prometheus-exporter if { path PATH }`.
+    pub prometheus_uri: Option<String>,
+}
+
+impl Stats {
+    /// HAProxy's `stats uri` default.
+    pub const DEFAULT_URI: &'static str = "/haproxy?stats";
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            enabled: false,
+            span: None,
+            uri: Stats::DEFAULT_URI.to_string(),
+            refresh: None,
+            realm: None,
+            auths: Vec::new(),
+            hide_version: false,
+            admin: None,
+            prometheus_uri: None,
+        }
+    }
+}
+
+/// `stats auth USER:PASSWORD`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatsAuth {
+    pub user: String,
+    /// Always [`Secret::Inline`] (as written); redacted in `Debug` output.
+    pub password: Secret,
+}
+
+/// `stats admin if ...`: the conditions Switchyard understands (HAProxy's predefined ACLs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsAdmin {
+    /// `if TRUE`: every client allowed to see the page.
+    Always,
+    /// `if LOCALHOST`: clients connecting from a loopback address.
+    Localhost,
+}
+
+impl Proxy {
+    /// A `mode http` frontend or listen that serves only the stats page and/or the
+    /// Prometheus exporter: no server, no backend to route to. The TCP engine skips it; the
+    /// stats server listens on its `bind` lines.
+    pub fn is_stats_only(&self) -> bool {
+        self.mode == Mode::Http
+            && self.kind.has_frontend()
+            && (self.stats.enabled || self.stats.prometheus_uri.is_some())
+            && self.servers.is_empty()
+            && self.default_backend.is_none()
+            && self.use_backends.is_empty()
+    }
 }

@@ -13,6 +13,7 @@ use crate::units::parse_duration;
 
 mod checks;
 mod resolvers;
+mod stats;
 mod vrrp;
 
 /// One configuration text and the name used in diagnostics (usually its path).
@@ -155,6 +156,7 @@ impl Draft {
                 disabled: false,
                 id: 0,
                 description: None,
+                stats: Stats::default(),
             },
             default_server: Server::new(
                 span.clone(),
@@ -1231,7 +1233,6 @@ fn set_timeout(
 
 /// Proxy keywords Switchyard accepts and ignores (with a warning).
 const UNIMPLEMENTED_PROXY_KEYWORDS: &[&str] = &[
-    "stats",
     "acl",
     "tcp-request",
     "tcp-response",
@@ -1484,6 +1485,10 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
         "http-check" => checks::http_check(sink, d, is_defaults, w, span),
         "tcp-check" => checks::tcp_check(sink, d, is_defaults, w, span),
         "db-check" => checks::db_check(sink, d, is_defaults, w, span),
+        "stats" => stats::keyword(sink, d, is_defaults, w, span),
+        "http-request" if w.get(1).is_some_and(|a| a == "use-service") => {
+            stats::use_service(sink, d, is_defaults, w, span)
+        }
         "disabled" => d.proxy.disabled = true,
         "enabled" => d.proxy.disabled = false,
         "id" => {
@@ -2263,7 +2268,13 @@ fn validate(sink: &mut Sink, proxies: &[Draft]) {
             check_target(sink, &u.backend, &u.span, "use_backend");
         }
 
-        if p.mode == Mode::Http && !p.disabled && (!p.binds.is_empty() || !p.servers.is_empty()) {
+        let stats_only = p.is_stats_only();
+        stats::validate(sink, p);
+        if p.mode == Mode::Http
+            && !p.disabled
+            && !stats_only
+            && (!p.binds.is_empty() || !p.servers.is_empty())
+        {
             let span = d.mode_span.as_ref().unwrap_or(&p.span);
             sink.err(
                 span,
@@ -2279,7 +2290,7 @@ fn validate(sink: &mut Sink, proxies: &[Draft]) {
         }
         let routes = p.default_backend.is_some() || !p.use_backends.is_empty();
         let accepts = p.kind == ProxyKind::Frontend || !p.binds.is_empty();
-        if p.kind.has_frontend() && accepts && !routes && p.servers.is_empty() {
+        if p.kind.has_frontend() && accepts && !routes && p.servers.is_empty() && !stats_only {
             sink.warn(&p.span, format!("{kw} '{}' has no backend (no default_backend, use_backend or server); connections will be rejected", p.name));
         }
     }

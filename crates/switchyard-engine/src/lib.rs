@@ -72,6 +72,18 @@ impl Runtime {
             .clear();
     }
 
+    /// The listening sockets (configured address, descriptor) for a replacing process; the
+    /// descriptors stay valid while this runtime holds them (until `release_listeners`).
+    pub fn listening_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
+        use std::os::fd::AsRawFd;
+        self.listen_sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(addr, socket)| (*addr, socket.as_raw_fd()))
+            .collect()
+    }
+
     fn inherited_socket(&self, addr: SocketAddr) -> Option<std::io::Result<socket2::Socket>> {
         let sockets = self
             .listen_sockets
@@ -88,7 +100,16 @@ impl Engine {
     /// Builds runtime objects and binds all listeners. Must run inside a tokio runtime
     /// (listeners register with its reactor).
     pub async fn build(config: &Config) -> anyhow::Result<Engine> {
-        Self::build_with(config, None).await
+        Self::build_with(config, None, Vec::new()).await
+    }
+
+    /// Builds with listening sockets received from the process this one replaces (`-x`):
+    /// an address found among them is used as is instead of being bound again.
+    pub async fn build_inheriting(
+        config: &Config,
+        sockets: Vec<(SocketAddr, socket2::Socket)>,
+    ) -> anyhow::Result<Engine> {
+        Self::build_with(config, None, sockets).await
     }
 
     /// Builds the engine that replaces `previous` on a reload. Listening sockets whose
@@ -97,10 +118,14 @@ impl Engine {
     /// sessions carry over); dynamic servers move to the new backend of the same name;
     /// frontend and backend counters carry over by name.
     pub async fn reload(config: &Config, previous: &Runtime) -> anyhow::Result<Engine> {
-        Self::build_with(config, Some(previous)).await
+        Self::build_with(config, Some(previous), Vec::new()).await
     }
 
-    async fn build_with(config: &Config, previous: Option<&Runtime>) -> anyhow::Result<Engine> {
+    async fn build_with(
+        config: &Config,
+        previous: Option<&Runtime>,
+        mut received: Vec<(SocketAddr, socket2::Socket)>,
+    ) -> anyhow::Result<Engine> {
         // Each session needs two descriptors: take all the process is allowed.
         let nofile = listener::raise_nofile_limit();
         let maxconn = config
@@ -134,7 +159,9 @@ impl Engine {
         for proxy in config
             .proxies
             .iter()
-            .filter(|p| p.kind.has_backend() && !p.disabled)
+            // Stats-only proxies (`mode http`, `stats enable`, no servers) are served by the
+            // stats HTTP server, not by the TCP data plane.
+            .filter(|p| p.kind.has_backend() && !p.disabled && !p.is_stats_only())
         {
             let logger = open_logger(proxy, &tag, hostname)?;
             let before = previous.and_then(|p| p.backends.iter().find(|b| b.name == proxy.name));
@@ -159,7 +186,7 @@ impl Engine {
         for proxy in config
             .proxies
             .iter()
-            .filter(|p| p.kind.has_frontend() && !p.disabled)
+            .filter(|p| p.kind.has_frontend() && !p.disabled && !p.is_stats_only())
         {
             let target = proxy
                 .use_backends
@@ -205,7 +232,12 @@ impl Engine {
                         );
                     };
                     let backlog = bind.backlog.unwrap_or(fe_maxconn.clamp(128, 65535));
-                    let listener = match previous.and_then(|p| p.inherited_socket(*addr)) {
+                    let handed = received
+                        .iter()
+                        .position(|(a, _)| a == addr)
+                        .map(|i| Ok(received.swap_remove(i).1));
+                    let shared = previous.and_then(|p| p.inherited_socket(*addr)).or(handed);
+                    let listener = match shared {
                         Some(socket) => socket.and_then(Listener::from_socket),
                         None => {
                             Listener::bind(*addr, backlog, bind.v6only, !config.global.noreuseport)

@@ -66,3 +66,70 @@ pub fn echo_server() -> u16 {
     });
     port
 }
+
+/// Clients opening short connections to 127.0.0.1:`port` in a loop, each sending a line
+/// and expecting it echoed back (an echo backend behind the proxy): what reload and
+/// hand-over tests run to count refused or broken connections.
+pub struct EchoLoad {
+    running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<(u64, Vec<String>)>>,
+}
+
+/// What an [`EchoLoad`] saw.
+#[derive(Debug)]
+pub struct LoadReport {
+    pub succeeded: u64,
+    /// One entry per failed connection: the error, or a wrong echo.
+    pub failures: Vec<String>,
+}
+
+impl EchoLoad {
+    pub fn start(port: u16, clients: usize) -> EchoLoad {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let running = std::sync::Arc::new(AtomicBool::new(true));
+        let threads = (0..clients)
+            .map(|n| {
+                let running = std::sync::Arc::clone(&running);
+                std::thread::spawn(move || {
+                    let (mut succeeded, mut failures) = (0, Vec::new());
+                    let message = format!("client {n} says hello");
+                    while running.load(Ordering::Relaxed) {
+                        let result = (|| -> std::io::Result<Vec<u8>> {
+                            let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+                            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+                            stream.write_all(message.as_bytes())?;
+                            let mut echoed = vec![0; message.len()];
+                            stream.read_exact(&mut echoed)?;
+                            Ok(echoed)
+                        })();
+                        match result {
+                            Ok(echoed) if echoed == message.as_bytes() => succeeded += 1,
+                            Ok(echoed) => failures
+                                .push(format!("wrong echo: {}", String::from_utf8_lossy(&echoed))),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                    }
+                    (succeeded, failures)
+                })
+            })
+            .collect();
+        EchoLoad { running, threads }
+    }
+
+    /// Stops the clients and sums up.
+    pub fn finish(self) -> LoadReport {
+        self.running
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let mut report = LoadReport {
+            succeeded: 0,
+            failures: Vec::new(),
+        };
+        for thread in self.threads {
+            if let Ok((succeeded, failures)) = thread.join() {
+                report.succeeded += succeeded;
+                report.failures.extend(failures);
+            }
+        }
+        report
+    }
+}

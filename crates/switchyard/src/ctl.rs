@@ -771,29 +771,6 @@ fn admin_state(code: &str) -> String {
     format!("{word} ({})", flags.join("|"))
 }
 
-/// Every `HCHK_STATUS_*` value a `show servers state` line can carry.
-const CHECK_STATUSES: &[CheckStatus] = &[
-    CheckStatus::Unknown,
-    CheckStatus::Ini,
-    CheckStatus::Start,
-    CheckStatus::Hana,
-    CheckStatus::SockErr,
-    CheckStatus::L4Ok,
-    CheckStatus::L4Tout,
-    CheckStatus::L4Con,
-    CheckStatus::L6Ok,
-    CheckStatus::L6Tout,
-    CheckStatus::L6Rsp,
-    CheckStatus::L7Tout,
-    CheckStatus::L7Rsp,
-    CheckStatus::L7Ok,
-    CheckStatus::L7OkC,
-    CheckStatus::L7Sts,
-    CheckStatus::ProcErr,
-    CheckStatus::ProcTout,
-    CheckStatus::ProcOk,
-];
-
 /// `no check` when no check is configured, else the `show stat` name of the last status
 /// (`L4OK`, `L7STS`, ...), marked when checks are disabled (`disable health`).
 fn server_check(row: &Row) -> String {
@@ -802,7 +779,7 @@ fn server_check(row: &Row) -> String {
         return "no check".into();
     }
     let code = row.get("srv_check_status");
-    let name = CHECK_STATUSES
+    let name = CheckStatus::ALL
         .iter()
         .find(|s| code.parse::<u8>() == Ok(**s as u8))
         .map_or(code, |s| s.name());

@@ -54,6 +54,8 @@ impl ConfigSource {
 pub struct Replaces {
     pub finish: Vec<i32>,
     pub terminate: Vec<i32>,
+    /// `-x SOCKET`: take the listening sockets of the process behind this stats socket.
+    pub fetch_listeners: Option<PathBuf>,
 }
 
 /// The engine currently accepting connections.
@@ -96,6 +98,12 @@ impl switchyard_api::server::Executor for Control {
         let executor = self.current.load_full();
         switchyard_api::server::Executor::execute(&*executor, command, level).await
     }
+
+    fn hand_over_listeners(&self, stream: std::os::fd::RawFd) -> std::io::Result<bool> {
+        let runtime = self.current.load().runtime();
+        crate::handover::send(stream, &runtime.listening_fds())?;
+        Ok(true)
+    }
 }
 
 pub async fn serve(
@@ -129,7 +137,14 @@ async fn serve_until_stopped(
             .await
             .context("starting the demo backends")?;
     }
-    let engine = Engine::build(&config).await?;
+    let engine = match &replaces.fetch_listeners {
+        Some(path) => {
+            let sockets = crate::handover::fetch(path)?;
+            tracing::info!(count = sockets.len(), "listening sockets received");
+            Engine::build_inheriting(&config, sockets).await?
+        }
+        None => Engine::build(&config).await?,
+    };
     if let Some(port) = demo_port {
         demo::print_banner(port);
     }
@@ -163,7 +178,9 @@ async fn serve_until_stopped(
         let current = move || control.current.load().runtime();
         tokio::spawn(Arc::clone(file).follow_changes(current, process_stopping.clone()));
     }
-    start_stats_sockets(&config, &process_stopping, &control).await?;
+    let replacing = replaces.fetch_listeners.is_some();
+    start_stats_sockets(&config, &process_stopping, &control, replacing).await?;
+    start_stats_pages(&config, &process_stopping, &control)?;
 
     let mut terminate = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
@@ -283,6 +300,13 @@ async fn reload(
                 .into(),
         );
     }
+    if stats_pages(&parsed.config) != stats_pages(&live.config) {
+        messages.push(
+            "warning: stats page changes (its section, 'bind' and 'stats' lines) take effect \
+             at the next restart; the pages in use are kept"
+                .into(),
+        );
+    }
     control.current.store(Arc::new(Executor::new(
         engine.runtime(),
         state_file_arc(control),
@@ -349,6 +373,7 @@ async fn start_stats_sockets(
     config: &Config,
     stop: &watch::Receiver<bool>,
     control: &Arc<Control>,
+    replacing: bool,
 ) -> anyhow::Result<()> {
     use switchyard_api::server::{self, Bind, ServeOptions};
     use switchyard_config::SocketAddress;
@@ -367,10 +392,19 @@ async fn start_stats_sockets(
                 mode: socket.mode,
             },
         };
-        let listener = server::Listener::bind(&bind)
-            .await
-            .with_context(|| format!("{}: cannot bind the stats socket", socket.span))?;
-        let options = ServeOptions::new(level);
+        // A process replacing another (`-x`) takes its unix socket paths over.
+        let listener = if replacing {
+            server::Listener::bind_replacing(&bind).await
+        } else {
+            server::Listener::bind(&bind).await
+        }
+        .with_context(|| format!("{}: cannot bind the stats socket", socket.span))?;
+        let mut options = ServeOptions::new(level);
+        options.expose_listeners = matches!(socket.address, SocketAddress::Unix(_))
+            && socket
+                .params
+                .windows(2)
+                .any(|w| w == ["expose-fd", "listeners"]);
         let stop = stop.clone();
         let control = Arc::clone(control);
         tokio::spawn(async move {
@@ -380,4 +414,83 @@ async fn start_stats_sockets(
         });
     }
     Ok(())
+}
+
+/// The stats page and the Prometheus exporter read the current engine (a reload swaps it)
+/// and run admin actions through its executor, like the stats socket at level admin.
+impl switchyard_stats::Source for Control {
+    fn stats(&self) -> switchyard_api::model::Stats {
+        self.current.load().stats_snapshot()
+    }
+
+    fn info(&self) -> switchyard_api::model::Info {
+        self.current.load().info_snapshot()
+    }
+
+    async fn execute(&self, command: Command) -> String {
+        let executor = self.current.load_full();
+        switchyard_api::server::Executor::execute(&*executor, command, Level::Admin).await
+    }
+}
+
+/// Starts the HTTP listeners of the stats-only proxies (`stats enable`, `http-request
+/// use-service prometheus-exporter`). Like the stats sockets they stop with the process, not
+/// with a reload, and always serve the current engine.
+fn start_stats_pages(
+    config: &Config,
+    stop: &watch::Receiver<bool>,
+    control: &Arc<Control>,
+) -> anyhow::Result<()> {
+    use switchyard_config::SocketAddress;
+
+    for proxy in config
+        .proxies
+        .iter()
+        .filter(|p| p.is_stats_only() && !p.disabled)
+    {
+        let settings = switchyard_stats::Settings::from_proxy(proxy)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", proxy.span))?;
+        for bind in &proxy.binds {
+            for address in &bind.addresses {
+                let SocketAddress::Inet(addr) = address else {
+                    anyhow::bail!(
+                        "{}: unix listeners are not supported for the stats page yet",
+                        bind.span
+                    );
+                };
+                let listener = switchyard_stats::bind(*addr, !config.global.noreuseport)
+                    .with_context(|| {
+                        format!("{}: cannot bind {addr} for '{}'", bind.span, proxy.name)
+                    })?;
+                tracing::info!(proxy = %proxy.name, %addr, "stats page listening");
+                tokio::spawn(switchyard_stats::serve(
+                    listener,
+                    settings.clone(),
+                    Arc::clone(control),
+                    stop.clone(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What identifies the stats pages of a configuration: a change needs a restart.
+fn stats_pages(
+    config: &Config,
+) -> Vec<(
+    Vec<switchyard_config::SocketAddress>,
+    Result<switchyard_stats::Settings, String>,
+)> {
+    config
+        .proxies
+        .iter()
+        .filter(|p| p.is_stats_only() && !p.disabled)
+        .map(|p| {
+            (
+                p.binds.iter().flat_map(|b| b.addresses.clone()).collect(),
+                switchyard_stats::Settings::from_proxy(p),
+            )
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 mod ctl;
 mod demo;
 mod ha;
+mod handover;
 mod lifecycle;
 mod process;
 mod runtime_api;
@@ -49,6 +50,10 @@ struct Cli {
     /// Once listening, terminate these processes (SIGTERM), like HAProxy's `-st PID...`.
     #[arg(long = "st", value_name = "PID", num_args = 1..)]
     terminate_pids: Vec<i32>,
+    /// Take the listening sockets of the running process through its stats socket (which
+    /// needs `expose-fd listeners`), so that replacing it (`-sf`) resets no connection.
+    #[arg(short = 'x', value_name = "SOCKET")]
+    fetch_listeners: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -167,6 +172,7 @@ fn main() -> ExitCode {
                 lifecycle::Replaces {
                     finish: cli.finish_pids.clone(),
                     terminate: cli.terminate_pids.clone(),
+                    fetch_listeners: cli.fetch_listeners.clone(),
                 },
             )
         }

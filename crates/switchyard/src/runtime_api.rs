@@ -44,6 +44,16 @@ impl Executor {
         self.state_file.clone()
     }
 
+    /// What `show stat` prints, for the stats page and the Prometheus exporter.
+    pub(crate) fn stats_snapshot(&self) -> model::Stats {
+        self.stats()
+    }
+
+    /// What `show info` prints, for the stats page and the Prometheus exporter.
+    pub(crate) fn info_snapshot(&self) -> model::Info {
+        self.info()
+    }
+
     /// Worker threads of the runtime serving the socket: `nbthread` from the configuration,
     /// or one per CPU (what HAProxy prints in `Nbthread` and `idle_per_thr[]`).
     fn nbthread(&self) -> u32 {

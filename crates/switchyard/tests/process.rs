@@ -223,3 +223,65 @@ fn grace_keeps_accepting_for_a_while_after_a_stop_signal() {
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", front)).is_err());
 }
+
+/// A binary upgrade under load: the new process takes the listening sockets of the old one
+/// through its stats socket (`-x`, `expose-fd listeners`) and tells it to finish (`-sf`).
+/// Clients opening connections all along see no failure.
+#[test]
+fn x_and_sf_replace_the_process_under_load_without_a_failed_connection() {
+    use std::io::{Read, Write};
+
+    let dir = TempDir::new("switchyard-x").unwrap();
+    let front = free_port();
+    let echo = switchyard_testkit::echo_server();
+    let socket = dir.path().join("admin.sock");
+    let cfg = write(
+        dir.path(),
+        "sy.cfg",
+        &format!(
+            "global\n    stats socket {} level admin expose-fd listeners\n    noreuseport\n{}",
+            socket.display(),
+            config(front, echo)
+        ),
+    );
+    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
+    switchyard_testkit::wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+
+    let load = switchyard_testkit::EchoLoad::start(front, 4);
+    std::thread::sleep(Duration::from_millis(300));
+    // `noreuseport`: without the handed-over sockets the new process could not even bind.
+    let mut new = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-x")
+            .arg(&socket)
+            .arg("-sf")
+            .arg(old.pid().to_string()),
+    )
+    .unwrap();
+    assert!(
+        old.wait_timeout(Duration::from_secs(15)).is_some(),
+        "the old process did not exit; new process output:\n{}",
+        new.output_so_far()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let report = load.finish();
+    eprintln!(
+        "binary hand-over (-x, -sf) under load: {} connections succeeded, {} failed",
+        report.succeeded,
+        report.failures.len()
+    );
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(new.is_running(), "{}", new.output_so_far());
+    // The replacement serves, and its stats socket answers at the same path.
+    let mut admin = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    admin.write_all(b"show servers state\n").unwrap();
+    let mut reply = String::new();
+    admin.read_to_string(&mut reply).unwrap();
+    assert!(reply.starts_with("1\n# be_id"), "{reply}");
+}

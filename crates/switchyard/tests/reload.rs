@@ -4,11 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_testkit::{cli, echo_server, free_port, greeter, greeting_through, Switchyard};
+use switchyard_testkit::{
+    cli, echo_server, free_port, greeter, greeting_through, EchoLoad, Switchyard,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -154,39 +154,7 @@ fn no_connection_is_refused_or_dropped_across_many_reloads() {
         &format!("    server e 127.0.0.1:{echo}\n"),
     );
     let sy = start(&config, &[front, dynamic_front, admin]);
-    let running = Arc::new(AtomicBool::new(true));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let clients: Vec<_> = (0..4)
-        .map(|n| {
-            let (running, ok, failed) = (running.clone(), ok.clone(), failed.clone());
-            std::thread::spawn(move || {
-                let mut errors = Vec::new();
-                while running.load(Ordering::Relaxed) {
-                    let message = format!("client {n} says hello");
-                    let result = (|| -> std::io::Result<String> {
-                        let mut stream = TcpStream::connect(("127.0.0.1", front))?;
-                        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-                        stream.write_all(message.as_bytes())?;
-                        let mut buf = vec![0; message.len()];
-                        stream.read_exact(&mut buf)?;
-                        Ok(String::from_utf8_lossy(&buf).into_owned())
-                    })();
-                    match result {
-                        Ok(echoed) if echoed == message => ok.fetch_add(1, Ordering::Relaxed),
-                        Ok(other) => {
-                            errors.push(format!("wrong echo: {other}"));
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                        Err(e) => {
-                            errors.push(e.to_string());
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                }
-                errors
-            })
-        })
-        .collect();
+    let load = EchoLoad::start(front, 4);
     let started = Instant::now();
     let reloads = 20;
     for n in 0..reloads {
@@ -199,18 +167,15 @@ fn no_connection_is_refused_or_dropped_across_many_reloads() {
         assert_eq!(reload_with(&sy, admin, &text), "Success=1\n--\n\n");
         std::thread::sleep(Duration::from_millis(50));
     }
-    running.store(false, Ordering::Relaxed);
-    let errors: Vec<String> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let report = load.finish();
     eprintln!(
-        "{reloads} reloads in {:?}: {ok} connections succeeded, {failed} failed",
-        started.elapsed()
+        "{reloads} reloads in {:?}: {} connections succeeded, {} failed",
+        started.elapsed(),
+        report.succeeded,
+        report.failures.len()
     );
-    assert_eq!(failed, 0, "errors: {errors:?}");
-    assert!(ok > 0);
+    assert!(report.failures.is_empty(), "{:?}", report.failures);
+    assert!(report.succeeded > 0);
 }
 
 #[test]
