@@ -252,6 +252,8 @@ impl Engine {
                             format!("{}: cannot duplicate the socket of {addr}", bind.span)
                         })?,
                     ));
+                    let mut listener = listener;
+                    listener.accept_proxy = bind.accept_proxy;
                     listeners.push((listener, Arc::clone(&frontend)));
                 }
             }

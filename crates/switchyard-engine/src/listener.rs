@@ -19,6 +19,8 @@ use crate::state::{Frontend, Process};
 #[derive(Debug)]
 pub struct Listener {
     inner: TcpListener,
+    /// `accept-proxy` on the `bind` line: every connection starts with a PROXY header.
+    pub(crate) accept_proxy: bool,
 }
 
 impl Listener {
@@ -43,14 +45,20 @@ impl Listener {
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
         let inner = TcpListener::from_std(socket.into())?;
-        Ok(Listener { inner })
+        Ok(Listener {
+            inner,
+            accept_proxy: false,
+        })
     }
 
     /// Takes over an already listening socket (one a previous engine shares on reload).
     pub fn from_socket(socket: Socket) -> io::Result<Listener> {
         socket.set_nonblocking(true)?;
         let inner = TcpListener::from_std(socket.into())?;
-        Ok(Listener { inner })
+        Ok(Listener {
+            inner,
+            accept_proxy: false,
+        })
     }
 
     /// A second descriptor of the same listening socket.
@@ -92,6 +100,7 @@ impl Listener {
                         local_addr,
                         accepted_at: SystemTime::now(),
                         accepted: Instant::now(),
+                        accept_proxy: self.accept_proxy,
                         _slots: permits,
                     };
                     tokio::spawn(session.run());

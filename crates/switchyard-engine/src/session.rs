@@ -24,6 +24,8 @@ pub struct Session {
     pub local_addr: SocketAddr,
     pub accepted_at: SystemTime,
     pub accepted: Instant,
+    /// The connection starts with a PROXY protocol header (`accept-proxy`).
+    pub accept_proxy: bool,
     /// Held for the whole session: global and frontend `maxconn` slots.
     pub _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -103,9 +105,23 @@ impl ByteSink for Sinks<'_> {
 }
 
 impl Session {
-    pub async fn run(self) {
+    pub async fn run(mut self) {
         let process = Arc::clone(&self.process);
         let frontend = Arc::clone(&self.frontend);
+        if self.accept_proxy {
+            match read_proxy_header(&self.client, frontend.timeouts.client).await {
+                Ok(Some(addresses)) => {
+                    self.client_addr = addresses.source;
+                    self.local_addr = addresses.destination;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // As HAProxy: the connection is closed without forwarding anything.
+                    tracing::warn!(frontend = %frontend.name, client = %self.client_addr, %error, "PROXY protocol header rejected");
+                    return;
+                }
+            }
+        }
         process.active.fetch_add(1, Ordering::Relaxed);
         process.total.fetch_add(1, Ordering::Relaxed);
         frontend.counters.session_started();
@@ -253,7 +269,15 @@ impl Session {
             };
             let target = current.server.target(self.local_addr.port());
             let started = Instant::now();
-            let result = connect_to(target, connect_timeout, backend.tcpka).await;
+            let result = match connect_to(target, connect_timeout, backend.tcpka).await {
+                Ok(stream) => match current.server.send_proxy {
+                    Some(version) => {
+                        send_proxy_header(stream, version, self.client_addr, self.local_addr).await
+                    }
+                    None => Ok(stream),
+                },
+                Err(error) => Err(error),
+            };
             match result {
                 Ok(stream) => {
                     crate::health::report_traffic_success(&current.server);
@@ -453,6 +477,99 @@ async fn connect_to(
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "timeout connect expired"))?,
         None => connect.await,
     }
+}
+
+/// Reads a PROXY protocol header (`accept-proxy`) and consumes exactly its bytes: it peeks
+/// at what arrived so the payload that follows stays in the socket for the server.
+/// `Ok(None)`: a header without addresses (LOCAL, UNKNOWN), the real ones stand.
+async fn read_proxy_header(
+    client: &TcpStream,
+    timeout: Option<Duration>,
+) -> io::Result<Option<switchyard_proxyproto::Addresses>> {
+    let read = async {
+        let mut buf = vec![0u8; switchyard_proxyproto::MAX_HEADER];
+        let mut seen = 0;
+        loop {
+            let n = client.peek(&mut buf).await?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed before the PROXY header",
+                ));
+            }
+            match switchyard_proxyproto::parse(&buf[..n]) {
+                Ok(Some(header)) => {
+                    consume(client, header.length).await?;
+                    return Ok(header.addresses);
+                }
+                Ok(None) if n == buf.len() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "PROXY header too long",
+                    ))
+                }
+                Ok(None) => {
+                    if n == seen {
+                        // `peek` returns at once while data is queued: wait for more.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    seen = n;
+                }
+                Err(error) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        error.to_string(),
+                    ))
+                }
+            }
+        }
+    };
+    // HAProxy bounds the handshake by `timeout client`.
+    match tokio::time::timeout(timeout.unwrap_or(Duration::from_secs(5)), read).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "no complete PROXY header in time",
+        )),
+    }
+}
+
+/// Reads and drops exactly `length` bytes (already known to be queued).
+async fn consume(client: &TcpStream, length: usize) -> io::Result<()> {
+    let mut header = vec![0u8; length];
+    let mut taken = 0;
+    while taken < length {
+        client.readable().await?;
+        match client.try_read(&mut header[taken..]) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "closed in the PROXY header",
+                ))
+            }
+            Ok(k) => taken += k,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the PROXY header (`send-proxy`, `send-proxy-v2`) before anything else on a fresh
+/// server connection.
+async fn send_proxy_header(
+    mut stream: TcpStream,
+    version: switchyard_config::ProxyProtocol,
+    client: SocketAddr,
+    local: SocketAddr,
+) -> io::Result<TcpStream> {
+    use tokio::io::AsyncWriteExt;
+    let header = match version {
+        switchyard_config::ProxyProtocol::V1 => switchyard_proxyproto::encode_v1(client, local),
+        switchyard_config::ProxyProtocol::V2 => switchyard_proxyproto::encode_v2(client, local),
+    };
+    stream.write_all(&header).await?;
+    Ok(stream)
 }
 
 /// Completes when the client closes or resets while we are still choosing a server.
