@@ -28,6 +28,7 @@ PACKAGES=(
     procps            # ps, pgrep, kill
     iproute2          # ss, ip
     python3
+    openssl           # TLS tests: test CA and certificates, s_client
     passwd            # useradd, for the `postgres` user if it is missing
     gcc               # the linker driver rustc needs
     libc6-dev

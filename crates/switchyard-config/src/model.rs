@@ -326,6 +326,16 @@ pub struct Bind {
     pub v6only: Option<bool>,
     pub accept_proxy: bool,
     pub transparent: bool,
+    /// `ssl`: terminate TLS on this listener (with the `crt` certificates).
+    pub ssl: bool,
+    /// `crt FILE|DIR` (repeatable): PEM files with a certificate chain and its key; the
+    /// first is the default, the others are chosen by SNI.
+    pub certificates: Vec<PathBuf>,
+    /// `alpn h2,http/1.1`: protocols offered in the TLS handshake.
+    pub alpn: Vec<String>,
+    /// `postgres-ssl` (Switchyard extension): clients speak PostgreSQL and ask for TLS
+    /// in-protocol (SSLRequest), as `sslmode=require` clients do.
+    pub postgres_ssl: bool,
 }
 
 /// Load-balancing algorithm named by `balance`.

@@ -474,6 +474,10 @@ impl Parser {
                     v6only: None,
                     accept_proxy: false,
                     transparent: false,
+                    ssl: false,
+                    certificates: Vec::new(),
+                    alpn: Vec::new(),
+                    postgres_ssl: false,
                 }),
                 Err(e) => self.sink.err(span, e),
             }
@@ -1645,9 +1649,12 @@ fn parse_bind(sink: &mut Sink, w: &[String], span: &Span) -> Option<Bind> {
         v6only: None,
         accept_proxy: false,
         transparent: false,
+        ssl: false,
+        certificates: Vec::new(),
+        alpn: Vec::new(),
+        postgres_ssl: false,
     };
     const FLAGS_IGNORED: &[&str] = &[
-        "ssl",
         "defer-accept",
         "tfo",
         "strict-sni",
@@ -1674,9 +1681,7 @@ fn parse_bind(sink: &mut Sink, w: &[String], span: &Span) -> Option<Bind> {
         "ocsp-update",
     ];
     const VALUED_IGNORED: &[&str] = &[
-        "crt",
         "crt-list",
-        "alpn",
         "interface",
         "process",
         "thread",
@@ -1731,6 +1736,24 @@ fn parse_bind(sink: &mut Sink, w: &[String], span: &Span) -> Option<Bind> {
             "v6only" => b.v6only = Some(true),
             "accept-proxy" => b.accept_proxy = true,
             "transparent" => b.transparent = true,
+            "ssl" => b.ssl = true,
+            "postgres-ssl" => b.postgres_ssl = true,
+            "crt" => {
+                if let Some(v) = take_value(sink) {
+                    b.certificates.push(v.into());
+                }
+                i += 1;
+            }
+            "alpn" => {
+                if let Some(v) = take_value(sink) {
+                    b.alpn = v
+                        .split(',')
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect();
+                }
+                i += 1;
+            }
             "name" => {
                 b.name = take_value(sink).map(str::to_string);
                 i += 1;
@@ -1760,6 +1783,17 @@ fn parse_bind(sink: &mut Sink, w: &[String], span: &Span) -> Option<Bind> {
             }
         }
         i += 1;
+    }
+    if b.ssl && b.certificates.is_empty() {
+        sink.err(span, "'bind ... ssl' needs at least one 'crt FILE'");
+        ok = false;
+    }
+    if !b.ssl && (!b.certificates.is_empty() || b.postgres_ssl) {
+        sink.err(
+            span,
+            "'crt' and 'postgres-ssl' need 'ssl' on the same 'bind' line",
+        );
+        ok = false;
     }
     ok.then_some(b)
 }

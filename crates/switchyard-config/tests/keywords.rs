@@ -246,9 +246,24 @@ fn binds() {
 #[test]
 fn bind_unimplemented_options_warn_and_errors() {
     let w = warnings(&format!("frontend fe\n bind :443 ssl crt /x.pem alpn h2 interface eth0 process 1\n default_backend be\n{BE}"));
-    assert_eq!(w.len(), 5, "{w:?}");
-    assert!(has(&w, "'bind ssl' is not implemented yet, ignored"));
-    assert!(has(&w, "'bind crt' is not implemented yet"));
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(has(&w, "'bind interface' is not implemented yet, ignored"));
+    let parsed = ok(&format!("frontend fe\n bind :443 ssl crt /a.pem crt /b.pem alpn h2,http/1.1 postgres-ssl\n default_backend be\n{BE}"));
+    let bind = &parsed.config.proxies[0].binds[0];
+    assert!(bind.ssl && bind.postgres_ssl);
+    assert_eq!(bind.certificates.len(), 2);
+    assert_eq!(bind.alpn, ["h2", "http/1.1"]);
+    let e = errs(&format!(
+        "frontend fe\n bind :443 ssl\n bind :444 crt /a.pem\n default_backend be\n{BE}"
+    ));
+    assert!(
+        has(&e, "t.cfg:2: 'bind ... ssl' needs at least one 'crt FILE'"),
+        "{e:?}"
+    );
+    assert!(
+        has(&e, "t.cfg:3: 'crt' and 'postgres-ssl' need 'ssl'"),
+        "{e:?}"
+    );
     let e = errs(&format!("frontend fe\n bind :0\n bind :70000\n bind 1.2.3.4\n bind :1 bogus\n bind :2 maxconn 0\n bind\n default_backend be\n{BE}"));
     assert!(
         has(&e, "t.cfg:2: 'bind': port '0' out of range (1-65535)"),

@@ -14,6 +14,7 @@ pub mod resolve;
 mod select;
 mod session;
 pub mod state;
+mod tls;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -254,6 +255,7 @@ impl Engine {
                     ));
                     let mut listener = listener;
                     listener.accept_proxy = bind.accept_proxy;
+                    listener.tls = tls::TlsListener::from_bind(bind)?;
                     listeners.push((listener, Arc::clone(&frontend)));
                 }
             }

@@ -21,6 +21,8 @@ pub struct Listener {
     inner: TcpListener,
     /// `accept-proxy` on the `bind` line: every connection starts with a PROXY header.
     pub(crate) accept_proxy: bool,
+    /// `ssl crt ...`: TLS is terminated here.
+    pub(crate) tls: Option<crate::tls::TlsListener>,
 }
 
 impl Listener {
@@ -48,6 +50,7 @@ impl Listener {
         Ok(Listener {
             inner,
             accept_proxy: false,
+            tls: None,
         })
     }
 
@@ -58,6 +61,7 @@ impl Listener {
         Ok(Listener {
             inner,
             accept_proxy: false,
+            tls: None,
         })
     }
 
@@ -101,6 +105,7 @@ impl Listener {
                         accepted_at: SystemTime::now(),
                         accepted: Instant::now(),
                         accept_proxy: self.accept_proxy,
+                        tls: self.tls.clone(),
                         _slots: permits,
                     };
                     tokio::spawn(session.run());

@@ -26,6 +26,8 @@ pub struct Session {
     pub accepted: Instant,
     /// The connection starts with a PROXY protocol header (`accept-proxy`).
     pub accept_proxy: bool,
+    /// TLS to terminate (`bind ... ssl`), after the PROXY header if any.
+    pub tls: Option<crate::tls::TlsListener>,
     /// Held for the whole session: global and frontend `maxconn` slots.
     pub _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
@@ -121,6 +123,40 @@ impl Session {
                     return;
                 }
             }
+        }
+        if let Some(tls) = self.tls.take() {
+            let Session {
+                process,
+                frontend,
+                client,
+                client_addr,
+                local_addr,
+                accepted_at,
+                accepted,
+                accept_proxy,
+                tls: _,
+                _slots,
+            } = self;
+            let timeout = frontend.timeouts.client.unwrap_or(Duration::from_secs(5));
+            let client = match tls.accept(client, timeout).await {
+                Ok(client) => client,
+                Err(error) => {
+                    tracing::debug!(frontend = %frontend.name, client = %client_addr, %error, "TLS handshake failed");
+                    return;
+                }
+            };
+            self = Session {
+                process,
+                frontend,
+                client,
+                client_addr,
+                local_addr,
+                accepted_at,
+                accepted,
+                accept_proxy,
+                tls: None,
+                _slots,
+            };
         }
         process.active.fetch_add(1, Ordering::Relaxed);
         process.total.fetch_add(1, Ordering::Relaxed);
