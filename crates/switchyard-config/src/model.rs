@@ -437,7 +437,14 @@ pub struct Server {
     pub agent_inter: Option<Duration>,
     pub slowstart: Option<Duration>,
     pub cookie: Option<String>,
+    /// `ssl`: TLS towards the server.
     pub ssl: bool,
+    /// `verify none|required` (HAProxy's default: required, which needs `ca-file`).
+    pub verify_none: bool,
+    /// `ca-file FILE`: the CAs the server's certificate must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// `sni str(NAME)`: the name sent in SNI and checked in the certificate.
+    pub sni: Option<String>,
     pub observe_layer4: bool,
     pub error_limit: Option<u32>,
     pub on_error: OnError,
@@ -485,6 +492,9 @@ impl Server {
             slowstart: None,
             cookie: None,
             ssl: false,
+            verify_none: false,
+            ca_file: None,
+            sni: None,
             observe_layer4: false,
             error_limit: None,
             on_error: OnError::FastInter,

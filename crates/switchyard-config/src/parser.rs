@@ -1874,12 +1874,9 @@ fn server_settings(
         "renegotiate",
     ];
     const VALUED_IGNORED: &[&str] = &[
-        "verify",
         "verifyhost",
-        "ca-file",
         "crl-file",
         "crt",
-        "sni",
         "init-addr",
         "resolve-net",
         "resolve-opts",
@@ -1953,6 +1950,35 @@ fn server_settings(
             "no-agent-check" => s.agent_check = false,
             "ssl" => s.ssl = true,
             "no-ssl" => s.ssl = false,
+            "verify" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some("none") => s.verify_none = true,
+                    Some("required") => s.verify_none = false,
+                    Some(other) => {
+                        bad(sink, format!("expects 'none' or 'required', got '{other}'"))
+                    }
+                }
+            }
+            "ca-file" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some(path) => s.ca_file = Some(path.into()),
+                }
+            }
+            "sni" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some(expr) => match expr.strip_prefix("str(").and_then(|e| e.strip_suffix(')'))
+                    {
+                        Some(name) if !name.is_empty() => s.sni = Some(name.to_string()),
+                        _ => bad(sink, format!("only 'str(NAME)' is supported, got '{expr}'")),
+                    },
+                }
+            }
             "inter" | "fastinter" | "downinter" | "agent-inter" | "slowstart" => {
                 consumed = 2;
                 match valued(sink).map(parse_duration) {

@@ -535,10 +535,30 @@ fn server_toggles_override_default_server() {
 #[test]
 fn server_unimplemented_settings_warn() {
     let w = warnings("resolvers dns\n parse-resolv-conf\nbackend b\n server s1 1.1.1.1:1 check verify none ca-file /x sni str(x) check-ssl resolvers dns init-addr last,libc resolve-prefer ipv4 track b2/s1 observe layer7\n");
-    assert_eq!(w.len(), 7, "{w:?}");
+    assert_eq!(w.len(), 4, "{w:?}");
     assert_eq!(
         w[0],
-        "t.cfg:4: warning: server setting 'verify' is not implemented yet, ignored"
+        "t.cfg:4: warning: server setting 'check-ssl' is not implemented yet, ignored"
+    );
+    let p = ok("backend b\n server s1 db.example:5432 ssl verify required ca-file /etc/ca.pem sni str(db.example)\n");
+    let s = &p.config.proxies[0].servers[0];
+    assert!(s.ssl && !s.verify_none);
+    assert_eq!(
+        s.ca_file.as_deref(),
+        Some(std::path::Path::new("/etc/ca.pem"))
+    );
+    assert_eq!(s.sni.as_deref(), Some("db.example"));
+    let e = errs("backend b\n server s1 1.1.1.1:1 ssl verify sometimes sni req.hdr(host)\n");
+    assert!(
+        has(
+            &e,
+            "server setting 'verify': expects 'none' or 'required', got 'sometimes'"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        has(&e, "server setting 'sni': only 'str(NAME)' is supported"),
+        "{e:?}"
     );
 }
 

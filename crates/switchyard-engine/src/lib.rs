@@ -505,6 +505,7 @@ pub(crate) async fn new_server(
             maxconn: server.maxconn.unwrap_or(0),
             admin,
         },
+        tls: tls::TlsClient::from_server(server, ip)?,
         fqdn: match &server.host {
             Host::Name(name) => Some(name.clone()),
             Host::Ip(_) => None,

@@ -314,6 +314,13 @@ impl Session {
                 },
                 Err(error) => Err(error),
             };
+            let result = match (result, &current.server.tls) {
+                (Ok(stream), Some(tls)) => {
+                    tls.connect(stream, connect_timeout.unwrap_or(Duration::from_secs(5)))
+                        .await
+                }
+                (result, _) => result,
+            };
             match result {
                 Ok(stream) => {
                     crate::health::report_traffic_success(&current.server);

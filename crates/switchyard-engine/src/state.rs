@@ -132,6 +132,8 @@ pub struct Server {
     pub origin: ServerOrigin,
     /// The settings it was built with, so runtime changes can be told apart from them.
     pub initial: InitialSettings,
+    /// `ssl`: TLS towards the server.
+    pub tls: Option<crate::tls::TlsClient>,
     /// The host name the server was given by (`srv_fqdn`), if any.
     pub fqdn: Option<String>,
     /// A server given by name whose address follows DNS.

@@ -181,7 +181,10 @@ async fn consume(client: &mut TcpStream, length: usize) -> io::Result<()> {
 }
 
 /// Connects the decrypted stream to one end of a loopback pair and returns the other.
-async fn bridge(mut tls: tokio_rustls::server::TlsStream<TcpStream>) -> io::Result<TcpStream> {
+async fn bridge<S>(mut tls: S) -> io::Result<TcpStream>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let address = listener.local_addr()?;
     let (inner, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
@@ -193,6 +196,137 @@ async fn bridge(mut tls: tokio_rustls::server::TlsStream<TcpStream>) -> io::Resu
         let _ = tls.shutdown().await;
     });
     Ok(inner)
+}
+
+/// TLS towards a server (`server ... ssl [verify none|required] [ca-file FILE]
+/// [sni str(NAME)]`).
+#[derive(Clone)]
+pub struct TlsClient {
+    connector: tokio_rustls::TlsConnector,
+    name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsClient {
+    /// `ip`: the server's address, the name checked when neither `sni` nor a host name is
+    /// given.
+    pub fn from_server(
+        server: &config::Server,
+        ip: std::net::IpAddr,
+    ) -> anyhow::Result<Option<TlsClient>> {
+        if !server.ssl {
+            return Ok(None);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| anyhow!("TLS setup: {e}"))?;
+        let client = if server.verify_none {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
+                .with_no_client_auth()
+        } else {
+            // HAProxy's default is `verify required`, which cannot work without CAs.
+            let file = server.ca_file.as_ref().ok_or_else(|| {
+                anyhow!(
+                    "'ssl' verifies the server by default: give 'ca-file FILE' (or 'verify none')"
+                )
+            })?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_file_iter(file)
+                .map_err(|e| anyhow!("ca-file {}: {e}", file.display()))?
+            {
+                let cert = cert.map_err(|e| anyhow!("ca-file {}: {e}", file.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| anyhow!("ca-file {}: {e}", file.display()))?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        };
+        let name = match (&server.sni, &server.host) {
+            (Some(sni), _) => ServerName::try_from(sni.clone()),
+            (None, config::Host::Name(host)) => ServerName::try_from(host.clone()),
+            (None, config::Host::Ip(_)) => Ok(ServerName::IpAddress(ip.into())),
+        }
+        .map_err(|e| anyhow!("invalid TLS server name: {e}"))?;
+        Ok(Some(TlsClient {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+            name,
+        }))
+    }
+
+    /// The handshake on a fresh server connection (after a PROXY header, if any, which
+    /// HAProxy also sends in clear); returns the plaintext side of a loopback pair.
+    pub async fn connect(&self, server: TcpStream, timeout: Duration) -> io::Result<TcpStream> {
+        let handshake = self.connector.connect(self.name.clone(), server);
+        let tls = tokio::time::timeout(timeout, handshake)
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake with the server timed out",
+                )
+            })??;
+        bridge(tls).await
+    }
+}
+
+/// `verify none`: any certificate is accepted (signatures are still checked, so the
+/// handshake itself is sound) — what HAProxy does with the same words.
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// A `crt` argument: a PEM file, or a directory whose `*.pem` files are read in name order.

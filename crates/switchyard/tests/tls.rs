@@ -220,3 +220,70 @@ fn postgres_clients_with_sslmode_require_get_tls_from_the_balancer() {
     assert!(!ok);
     assert!(out.contains("SSL is required by this listener"), "{out}");
 }
+
+#[test]
+fn tls_towards_servers_verifies_the_certificate_unless_told_not_to() {
+    if !have_command("openssl") {
+        eprintln!("SKIP: openssl is not installed");
+        return;
+    }
+    let dir = TempDir::new("switchyard-tls-server").unwrap();
+    certificates(dir.path(), &["a.test", "b.test"]);
+    let (terminator, backend) = (free_port(), greeter("behind tls"));
+    // The TLS server side: another Switchyard terminating TLS with two certificates.
+    let _server = Switchyard::start(
+        BIN,
+        &format!(
+            "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+             listen tls\n    bind 127.0.0.1:{terminator} ssl crt {a} crt {b}\n    server s 127.0.0.1:{backend}\n",
+            a = dir.path().join("a.test.pem").display(),
+            b = dir.path().join("b.test.pem").display(),
+        ),
+    )
+    .unwrap();
+    let ca = dir.path().join("ca.pem");
+    let (verified, mismatch, unverified) = (free_port(), free_port(), free_port());
+    let _client = Switchyard::start(
+        BIN,
+        &format!(
+            "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 5s\n    timeout server 5s\n\
+             listen verified\n    bind 127.0.0.1:{verified}\n    \
+             server t 127.0.0.1:{terminator} ssl verify required ca-file {ca} sni str(b.test)\n\
+             listen mismatch\n    bind 127.0.0.1:{mismatch}\n    retries 0\n    \
+             server t 127.0.0.1:{terminator} ssl verify required ca-file {ca} sni str(c.test)\n\
+             listen unverified\n    bind 127.0.0.1:{unverified}\n    \
+             server t 127.0.0.1:{terminator} ssl verify none sni str(c.test)\n",
+            ca = ca.display(),
+        ),
+    )
+    .unwrap();
+    assert_eq!(switchyard_testkit::greeting_through(verified), "behind tls");
+    // c.test gets the default certificate (a.test), which does not match: refused.
+    assert_eq!(switchyard_testkit::greeting_through(mismatch), "");
+    assert_eq!(
+        switchyard_testkit::greeting_through(unverified),
+        "behind tls"
+    );
+
+    // `ssl` without CAs cannot verify: a clear start-up error, as HAProxy gives.
+    let out = Command::new(BIN)
+        .arg("-f")
+        .arg(write_config(
+            dir.path(),
+            "defaults\n    mode tcp\n    timeout connect 1s\nlisten l\n    bind 127.0.0.1:1\n    server t 127.0.0.1:2 ssl\n",
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("ca-file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("bad.cfg");
+    std::fs::write(&path, text).unwrap();
+    path
+}
