@@ -39,6 +39,15 @@ pub struct Config {
     pub vrrp_scripts: Vec<crate::vrrp::VrrpScript>,
 }
 
+/// A `stick-table` used by `stick on src`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StickTable {
+    /// Entries kept at most; the least recently used goes first.
+    pub size: u64,
+    /// An entry not matched for this long is forgotten (`None`: never).
+    pub expire: Option<Duration>,
+}
+
 /// An address family preference.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IpFamily {
@@ -272,6 +281,9 @@ pub struct Proxy {
     pub id: u32,
     /// `description TEXT` (words joined by single spaces), shown by the stats page.
     pub description: Option<String>,
+    /// `stick-table type ip|ipv6 size N expire T` with `stick on src`: clients stay on the
+    /// server they were sent to.
+    pub stick: Option<StickTable>,
     /// `stats ...` lines and the Prometheus exporter rule (see [`Stats`]).
     pub stats: Stats,
 }

@@ -821,8 +821,6 @@ fn unimplemented_proxy_keywords_warn() {
         "tcp-response content accept",
         "http-request deny",
         "http-response del-header x",
-        "stick-table type ip size 1k",
-        "stick on src",
         "cookie SRV insert",
         "capture request header Host len 10",
         "errorfile 503 /x",
@@ -1028,4 +1026,27 @@ fn crlf_and_comments() {
     let p = ok("backend b\r\n  server s1 1.1.1.1:1 check # trailing comment\r\n  # server s2 1.1.1.1:2\r\n");
     assert_eq!(p.config.proxies[0].servers.len(), 1);
     assert!(p.config.proxies[0].servers[0].check);
+}
+
+#[test]
+fn stick_tables_keep_clients_on_their_server() {
+    let p = ok("backend b\n stick-table type ip size 200k expire 30m nopurge\n stick on src\n server s1 1.1.1.1:1\n");
+    let stick = p.config.proxies[0].stick.expect("a stick table");
+    assert_eq!(stick.size, 200 * 1024);
+    assert_eq!(stick.expire, Some(Duration::from_secs(1800)));
+    let w = warnings("backend b\n stick-table type ip size 1k\n server s1 1.1.1.1:1\n");
+    assert!(
+        has(
+            &w,
+            "t.cfg:2: warning: 'stick-table' is used only by 'stick on src'"
+        ),
+        "{w:?}"
+    );
+    let e = errs("backend b\n stick on src\n server s1 1.1.1.1:1\n");
+    assert!(
+        has(&e, "t.cfg:2: 'stick on src' needs a 'stick-table'"),
+        "{e:?}"
+    );
+    let e = errs("backend b\n stick on src\n stick-table type ip\n server s1 1.1.1.1:1\n");
+    assert!(has(&e, "t.cfg:3: 'stick-table' needs 'size N'"), "{e:?}");
 }

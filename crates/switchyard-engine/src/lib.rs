@@ -14,6 +14,7 @@ pub mod resolve;
 mod select;
 mod session;
 pub mod state;
+pub mod stick;
 mod tls;
 
 use std::collections::HashMap;
@@ -446,6 +447,13 @@ async fn build_backend(
         logger,
         configured,
         changes,
+        // Same table settings: the clients keep their servers across a reload.
+        stick: proxy
+            .stick
+            .map(|settings| match previous.and_then(|b| b.stick.as_ref()) {
+                Some(table) if table.settings == settings => Arc::clone(table),
+                _ => Arc::new(stick::StickTable::new(settings)),
+            }),
     })
 }
 

@@ -101,6 +101,38 @@ impl Drop for QueueGuard<'_> {
 
 fn attempt(backend: &Arc<Backend>, client: Option<IpAddr>, avoid: Option<&Arc<Server>>) -> Attempt {
     let servers = backend.servers.load();
+    // Persistence first: a known client returns to its server while that one is usable
+    // (and not the server a redispatch is moving away from).
+    let sticky = backend.stick.as_ref().zip(client);
+    if let Some((table, ip)) = sticky {
+        if let Some(name) = table.lookup(ip) {
+            let known = servers.iter().find(|s| {
+                s.name == name && s.usable() && !avoid.is_some_and(|a| Arc::ptr_eq(s, a))
+            });
+            if let Some(server) = known {
+                if server.try_take_slot() {
+                    return Attempt::Leased(Lease {
+                        server: Arc::clone(server),
+                        backend: Arc::clone(backend),
+                    });
+                }
+                return Attempt::Full;
+            }
+        }
+    }
+    let picked = pick(backend, &servers, client, avoid);
+    if let (Attempt::Leased(lease), Some((table, ip))) = (&picked, sticky) {
+        table.store(ip, &lease.server.name);
+    }
+    picked
+}
+
+fn pick(
+    backend: &Arc<Backend>,
+    servers: &[Arc<Server>],
+    client: Option<IpAddr>,
+    avoid: Option<&Arc<Server>>,
+) -> Attempt {
     // The active tier serves while any active server is usable; backups only when none is.
     let any_active = servers.iter().any(|s| !s.backup && s.usable());
     let tier: Vec<&Arc<Server>> = if any_active {

@@ -365,6 +365,8 @@ pub struct Backend {
     /// Signalled when a server's state changes by itself (a check transition), so the
     /// runtime state file can be rewritten.
     pub changes: Arc<Notify>,
+    /// `stick on src`: where each client went.
+    pub stick: Option<Arc<crate::stick::StickTable>>,
 }
 
 impl Backend {

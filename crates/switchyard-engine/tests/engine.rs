@@ -295,3 +295,46 @@ async fn stop_accepting_lets_sessions_in_flight_finish() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stick_on_src_keeps_a_client_on_its_server_until_it_leaves() {
+    let one = echo_server("one").await;
+    let two = echo_server("two").await;
+    let running = start(&format!(
+        "defaults\n mode tcp\n timeout connect 1s\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance roundrobin\n\
+         stick-table type ip size 1k expire 10m\n stick on src\n\
+         server one {one}\n server two {two}\n"
+    ))
+    .await;
+    // Round robin alone would alternate; the table keeps 127.0.0.1 where it went first.
+    let mut first = connect(running.addr).await;
+    let home = ask(&mut first, "a").await;
+    let home = home.split(':').next().unwrap().to_string();
+    for i in 0..6 {
+        let mut client = connect(running.addr).await;
+        assert_eq!(
+            ask(&mut client, "b").await,
+            format!("{home}:b"),
+            "connection {i}"
+        );
+    }
+    // Its server leaves: the client goes elsewhere, and stays there from then on, even once
+    // the first server is back.
+    let backend = &running.engine_backends[0];
+    let servers = backend.servers.load();
+    let index = servers.iter().position(|s| s.name == home).unwrap();
+    servers[index].admin.store(2, Ordering::Relaxed);
+    backend.bump_generation();
+    let mut moved = connect(running.addr).await;
+    let other = ask(&mut moved, "c").await;
+    assert!(!other.starts_with(&home), "{other}");
+    let other = other.split(':').next().unwrap().to_string();
+    servers[index].admin.store(0, Ordering::Relaxed);
+    backend.bump_generation();
+    for _ in 0..4 {
+        let mut client = connect(running.addr).await;
+        assert_eq!(ask(&mut client, "d").await, format!("{other}:d"));
+    }
+    assert_eq!(backend.stick.as_ref().map(|t| t.len()), Some(1));
+}
