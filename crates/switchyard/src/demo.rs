@@ -10,7 +10,9 @@ use tokio::net::TcpListener;
 const BACKENDS: [&str; 3] = ["db1", "db2", "db3"];
 
 /// The demo configuration: a round-robin listener on `port` and a source-hash one on
-/// `port + 1`, over echo backends on `port + 10 ..= port + 12`.
+/// `port + 1`, over echo backends on `port + 10 ..= port + 12`; the stats page and
+/// Prometheus metrics on `port + 2`, the Runtime API on `port + 3`. Every port is on
+/// loopback: the stats page has admin rights for local clients.
 pub fn config(port: u16) -> String {
     let servers = |extra: &str| {
         BACKENDS
@@ -30,6 +32,8 @@ pub fn config(port: u16) -> String {
 global
     maxconn 1000
     log stdout format raw local0 info
+    # The Runtime API, as HAProxy's scripts use it: echo \"show servers state\" | nc ...
+    stats socket ipv4@127.0.0.1:{api} level admin
 
 defaults
     mode tcp
@@ -52,10 +56,22 @@ listen demo_source
     bind 127.0.0.1:{src}
     balance source
     hash-type consistent
-{src_servers}",
+{src_servers}
+# The live stats page (admin actions from this machine) and Prometheus metrics.
+listen stats
+    bind 127.0.0.1:{stats}
+    mode http
+    stats enable
+    stats uri /
+    stats refresh 2s
+    stats admin if LOCALHOST
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+",
         rr = port,
         src = port + 1,
-        rr_servers = servers("weight 1 maxconn 100"),
+        stats = port + 2,
+        api = port + 3,
+        rr_servers = servers("weight 1 maxconn 100 check inter 2s"),
         src_servers = servers(""),
     )
 }
@@ -103,11 +119,23 @@ pub fn print_banner(port: u16) {
   Try a few connections in a row:
       for i in 1 2 3 4; do echo hello | nc -q1 127.0.0.1 {rr}; done
 
+  Stats page (live, with admin actions):  http://127.0.0.1:{stats}/
+  Prometheus metrics:                     curl http://127.0.0.1:{stats}/metrics
+  Runtime API (HAProxy's commands):       echo \"show servers state\" | nc 127.0.0.1 {api}
+      echo \"set server demo_roundrobin/db2 state maint\" | nc 127.0.0.1 {api}
+      switchyard ctl --socket ipv4@127.0.0.1:{api} show stat
+
+  In front of PostgreSQL: print this configuration, point a server line at your database
+  (server pg1 127.0.0.1:5432 check), run it with switchyard -f FILE, then
+      psql -h 127.0.0.1 -p {rr} -U postgres
+
   The configuration in use (plain HAProxy syntax): switchyard demo --print-config
   Traffic logs (HAProxy tcplog format) follow below.
 ",
         rr = port,
         src = port + 1,
+        stats = port + 2,
+        api = port + 3,
         b1 = port + 10,
     );
 }

@@ -62,7 +62,8 @@ struct Cli {
 enum Command {
     /// Run an embedded demo: the balancer in front of three built-in echo backends.
     Demo {
-        /// First port: the balancer listens on PORT and PORT+1, backends on PORT+10..=PORT+12.
+        /// First port: the balancer listens on PORT and PORT+1, the stats page on PORT+2, the
+        /// Runtime API on PORT+3, backends on PORT+10..=PORT+12.
         #[arg(long, default_value_t = 8300)]
         port: u16,
         /// Print the generated configuration and exit.

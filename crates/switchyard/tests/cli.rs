@@ -98,7 +98,7 @@ fn demo_balances_round_robin_over_three_backends() {
     let base = loop {
         let base = free_port();
         if base < 60000
-            && [0u16, 1, 10, 11, 12]
+            && [0u16, 1, 2, 3, 10, 11, 12]
                 .iter()
                 .all(|o| TcpListener::bind(("127.0.0.1", base + o)).is_ok())
         {
@@ -138,11 +138,50 @@ fn demo_balances_round_robin_over_three_backends() {
         output.contains("demo_roundrobin demo_roundrobin/db1"),
         "{output}"
     );
+    // The banner names what it serves; each of those answers.
+    assert!(
+        output.contains(&format!("http://127.0.0.1:{}/", base + 2)),
+        "{output}"
+    );
+    let page = http_get(base + 2, "/");
+    assert!(page.starts_with("HTTP/1.0 200"), "{page}");
+    let csv = http_get(base + 2, "/;csv");
+    assert!(csv.contains("\ndemo_roundrobin,db1,"), "{csv}");
+    let metrics = http_get(base + 2, "/metrics");
+    assert!(
+        metrics.contains("haproxy_server_sessions_total{proxy=\"demo_roundrobin\",server=\"db1\"}"),
+        "{metrics}"
+    );
+    let state = switchyard_testkit::cli(base + 3, "show servers state demo_roundrobin");
+    assert!(
+        state.starts_with("1\n# be_id be_name srv_id srv_name"),
+        "{state}"
+    );
+    assert_eq!(
+        state.lines().filter(|l| l.contains(" db")).count(),
+        3,
+        "{state}"
+    );
     demo.signal(libc::SIGTERM);
     let status = demo
         .wait_timeout(Duration::from_secs(10))
         .expect("demo did not stop on SIGTERM");
     assert!(status.success());
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1, returning the whole response.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::Read;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }
 
 #[test]
