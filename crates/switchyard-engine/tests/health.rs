@@ -317,6 +317,155 @@ async fn live_traffic_errors_mark_a_server_down_with_observe_layer4() {
     assert!(!servers[0].health().counter.is_up());
 }
 
+/// A server whose traffic port refuses, checked on a separate port, behind `balance first`
+/// with `retries 1` + `option redispatch`: each client session makes exactly one connection
+/// error on `a` (then is redispatched to `b`), so tests can count errors one by one.
+/// `check` is the rest of `a`'s `server` line after `check port P`; `defaults` is extra.
+async fn refusing_server(
+    health: SocketAddr,
+    b: SocketAddr,
+    defaults: &str,
+    check: &str,
+) -> Running {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    start(&format!(
+        "defaults\n mode tcp\n timeout connect 500ms\n retries 1\n option redispatch\n{defaults}\
+         listen l\n bind 127.0.0.1:{{port}}\n balance first\n\
+         server a 127.0.0.1:{dead} check port {} {check}\n\
+         server b {b} check inter 10s\n",
+        health.port(),
+    ))
+    .await
+}
+
+/// One live-traffic error on `a` after its check endpoint went away (its periodic check,
+/// every 10 s, has not noticed yet). The error triggers an immediate check, which fails.
+/// Returns whether `a` is still UP once that check ran, and how long after the error.
+async fn one_error_then_a_failing_check(on_error: &str) -> (bool, Duration) {
+    let b = EchoServer::start("b").await;
+    let health = EchoServer::start("health").await;
+    let running = refusing_server(
+        health.addr,
+        b.addr,
+        "",
+        &format!("inter 10s rise 2 fall 3 observe layer4 error-limit 1 on-error {on_error}"),
+    )
+    .await;
+    let a = Arc::clone(&running.backend.servers.load()[0]);
+    // The first check passes: fully UP (a start-up server sits at `rise`, one failure from
+    // DOWN, which would hide the difference between the modes).
+    wait_until("first check of a", Duration::from_secs(5), || {
+        a.health().last.is_some()
+    })
+    .await;
+    assert_eq!(a.health().counter.status_text(), "UP");
+    health.stop();
+    // The check endpoint is really gone (its listener closes asynchronously).
+    while TcpStream::connect(health.addr).await.is_ok() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let error = Instant::now();
+    assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+    assert_eq!(a.counters.connect_errors.load(Ordering::Relaxed), 1);
+    // The check the error asked for: the only active failure in this window.
+    wait_until("the triggered check", Duration::from_secs(5), || {
+        a.health().failed_checks >= 1
+    })
+    .await;
+    let took = error.elapsed();
+    (server_is_up(&running.backend, "a"), took)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_layer4_sudden_death_takes_a_server_down_on_its_next_failed_check() {
+    // `sudden-death`: one error leaves the server one failure from DOWN, so the check it
+    // triggers takes it out at once although `fall` is 3.
+    let (up, took) = one_error_then_a_failing_check("sudden-death").await;
+    assert!(
+        !up,
+        "sudden-death: still UP after one error and one failed check"
+    );
+    eprintln!(
+        "observe layer4, on-error sudden-death: one connection error + one failed check -> DOWN {took:?} after the error (fall 3)"
+    );
+    // The default (`fastinter`) only checks again: one failed check of three, still UP.
+    let (up, _) = one_error_then_a_failing_check("fastinter").await;
+    assert!(
+        up,
+        "fastinter: DOWN after a single failed check with fall 3"
+    );
+}
+
+/// An HTTP health endpoint that answers 200 only after `delay`.
+async fn slow_health_endpoint(delay: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 1024];
+                let _ = stream.read(&mut request).await;
+                tokio::time::sleep(delay).await;
+                let _ = stream.write_all(b"HTTP/1.0 200 OK\r\n\r\n").await;
+            });
+        }
+    });
+    addr
+}
+
+/// `fall 3` errors on `a`, one session each, whose checks pass but take 2 s: the checks the
+/// errors trigger cannot complete in between, so only the errors move the counter. Returns
+/// `a`'s state after each error (as the stats show it) and its failed-check count.
+async fn three_errors_with_slow_passing_checks(on_error: &str) -> (Vec<String>, u64, Duration) {
+    let b = EchoServer::start("b").await;
+    let health = slow_health_endpoint(Duration::from_secs(2)).await;
+    let running = refusing_server(
+        health,
+        b.addr,
+        " timeout check 5s\n option httpchk GET /\n",
+        &format!("inter 10s rise 2 fall 3 observe layer4 error-limit 1 on-error {on_error}"),
+    )
+    .await;
+    let a = Arc::clone(&running.backend.servers.load()[0]);
+    wait_until("first check of a", Duration::from_secs(5), || {
+        a.health().last.is_some()
+    })
+    .await;
+    assert_eq!(a.health().counter.status_text(), "UP");
+    let mut states = Vec::new();
+    let first_error = Instant::now();
+    for _ in 0..3 {
+        // While `a` is UP the session tries it first, fails, and is redispatched to `b`.
+        assert_eq!(who_answers(running.addr).await.as_deref(), Some("b"));
+        let state = a.health().counter.status_text();
+        assert_eq!(server_is_up(&running.backend, "a"), state != "DOWN");
+        states.push(state);
+    }
+    let failed = a.health().failed_checks;
+    (states, failed, first_error.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observe_layer4_fail_check_counts_errors_as_failed_checks_down_after_fall() {
+    let (states, failed, took) = three_errors_with_slow_passing_checks("fail-check").await;
+    // Exactly `fall` errors, each one failed check.
+    assert_eq!(states, ["UP 1/3", "UP 2/3", "DOWN"]);
+    assert_eq!(failed, 3);
+    eprintln!(
+        "observe layer4, on-error fail-check: states after each connection error {states:?} (fall 3): DOWN {took:?} after the first error"
+    );
+    // The default (`fastinter`) does not count errors as checks: still fully UP.
+    let (states, failed, _) = three_errors_with_slow_passing_checks("fastinter").await;
+    assert_eq!(states, ["UP", "UP", "UP"]);
+    assert_eq!(failed, 0);
+}
+
 /// A tiny HTTP health endpoint answering `GET /health` with 200 or 503.
 async fn health_endpoint(healthy: Arc<AtomicU16>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

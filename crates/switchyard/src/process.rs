@@ -140,4 +140,26 @@ pub fn signal_previous(pids: &[i32], finish: bool) {
             eprintln!("switchyard: cannot signal the previous process {pid}: {error}");
         }
     }
+    if !finish && !pids.is_empty() {
+        // `-st` means "terminate now" (HAProxy closes its sessions on SIGTERM). A Switchyard
+        // process drains on its first SIGTERM and exits at the next one, so repeat it while
+        // the old process lives (bounded: pids get reused).
+        let pids = pids.to_vec();
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                let alive: Vec<Pid> = pids
+                    .iter()
+                    .map(|&pid| Pid::from_raw(pid))
+                    .filter(|&pid| kill(pid, None).is_ok())
+                    .collect();
+                if alive.is_empty() {
+                    return;
+                }
+                for pid in alive {
+                    let _ = kill(pid, Signal::SIGTERM);
+                }
+            }
+        });
+    }
 }

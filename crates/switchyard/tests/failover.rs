@@ -200,6 +200,69 @@ fn a_mariadb_server_turned_read_only_leaves_the_writable_backend() {
     );
 }
 
+/// Timings of a node leaving, all from the moment the change (stop or kill) began.
+struct Leaving {
+    /// How long the change itself took (a clean shutdown, or kill -9 until the port refuses).
+    change_took: Duration,
+    /// Until the check logged the node DOWN.
+    down_after: Duration,
+    /// Until a client query through the proxy was first answered by another node.
+    rerouted_after: Duration,
+    /// Client queries through the proxy that failed meanwhile.
+    failed_queries: u32,
+}
+
+/// Runs `change` (which makes node `from` leave) while a client queries through `front` and
+/// the proxy's output is watched for a new `down_line`: the check's verdict and the traffic
+/// are timed separately, since `retries` + `option redispatch` can move traffic before the
+/// check has marked anything.
+fn leave_and_measure(
+    proxy: &Switchyard,
+    front: u16,
+    from: &str,
+    down_line: &str,
+    change: impl FnOnce() + Send,
+) -> Leaving {
+    let limit = Duration::from_secs(60);
+    let downs_before = proxy.output_so_far().matches(down_line).count();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let changing = scope.spawn(move || {
+            change();
+            started.elapsed()
+        });
+        let client = scope.spawn(move || {
+            let mut failed_queries = 0;
+            loop {
+                match mariadb_node_name_at(front) {
+                    Ok(name) if name != from => return (started.elapsed(), failed_queries),
+                    Ok(_) => {}
+                    Err(_) => failed_queries += 1,
+                }
+                assert!(started.elapsed() < limit, "traffic never left {from}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        while proxy.output_so_far().matches(down_line).count() == downs_before {
+            assert!(
+                started.elapsed() < limit,
+                "no {down_line:?} within {limit:?}:\n{}",
+                proxy.output_so_far()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let down_after = started.elapsed();
+        let change_took = changing.join().unwrap();
+        let (rerouted_after, failed_queries) = client.join().unwrap();
+        Leaving {
+            change_took,
+            down_after,
+            rerouted_after,
+            failed_queries,
+        }
+    })
+}
+
 #[test]
 fn galera_nodes_that_leave_sync_stop_taking_traffic() {
     if !switchyard_testkit::require_galera() {
@@ -218,22 +281,26 @@ fn galera_nodes_that_leave_sync_stop_taking_traffic() {
             cluster.client_port(i)
         ));
     }
-    let _proxy = Switchyard::start(BIN, &config).unwrap();
+    let proxy = Switchyard::start(BIN, &config).unwrap();
     let name = |i: usize| cluster.node(i).name().to_string();
-    let (n0, n1, n2) = (name(0), name(1), name(2));
+    let (n0, n1) = (name(0), name(1));
+    let down = "Server galera/n0 is DOWN";
     wait_for("galera -> n0", Duration::from_secs(10), &n0, || {
         mariadb_node_name_at(front).ok()
     });
 
-    // Desynced (Donor/Desynced, state 2): out unless allow-donor.
-    cluster.desync(0).unwrap();
-    let took = wait_for("galera -> n1", Duration::from_secs(10), &n1, || {
-        mariadb_node_name_at(front).ok()
-    });
+    // Desynced (Donor/Desynced, state 2): out unless allow-donor. The node still accepts
+    // connections, so only the check can move traffic: both times are the same event.
+    let desynced = leave_and_measure(&proxy, front, &n0, down, || cluster.desync(0).unwrap());
     eprintln!(
-        "galera: node desynced -> traffic on the next node after {} ms",
-        took.as_millis()
+        "galera: node desynced -> marked DOWN by db-check after {} ms, traffic on {n1} after {} ms ({} failed queries)",
+        desynced.down_after.as_millis(),
+        desynced.rerouted_after.as_millis(),
+        desynced.failed_queries
     );
+    assert!(proxy
+        .output_so_far()
+        .contains("Server galera/n0 is DOWN, reason: Layer7"));
     cluster.resync(0).unwrap();
     let took = wait_for("galera -> n0 again", Duration::from_secs(20), &n0, || {
         mariadb_node_name_at(front).ok()
@@ -243,20 +310,40 @@ fn galera_nodes_that_leave_sync_stop_taking_traffic() {
         took.as_millis()
     );
 
-    // A node leaving the cluster.
-    let stopped = Instant::now();
-    cluster.stop_node(0).unwrap();
+    // A node leaving the cluster with a clean shutdown: the check sees it go (it stops
+    // accepting, then leaves the cluster) while the shutdown is still running.
+    let stopped = leave_and_measure(&proxy, front, &n0, down, || cluster.stop_node(0).unwrap());
+    let after_shutdown = match stopped.down_after.checked_sub(stopped.change_took) {
+        Some(after) => format!("{} ms after it finished", after.as_millis()),
+        None => "before it finished".to_string(),
+    };
+    eprintln!(
+        "galera: node stopped -> marked DOWN by db-check {} ms after the stop began, {after_shutdown} (the shutdown took {} ms); traffic on a synced node after {} ms ({} failed queries; retries 1 + redispatch)",
+        stopped.down_after.as_millis(),
+        stopped.change_took.as_millis(),
+        stopped.rerouted_after.as_millis(),
+        stopped.failed_queries
+    );
+    // Bounded by the shutdown plus one interval and one check (`timeout connect 1s`).
+    assert!(stopped.down_after < stopped.change_took + Duration::from_millis(1500));
+
+    // The node comes back, then crashes: from the kill to DOWN is pure detection time.
+    cluster.restart_node(0).unwrap();
     wait_for(
-        "galera -> n1 after stop",
-        Duration::from_secs(10),
-        &n1,
+        "galera -> n0 after restart",
+        Duration::from_secs(20),
+        &n0,
         || mariadb_node_name_at(front).ok(),
     );
+    let killed = leave_and_measure(&proxy, front, &n0, down, || cluster.kill9(0).unwrap());
     eprintln!(
-        "galera: node stopped -> traffic on a synced node after {} ms (includes the shutdown)",
-        stopped.elapsed().as_millis()
+        "galera: node killed (kill -9) -> marked DOWN by db-check after {} ms (inter 200ms, fall 1); traffic on a synced node after {} ms ({} failed queries; retries 1 + redispatch)",
+        killed.down_after.as_millis(),
+        killed.rerouted_after.as_millis(),
+        killed.failed_queries
     );
-    let _ = n2;
+    // One interval plus a refused connect, with slack for a busy machine.
+    assert!(killed.down_after < Duration::from_millis(1500));
 }
 
 #[test]

@@ -184,6 +184,89 @@ fn killing_a_backend_sends_new_connections_to_the_survivors() {
         .all(|l| l.contains(" pg/a ") || l.contains(" pg/c ")));
 }
 
+/// The same crash with HAProxy's `pgsql-check`: the time from `kill -9` to the check marking
+/// the server DOWN, and what clients opening a session per query saw meanwhile (`retries` +
+/// `option redispatch` hide the dead server from them before the check has spoken).
+#[test]
+fn failover_of_a_killed_checked_backend_is_detected_by_pgsql_check() {
+    require_postgres_or_return!();
+    let a = PgInstance::start_named("a").unwrap();
+    let mut b = PgInstance::start_named("b").unwrap();
+    let front = free_port();
+    let check = "check inter 100ms rise 2 fall 2";
+    let proxy = Switchyard::start(
+        BIN,
+        &config(
+            front,
+            "    balance roundrobin\n    retries 2\n    option redispatch\n    timeout check 1s\n\
+             \x20   option pgsql-check user postgres\n",
+            &[("a", a.port(), check), ("b", b.port(), check)],
+        ),
+    )
+    .unwrap();
+    // Both servers pass their checks and take traffic.
+    let seen: HashSet<String> = (0..6).map(|_| node_name_at(front).unwrap()).collect();
+    assert_eq!(seen, HashSet::from(["a".to_string(), "b".to_string()]));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let client = {
+        let (stop, ok, failed) = (Arc::clone(&stop), Arc::clone(&ok), Arc::clone(&failed));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match node_name_at(front) {
+                    Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
+                    Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let sessions = || ok.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed);
+    let sessions_at_kill = sessions();
+    let killed = Instant::now();
+    b.kill9().unwrap();
+    let kill_returned = killed.elapsed();
+    let down = loop {
+        if proxy.output_so_far().contains("Server pg/b is DOWN") {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "b not marked DOWN:\n{}",
+            proxy.output_so_far()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let sessions_until_down = sessions() - sessions_at_kill;
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let failed = failed.load(Ordering::Relaxed);
+    eprintln!(
+        "failover: postgres killed (kill -9, {} ms until its port refused) -> marked DOWN by pgsql-check after {} ms (inter 100ms, fall 2); {sessions_until_down} client sessions completed meanwhile, {failed} of {} failed in all",
+        kill_returned.as_millis(),
+        down.as_millis(),
+        ok.load(Ordering::Relaxed) + failed,
+    );
+    // At most the one session in flight at the moment of the kill may fail.
+    assert!(failed <= 1, "failed: {failed}");
+    // Two failed checks 100 ms apart, plus slack for a busy machine.
+    assert!(down < Duration::from_secs(2), "{down:?}");
+    let output = proxy.output_so_far();
+    assert!(
+        output.contains("Server pg/b is DOWN, reason: Layer4 connection problem"),
+        "{output}"
+    );
+    assert!(
+        output.contains("1 active and 0 backup servers left"),
+        "{output}"
+    );
+    for _ in 0..4 {
+        assert_eq!(node_name_at(front).unwrap(), "a");
+    }
+}
+
 #[test]
 fn sessions_queue_under_server_maxconn() {
     require_postgres_or_return!();

@@ -1,5 +1,5 @@
 //! Process management: daemon mode with a pid file, start-up errors reported by the
-//! command, systemd's notify protocol across a reload, and `-sf` replacing a running
+//! command, systemd's notify protocol across a reload, and `-sf`/`-st` replacing a running
 //! process.
 
 use std::os::unix::net::UnixDatagram;
@@ -195,6 +195,56 @@ fn sf_replaces_a_running_process_which_drains_and_exits() {
     assert_eq!(&buf, b"ping");
 }
 
+/// `-st`: the old process is terminated at once, its sessions closed (as HAProxy does), not
+/// drained like with `-sf`.
+#[test]
+fn st_terminates_the_running_process_once_the_new_one_listens() {
+    use std::io::Read;
+
+    let dir = TempDir::new("switchyard-st").unwrap();
+    let (front, echo) = (free_port(), switchyard_testkit::echo_server());
+    let cfg = write(dir.path(), "sy.cfg", &config(front, echo));
+    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
+    switchyard_testkit::wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    // An idle session through the old process: draining would keep it for `timeout client`
+    // (10 s).
+    let mut session = std::net::TcpStream::connect(("127.0.0.1", front)).unwrap();
+    session
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // The new process sends to a greeter, to tell who answers.
+    let s2 = greeter("s2");
+    let cfg_new = write(dir.path(), "new.cfg", &config(front, s2));
+    let started = Instant::now();
+    let mut new = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg("-f")
+            .arg(&cfg_new)
+            .arg("-st")
+            .arg(old.pid().to_string()),
+    )
+    .unwrap();
+    let exited = old.wait_timeout(Duration::from_secs(15));
+    let took = started.elapsed();
+    assert!(exited.is_some(), "the old process did not exit after -st");
+    let mut rest = Vec::new();
+    let closed = session.read_to_end(&mut rest);
+    eprintln!(
+        "-st: old process gone {} ms after the new one was started, its idle session closed ({closed:?})",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(new.is_running(), "{}", new.output_so_far());
+    for _ in 0..3 {
+        assert_eq!(greeting_through(front), "s2");
+    }
+}
+
 #[test]
 fn grace_keeps_accepting_for_a_while_after_a_stop_signal() {
     let dir = TempDir::new("switchyard-grace").unwrap();
@@ -277,6 +327,8 @@ fn x_and_sf_replace_the_process_under_load_without_a_failed_connection() {
         report.failures.len()
     );
     assert!(report.failures.is_empty(), "{:?}", report.failures);
+    // Clients really ran across the hand-over, not just before it.
+    assert!(report.succeeded > 0, "no connection went through");
     assert!(new.is_running(), "{}", new.output_so_far());
     // The replacement serves, and its stats socket answers at the same path.
     let mut admin = std::os::unix::net::UnixStream::connect(&socket).unwrap();

@@ -110,6 +110,112 @@ fn runtime_changes_and_established_sessions_survive_a_reload() {
     assert!(served.iter().all(|s| s == "s1"), "{served:?}");
 }
 
+/// Fields of one `show stat` row (`proxy`, `name`: a server, FRONTEND or BACKEND), by column.
+fn stat(admin: u16, proxy: &str, name: &str, fields: &[&str]) -> Vec<String> {
+    let csv = cli(admin, "show stat");
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    let row: Vec<&str> = lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|r| r.len() > 1 && r[0] == proxy && r[1] == name)
+        .unwrap_or_else(|| panic!("no {proxy}/{name} in:\n{csv}"));
+    fields
+        .iter()
+        .map(|f| {
+            let column = header.iter().position(|h| h == f).unwrap();
+            row[column].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_sigusr2_reload_keeps_check_states_and_counters() {
+    let (admin, front, dynamic_front) = (free_port(), free_port(), free_port());
+    let (echo, s3) = (echo_server(), greeter("s3"));
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // `gone` refuses connections: its first check takes it DOWN; `e` serves.
+    let servers = format!(
+        "    server e 127.0.0.1:{echo} check inter 100ms\n    server gone 127.0.0.1:{dead} check inter 2s\n"
+    );
+    let config = base_config(admin, front, dynamic_front, &servers);
+    let sy = start(&config, &[front, dynamic_front, admin]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stat(admin, "be", "gone", &["status"]) != ["DOWN"] {
+        assert!(Instant::now() < deadline, "gone never marked DOWN");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for n in 0..5 {
+        let mut session = TcpStream::connect(("127.0.0.1", front)).unwrap();
+        session
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let text = format!("hello {n}");
+        session.write_all(text.as_bytes()).unwrap();
+        let mut echoed = vec![0; text.len()];
+        session.read_exact(&mut echoed).unwrap();
+    }
+    // Sessions are counted when they end: wait until all five are (the start-up probe of the
+    // test kit is one more session, without bytes).
+    let counters = |proxy: &str, name: &str| stat(admin, proxy, name, &["stot", "bin", "bout"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counters("be", "e")[2] != "35" {
+        assert!(Instant::now() < deadline, "{:?}", counters("be", "e"));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = [
+        counters("be", "e"),
+        counters("fe", "FRONTEND"),
+        counters("be", "BACKEND"),
+    ];
+    assert_eq!(before[0][1..], ["35", "35"], "echoed bytes: {before:?}");
+
+    // SIGUSR2 (what the example unit's ExecReload sends), with one more server so the
+    // reload shows.
+    let more = format!("{servers}    server s3 127.0.0.1:{s3}\n");
+    std::fs::write(
+        sy.config_path(),
+        base_config(admin, front, dynamic_front, &more),
+    )
+    .unwrap();
+    assert!(sy.signal(switchyard_testkit::libc::SIGUSR2));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server_rows(admin).iter().any(|r| r.starts_with("be/s3 ")) {
+        assert!(Instant::now() < deadline, "SIGUSR2 did not reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Right after the reload, before any new check of `gone` could run: still DOWN.
+    assert_eq!(
+        stat(admin, "be", "gone", &["status", "check_status", "chkdown"]),
+        ["DOWN", "L4CON", "1"]
+    );
+    let after = [
+        counters("be", "e"),
+        counters("fe", "FRONTEND"),
+        counters("be", "BACKEND"),
+    ];
+    assert_eq!(after, before, "counters of unchanged objects carry over");
+    eprintln!("reload by SIGUSR2: gone still DOWN, counters carried over (server/frontend/backend stot,bin,bout): {after:?}");
+    // Its checks go on from the old state: no fresh start as UP, no second DOWN transition.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(stat(admin, "be", "gone", &["status"]), ["DOWN"]);
+    let output = sy.output_so_far();
+    assert_eq!(
+        output.matches("Server be/gone is DOWN").count(),
+        1,
+        "{output}"
+    );
+}
+
 #[test]
 fn an_invalid_configuration_is_refused_and_service_continues() {
     let (admin, front, dynamic_front) = (free_port(), free_port(), free_port());
