@@ -24,6 +24,7 @@ PACKAGES=(
     netcat-openbsd
     socat
     curl
+    wrk               # HTTP load through mode http (http.rs)
     ca-certificates
     procps            # ps, pgrep, kill
     iproute2          # ss, ip
@@ -37,7 +38,8 @@ PACKAGES=(
     galera-4          # /usr/lib/galera/libgalera_smm.so (wsrep provider)
     rsync             # Galera state transfer: wsrep_sst_method=rsync
     lsof              # wsrep_sst_rsync looks for its rsync daemon's port with ss or lsof
-    prometheus chromium # promtool (metrics lint) and headless Chromium: stats page tests
+    prometheus        # /usr/bin/promtool: `promtool check metrics` (stats_page.rs)
+    chromium          # headless Chromium: the stats page test and its screenshot
     keepalived        # VRRP interoperability tests (a real keepalived in the same group)
 )
 

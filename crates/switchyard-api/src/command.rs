@@ -611,29 +611,49 @@ fn parse_weight(s: &str) -> Result<Weight, ParseError> {
     if s.is_empty() {
         return Err(err(Level::Admin, "Require <weight> or <weight%>.\n"));
     }
-    let (digits, pct) = match s.strip_suffix('%') {
-        Some(d) => (d, true),
-        None => (s, false),
-    };
-    let Some(w) = strict_int(digits) else {
+    // HAProxy 2.6 reads the number with strtol() and then looks at what follows, in this
+    // order, and scripts match on the message: no digits, `N%` exactly, range, trailing text.
+    let Some((w, rest)) = strtol_prefix(s) else {
         return Err(err(
             Level::Admin,
             "Empty weight string empty or preceded by garbage",
         ));
     };
-    if pct {
+    if rest == "%" {
         if w < 0 {
             return Err(err(Level::Admin, "Relative weight must be positive.\n"));
         }
         Ok(Weight::Percent(w.min(i64::from(u32::MAX)) as u32))
-    } else if (0..=256).contains(&w) {
-        Ok(Weight::Absolute(w as u32))
-    } else {
+    } else if !(0..=256).contains(&w) {
         Err(err(
             Level::Admin,
             "Absolute weight can only be between 0 and 256 inclusive.\n",
         ))
+    } else if !rest.is_empty() {
+        // HAProxy ends this one without a newline of its own.
+        Err(err(Level::Admin, "Trailing garbage in weight string"))
+    } else {
+        Ok(Weight::Absolute(w as u32))
     }
+}
+
+/// What C's `strtol(s, &end, 10)` reads: leading white space, a sign and decimal digits
+/// (saturating), with the text after them; `None` when there is no digit (`end == s`).
+fn strtol_prefix(s: &str) -> Option<(i64, &str)> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let (neg, t) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 {
+        return None;
+    }
+    let v = t[..digits].bytes().fold(0i64, |v, b| {
+        v.saturating_mul(10).saturating_add(i64::from(b - b'0'))
+    });
+    Some((if neg { -v } else { v }, &t[digits..]))
 }
 
 /// An optionally signed decimal integer and nothing else (saturating).
@@ -885,6 +905,144 @@ pub const HELP_TABLE: &[&str] = &[
     "trace [<module>|0] [cmd [args...]]      : manage live tracing (empty to list, 0 to stop all)",
     "user                                    : lower the level of the current CLI session to user",];
 
+/// HAProxy 2.6's keywords for the [`HELP_TABLE`] entries, in the order it registers them: the
+/// link order of its object files (Makefile `OPTIONS_OBJS` for Debian's build options, then
+/// `OBJS`), then their order in each file. Among suggestions equally close to an unknown
+/// command HAProxy keeps the one registered first, so its lists are only reproduced in this
+/// order (checked against the golden transcripts and a few hundred typos sent to haproxy
+/// 2.6.12).
+const REGISTRATION_ORDER: &[&str] = &[
+    // src/ssl_sock.c
+    "show tls-keys",
+    "set ssl tls-key",
+    "set ssl ocsp-response",
+    "show ssl ocsp-response",
+    "show ssl providers",
+    // src/ssl_crtlist.c
+    "add ssl crt-list",
+    "del ssl crt-list",
+    "show ssl crt-list",
+    // src/ssl_ckch.c
+    "new ssl cert",
+    "set ssl cert",
+    "commit ssl cert",
+    "abort ssl cert",
+    "del ssl cert",
+    "show ssl cert",
+    "new ssl ca-file",
+    "set ssl ca-file",
+    "commit ssl ca-file",
+    "abort ssl ca-file",
+    "del ssl ca-file",
+    "show ssl ca-file",
+    "new ssl crl-file",
+    "set ssl crl-file",
+    "commit ssl crl-file",
+    "abort ssl crl-file",
+    "del ssl crl-file",
+    "show ssl crl-file",
+    // src/stream.c
+    "show sess",
+    "shutdown session",
+    "shutdown sessions server",
+    // src/stats.c
+    "clear counters",
+    "show info",
+    "show stat",
+    "show schema json",
+    // src/server.c
+    "disable agent",
+    "disable health",
+    "disable server",
+    "enable agent",
+    "enable health",
+    "enable server",
+    "set maxconn server",
+    "set server",
+    "get weight",
+    "set weight",
+    "add server",
+    "del server",
+    // src/stick_table.c
+    "clear table",
+    "set table",
+    "show table",
+    // src/peers.c
+    "show peers",
+    // src/resolvers.c
+    "show resolvers",
+    // src/cli.c
+    "set maxconn global",
+    "set rate-limit",
+    "set severity-output",
+    "set timeout",
+    "show env",
+    "show cli sockets",
+    "show cli level",
+    "show fd",
+    "show activity",
+    "show version",
+    "operator",
+    "user",
+    // src/proxy.c
+    "disable frontend",
+    "enable frontend",
+    "set maxconn frontend",
+    "show servers conn",
+    "show servers state",
+    "show backend",
+    "shutdown frontend",
+    "set dynamic-cookie-key backend",
+    "enable dynamic-cookie backend",
+    "disable dynamic-cookie backend",
+    "show errors",
+    // src/cache.c
+    "show cache",
+    // src/vars.c
+    "get var",
+    // src/debug.c
+    "show libs",
+    "show threads",
+    // src/sink.c
+    "show events",
+    // src/map.c
+    "add acl",
+    "clear acl",
+    "commit acl",
+    "del acl",
+    "get acl",
+    "prepare acl",
+    "show acl",
+    "add map",
+    "clear map",
+    "commit map",
+    "del map",
+    "get map",
+    "prepare map",
+    "set map",
+    "show map",
+    // src/pool.c
+    "show pools",
+    // src/trace.c
+    "trace",
+    "show trace",
+    // src/activity.c
+    "set profiling",
+    "show profiling",
+    "show tasks",
+    // src/errors.c
+    "show startup-logs",
+];
+
+/// The [`HELP_TABLE`] entry of registered keywords `kw` (HAProxy prints `new ssl crl-file`
+/// as `new ssl crlfile`).
+fn registered_entry(kw: &str) -> Option<&'static str> {
+    HELP_TABLE.iter().copied().find(|u| {
+        entry_keywords(u).join(" ") == kw
+            || (kw == "new ssl crl-file" && u.starts_with("new ssl crlfile "))
+    })
+}
+
 const HELP_TRAILER: &str = "  help [<command>]                        : list matching or all commands\n  prompt                                  : toggle interactive mode with prompt\n  quit                                    : disconnect\n";
 
 /// Keywords of a help entry: the leading words before an argument placeholder.
@@ -910,9 +1068,11 @@ fn find_keyword<'a>(args: &[&'a str]) -> Option<Vec<&'a str>> {
     })
 }
 
-/// Letter-transition fingerprint of some words: counts of each (previous, next) character
-/// class pair, classes being the 26 letters, digits, and "other" (which also marks a word's
-/// start and end). Two texts with the same transitions have distance 0.
+/// Letter-transition fingerprint of some words (HAProxy's `update_word_fingerprint`): counts
+/// of each (previous, next) character class pair at `32 * from + to`, classes being the 26
+/// letters (1..=26), digits (27) and "other" (28, which also marks a word's start and end),
+/// plus row 0 marking which classes occur at all. Two texts with the same transitions have
+/// distance 0.
 fn fingerprint(words: &[&str]) -> [u8; 1024] {
     let mut fp = [0u8; 1024];
     for w in words {
@@ -923,6 +1083,8 @@ fn fingerprint(words: &[&str]) -> [u8; 1024] {
                 b'0'..=b'9' => 27,
                 _ => 28,
             };
+            // The presence row: without it, ties (and so suggestions) differ from HAProxy's.
+            fp[to] = 1;
             fp[32 * from + to] = fp[32 * from + to].wrapping_add(1);
             from = to;
         }
@@ -941,7 +1103,8 @@ fn distance(a: &[u8; 1024], b: &[u8; 1024]) -> u32 {
 /// HAProxy's answer to an unknown command `args` (or to `help args` via [`help_message`]):
 /// the entries whose keywords match the longest exact prefix of `args`, and among those, when
 /// words remain, the closest ones by [`fingerprint`] distance (at most 5, and none more than
-/// 2.5 times as far as the best), listed in `help` order, followed by help/prompt/quit.
+/// 2.5 times as far as the best; ties go to the first in [`REGISTRATION_ORDER`]), listed in
+/// `help` order, followed by help/prompt/quit.
 pub fn usage_message(args: &[&str]) -> String {
     build_usage(args, false)
 }
@@ -953,8 +1116,11 @@ pub fn help_message(words: &[&str]) -> String {
 
 fn build_usage(args: &[&str], is_help: bool) -> String {
     let args: Vec<&str> = args.iter().copied().take_while(|a| !a.is_empty()).collect();
-    let table: Vec<(Vec<&str>, &str)> =
-        HELP_TABLE.iter().map(|u| (entry_keywords(u), *u)).collect();
+    // In registration order, with HAProxy's own keywords: both decide ties.
+    let table: Vec<(Vec<&str>, &str)> = REGISTRATION_ORDER
+        .iter()
+        .filter_map(|kw| Some((kw.split(' ').collect(), registered_entry(kw)?)))
+        .collect();
     let prefix = |kw: &[&str]| kw.iter().zip(&args).take_while(|(k, a)| k == a).count();
     let length = table.iter().map(|(kw, _)| prefix(kw)).max().unwrap_or(0);
     let mut out = String::from(if is_help {
@@ -987,7 +1153,7 @@ fn build_usage(args: &[&str], is_help: bool) -> String {
                 matches[MAX_MATCHES - 1].0
             };
             if (d as usize) < 5 * total / 2 && d < worst {
-                // Keep the best five, earlier entries first among equals.
+                // Keep the best five; among equals the first registered stays ahead.
                 let pos = matches
                     .iter()
                     .position(|(md, _)| *md > d)
@@ -1015,4 +1181,22 @@ fn build_usage(args: &[&str], is_help: bool) -> String {
     }
     out.push_str(HELP_TRAILER);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each help entry has exactly one place in the registration order.
+    #[test]
+    fn registration_order_covers_the_help_table() {
+        let mut found: Vec<&str> = REGISTRATION_ORDER
+            .iter()
+            .map(|kw| registered_entry(kw).unwrap_or_else(|| panic!("no help entry for {kw}")))
+            .collect();
+        found.sort_unstable();
+        let mut help = HELP_TABLE.to_vec();
+        help.sort_unstable();
+        assert_eq!(found, help);
+    }
 }

@@ -74,6 +74,10 @@ impl Runtime {
 
     /// `set weight B/S N[%]` / `set server B/S weight N[%]`. A static algorithm (`static-rr`,
     /// map-based hashing) only switches a server fully on or off, as in HAProxy.
+    ///
+    /// `N%` and the static rule refer to the weight the server was built with (HAProxy's
+    /// `iweight`), never to the last weight set: otherwise a static server set to 0 could
+    /// not be given its weight back.
     pub fn set_weight(
         &self,
         backend: &str,
@@ -81,23 +85,23 @@ impl Runtime {
         weight: Weight,
     ) -> Result<(), ControlError> {
         let (backend, server) = self.server(backend, server)?;
-        let configured = server.uweight.load(Ordering::Relaxed);
+        let configured = server.initial.weight;
         let new = match weight {
             Weight::Absolute(n) if n <= 256 => n,
-            Weight::Percent(p) => configured.saturating_mul(p) / 100,
+            // As HAProxy: the percentage is capped at 25600, the result at 256.
+            Weight::Percent(p) => {
+                (u64::from(configured) * u64::from(p.min(25_600)) / 100).min(256) as u32
+            }
             Weight::Absolute(_) => return err("Integer value out of range [0..256]."),
         };
-        if new > 256 {
-            return err("Integer value out of range [0..256].");
-        }
         if !is_dynamic(backend) && new != 0 && new != configured {
             return err(
                 "Backend is using a static LB algorithm and only accepts weights '0%' and '100%'.",
             );
         }
-        if let Weight::Absolute(n) = weight {
-            server.uweight.store(n, Ordering::Relaxed);
-        }
+        // The new user weight either way, as HAProxy's `uweight` (the Runtime API turns `N%`
+        // into an absolute weight before calling this).
+        server.uweight.store(new, Ordering::Relaxed);
         server.weight.store(new, Ordering::Relaxed);
         backend.bump_generation();
         Ok(())
@@ -109,7 +113,7 @@ impl Runtime {
         Ok(format!(
             "{} (initial {})",
             server.weight.load(Ordering::Relaxed),
-            server.uweight.load(Ordering::Relaxed)
+            server.initial.weight
         ))
     }
 

@@ -244,6 +244,49 @@ async fn static_algorithms_refuse_dynamic_changes() {
     );
 }
 
+/// HAProxy 2.6 lets a static-rr server set to weight 0 come back with `100%` or its
+/// configured weight: both are checked against the configured weight, not the current one
+/// (found by the Runtime API parity test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_server_set_to_zero_comes_back() {
+    let a = echo_server("a").await;
+    let b = echo_server("b").await;
+    let (front, runtime) = start(&format!(
+        "defaults\n mode tcp\n timeout connect 1s\n\
+         listen l\n bind 127.0.0.1:{{port}}\n balance static-rr\n\
+         server a {a} weight 4\n server b {b} weight 4\n"
+    ))
+    .await;
+    let served = |n: usize| async move {
+        let mut names = Vec::new();
+        for _ in 0..n {
+            names.push(ask(front).await.unwrap_or_default());
+        }
+        names.sort();
+        names.dedup();
+        names
+    };
+    for back in [Weight::Percent(100), Weight::Absolute(4)] {
+        runtime.set_weight("l", "a", Weight::Absolute(0)).unwrap();
+        assert_eq!(runtime.get_weight("l", "a").unwrap(), "0 (initial 4)");
+        assert_eq!(served(4).await, ["b:q"]);
+        // Still only all or nothing, measured against the configured weight.
+        for refused in [Weight::Absolute(2), Weight::Percent(50)] {
+            assert_eq!(
+                runtime
+                    .set_weight("l", "a", refused)
+                    .unwrap_err()
+                    .to_string(),
+                "Backend is using a static LB algorithm and only accepts weights '0%' and \
+                 '100%'."
+            );
+        }
+        runtime.set_weight("l", "a", back).unwrap();
+        assert_eq!(runtime.get_weight("l", "a").unwrap(), "4 (initial 4)");
+        assert_eq!(served(4).await, ["a:q", "b:q"], "after {back:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_are_listed_and_can_be_shut_down_one_by_one() {
     let a = echo_server("a").await;

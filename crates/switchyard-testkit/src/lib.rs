@@ -14,6 +14,8 @@
 //!   driven with the real `mariadb` client; [`GaleraCluster`]: N real `mariadbd` nodes forming a
 //!   Galera cluster on loopback. [`require_mariadb`] / [`require_galera`] skip only with
 //!   `SWITCHYARD_SKIP_MARIADB=1`.
+//! * [`require_command`] / [`tool_missing`]: a test whose tool (haproxy, chromium, promtool...)
+//!   is missing prints `SKIP: ...`, except in CI (`CI` set), where it fails.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -69,7 +71,9 @@ pub use pg::{
     PgbenchReport, NODE_TABLE,
 };
 pub use ports::{free_port, wait_for_port};
-pub use process::{have_command, run_with_timeout, ChildGuard};
+pub use process::{
+    have_command, in_ci, require_command, run_with_timeout, tool_missing, ChildGuard,
+};
 pub use proxy::{bind_ports, check_config, check_config_output, CheckOutput, Switchyard};
 pub use tmp::TempDir;
 

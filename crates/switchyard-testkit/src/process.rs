@@ -334,6 +334,37 @@ pub fn have_command(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the tests run in CI (`CI` set, and not empty, `0` or `false`; CI runs with
+/// `CI=true`). There scripts/ensure-deps.sh has installed every tool the tests use, so a
+/// missing one is an error rather than a reason to skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A tool a test needs is missing (`reason` says which and how to install it): panics in CI,
+/// where a test must not pass without doing its work; elsewhere prints `SKIP: reason`.
+pub fn tool_missing(reason: &str) {
+    assert!(
+        !in_ci(),
+        "{reason}, and CI is set: in CI this test must run, not skip"
+    );
+    eprintln!("SKIP: {reason}");
+}
+
+/// For a test that needs `command` (from the Debian package `package`): true if it is on
+/// `PATH`; otherwise reported through [`tool_missing`] (a panic in CI) and false, so the
+/// caller returns early.
+pub fn require_command(command: &str, package: &str) -> bool {
+    let found = have_command(command);
+    if !found {
+        tool_missing(&format!(
+            "{command} is not installed (Debian package '{package}'; scripts/ensure-deps.sh \
+             installs it)"
+        ));
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -269,3 +269,91 @@ fn set_server_check_port_and_agent_answer_like_haproxy_and_take_effect() {
         "'set server <srv> agent' expects 'up' or 'down'.\n\n"
     );
 }
+
+/// `show sess` and `shutdown session ID` through the binary's stats socket: a proxied session
+/// is listed with HAProxy's leading fields, shut down by its ID (the client sees the close),
+/// and no longer listed.
+#[test]
+fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
+    use switchyard_testkit::echo_server;
+    let (admin, front) = (free_port(), free_port());
+    let echo = echo_server();
+    let config = format!(
+        "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n\
+         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+         listen li\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{echo}\n"
+    );
+    let _proxy = Switchyard::start_with(BIN, &config, &[], Some(&[front, admin])).unwrap();
+
+    // Sessions end asynchronously: waits until none is listed (an empty answer: the CLI's
+    // own connection is not a session here).
+    let no_session_left = |what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let list = cli(admin, "show sess");
+            if list == "\n" {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: {list:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The probe that waited for the frontend to listen was a session too.
+    no_session_left("the readiness probe's session is still listed");
+
+    // A session that has reached its server (the echo came back).
+    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(b"hello\n").unwrap();
+    let mut echo_back = [0u8; 6];
+    client.read_exact(&mut echo_back).unwrap();
+    assert_eq!(&echo_back, b"hello\n");
+    let src = client.local_addr().unwrap();
+
+    // One line per session, then the empty line ending every answer. The fields are
+    // HAProxy 2.6's first ones, same names and order (HAProxy goes on with `epoch=`,
+    // `calls=`, buffer and stream-connector internals: see docs/runtime-api.md).
+    let list = cli(admin, "show sess");
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list:?}");
+    assert_eq!(lines[1], "", "{list:?}");
+    let (id, rest) = lines[0].split_once(": ").expect("0xID: fields");
+    assert!(
+        id.starts_with("0x") && u64::from_str_radix(&id[2..], 16).is_ok(),
+        "{id:?}"
+    );
+    let age = rest
+        .strip_prefix(&format!(
+            "proto=tcpv4 src={src} fe=li be=li srv=s1 ts=00 age="
+        ))
+        .and_then(|a| a.strip_suffix('s'))
+        .unwrap_or_else(|| panic!("unexpected line: {rest:?}"));
+    assert!(age.parse::<u64>().is_ok_and(|a| a < 30), "age {age:?}");
+    // `show sess ID` shows that session alone.
+    assert_eq!(cli(admin, &format!("show sess {id}")), list);
+
+    // Shut down by its ID: HAProxy's empty answer, and the client sees the connection end.
+    assert_eq!(cli(admin, &format!("shutdown session {id}")), "\n");
+    let mut rest = Vec::new();
+    match client.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "data after the shutdown: {rest:?}"),
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "the client was not closed: {e}"
+        ),
+    }
+    no_session_left("still listed after shutdown session");
+    assert_eq!(
+        cli(admin, &format!("shutdown session {id}")),
+        "No such session (use 'show sess').\n\n"
+    );
+    assert_eq!(
+        cli(admin, &format!("show sess {id}")),
+        "Session not found.\n\n"
+    );
+}

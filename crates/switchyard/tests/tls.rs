@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use switchyard_testkit::{
-    free_port, greeter, have_command, pg_tool, require_postgres_or_return, run_with_timeout,
+    free_port, greeter, pg_tool, require_command, require_postgres_or_return, run_with_timeout,
     PgInstance, Switchyard, TempDir,
 };
 
@@ -129,8 +129,7 @@ fn s_client(dir: &Path, port: u16, sni: Option<&str>) -> String {
 
 #[test]
 fn tls_is_terminated_with_the_certificate_sni_asks_for() {
-    if !have_command("openssl") {
-        eprintln!("SKIP: openssl is not installed");
+    if !require_command("openssl", "openssl") {
         return;
     }
     let dir = TempDir::new("switchyard-tls").unwrap();
@@ -167,8 +166,7 @@ fn tls_is_terminated_with_the_certificate_sni_asks_for() {
 #[test]
 fn postgres_clients_with_sslmode_require_get_tls_from_the_balancer() {
     require_postgres_or_return!();
-    if !have_command("openssl") {
-        eprintln!("SKIP: openssl is not installed");
+    if !require_command("openssl", "openssl") {
         return;
     }
     let dir = TempDir::new("switchyard-pgtls").unwrap();
@@ -223,8 +221,7 @@ fn postgres_clients_with_sslmode_require_get_tls_from_the_balancer() {
 
 #[test]
 fn tls_towards_servers_verifies_the_certificate_unless_told_not_to() {
-    if !have_command("openssl") {
-        eprintln!("SKIP: openssl is not installed");
+    if !require_command("openssl", "openssl") {
         return;
     }
     let dir = TempDir::new("switchyard-tls-server").unwrap();
