@@ -355,6 +355,10 @@ impl Executor {
                 now.duration_since(session.accepted).as_secs()
             ));
         }
+        // HAProxy's answer for an ID that names no session (gone, or never was).
+        if out.is_empty() && matches!(which, ShowSess::Id(_)) {
+            out.push_str("Session not found.\n");
+        }
         out
     }
 
