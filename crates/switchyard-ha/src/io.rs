@@ -200,21 +200,32 @@ impl VrrpSocket {
     }
 }
 
-/// Broadcasts a gratuitous ARP reply for `address` from the link's MAC, as keepalived does
-/// on becoming master: neighbours and switches update their tables at once instead of
-/// waiting for their entries to expire.
-pub fn gratuitous_arp(link: &Link, address: Ipv4Addr) -> io::Result<()> {
-    const ETH_P_ARP: u16 = 0x0806;
+/// The gratuitous ARP for `address` from `mac`: a broadcast ARP *request* whose sender and
+/// target address are both `address` (an RFC 5227 announcement, as keepalived sends).
+/// Linux treats such a request as gratuitous and lets it override a neighbour entry at once;
+/// a reply counts as gratuitous only if its target MAC equals the sender's, and otherwise
+/// is ignored within `locktime` of the entry's last change — which cost clients seconds.
+pub fn gratuitous_arp_frame(mac: [u8; 6], address: Ipv4Addr) -> Vec<u8> {
     let mut frame = Vec::with_capacity(42);
     frame.extend_from_slice(&[0xff; 6]); // destination: broadcast
-    frame.extend_from_slice(&link.mac);
+    frame.extend_from_slice(&mac);
     frame.extend_from_slice(&ETH_P_ARP.to_be_bytes());
     frame.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 6, 4]); // Ethernet, IPv4, sizes
-    frame.extend_from_slice(&[0x00, 0x02]); // reply
-    frame.extend_from_slice(&link.mac);
+    frame.extend_from_slice(&[0x00, 0x01]); // request
+    frame.extend_from_slice(&mac);
     frame.extend_from_slice(&address.octets());
-    frame.extend_from_slice(&[0xff; 6]);
+    frame.extend_from_slice(&[0x00; 6]); // target MAC: unknown, as RFC 5227 says
     frame.extend_from_slice(&address.octets());
+    frame
+}
+
+const ETH_P_ARP: u16 = 0x0806;
+
+/// Broadcasts a gratuitous ARP for `address` from the link's MAC, as keepalived does on
+/// becoming master: neighbours and switches update their tables at once instead of waiting
+/// for their entries to expire.
+pub fn gratuitous_arp(link: &Link, address: Ipv4Addr) -> io::Result<()> {
+    let frame = gratuitous_arp_frame(link.mac, address);
 
     // SAFETY: plain socket(2) call; the descriptor is owned by `socket` below.
     let fd = unsafe {
@@ -251,4 +262,25 @@ pub fn gratuitous_arp(link: &Link, address: Ipv4Addr) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gratuitous_arp_is_an_announcement_request() {
+        let mac = [2, 0, 0, 0, 0, 1];
+        let frame = gratuitous_arp_frame(mac, Ipv4Addr::new(10, 9, 0, 100));
+        assert_eq!(frame.len(), 42);
+        assert_eq!(&frame[..6], &[0xff; 6]);
+        assert_eq!(&frame[6..12], &mac);
+        assert_eq!(&frame[12..14], &[0x08, 0x06]);
+        assert_eq!(&frame[20..22], &[0, 1], "ARP request");
+        assert_eq!(&frame[22..28], &mac);
+        // Sender and target protocol address are both the virtual address.
+        assert_eq!(&frame[28..32], &[10, 9, 0, 100]);
+        assert_eq!(&frame[32..38], &[0; 6]);
+        assert_eq!(&frame[38..42], &[10, 9, 0, 100]);
+    }
 }

@@ -7,6 +7,14 @@
 //! wait before taking over from a lower-priority master, and `start_as_master` (keepalived's
 //! `state MASTER`) claims the addresses at once instead of waiting for the master-down
 //! interval.
+//!
+//! Also as keepalived, and against the letter of RFC 5798 (which says to discard it): a
+//! master that hears a lower-priority advertisement — the other side of a healed partition,
+//! or a node that was frozen — answers with its own advertisement and announces the
+//! addresses again, because clients may have followed the other node's gratuitous ARPs
+//! meanwhile. For the same reason a master deposed by a better one sends one last
+//! advertisement with its own priority: the winner may never have heard it (its
+//! advertisement arrived first), and that is how it learns that it must re-announce.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -56,7 +64,9 @@ pub enum Action {
     Advertise(u8),
     /// Add the virtual addresses and announce them (gratuitous ARP).
     TakeAddresses,
-    /// Remove the virtual addresses.
+    /// Announce the addresses again (gratuitous ARP): another node claimed them meanwhile.
+    Announce,
+    /// Remove the virtual addresses (and stop announcing them).
     ReleaseAddresses,
     /// The state changed (logs, notify scripts).
     Entered(State),
@@ -210,18 +220,19 @@ impl Machine {
                 Vec::new()
             }
             State::Master => {
-                if advert.priority == 0 {
-                    // Another router resigned: reassert at once.
-                    self.advert_at = Some(now + self.settings.advert_interval);
-                    return vec![Action::Advertise(self.priority)];
-                }
                 let wins = advert.priority > self.priority
                     || (advert.priority == self.priority && from > self.settings.primary_ip);
                 if wins {
                     self.master_interval = advert.interval();
-                    self.become_backup(now)
+                    // The winner may not have heard us: our last word makes it re-announce.
+                    let mut actions = vec![Action::Advertise(self.priority)];
+                    actions.extend(self.become_backup(now));
+                    actions
                 } else {
-                    Vec::new()
+                    // Another master (lower, or resigning with 0): clients may have followed
+                    // its gratuitous ARPs, so reassert at once and announce again.
+                    self.advert_at = Some(now + self.settings.advert_interval);
+                    vec![Action::Advertise(self.priority), Action::Announce]
                 }
             }
             State::Init | State::Fault => Vec::new(),
@@ -393,13 +404,19 @@ mod tests {
         );
         low.start(t0);
         assert_eq!(low.state(), State::Master);
-        // The same priority from a higher address wins; from a lower one loses.
-        assert!(low
-            .on_advertisement(Ipv4Addr::new(10, 9, 0, 0), &advert(100), t0)
-            .is_empty());
+        // The same priority from a lower address loses (we reassert); from a higher one
+        // wins (we step down, with a last advertisement).
+        assert_eq!(
+            low.on_advertisement(Ipv4Addr::new(10, 9, 0, 0), &advert(100), t0),
+            vec![Action::Advertise(100), Action::Announce]
+        );
         assert_eq!(
             low.on_advertisement(Ipv4Addr::new(10, 9, 0, 2), &advert(100), t0),
-            vec![Action::ReleaseAddresses, Action::Entered(State::Backup)]
+            vec![
+                Action::Advertise(100),
+                Action::ReleaseAddresses,
+                Action::Entered(State::Backup)
+            ]
         );
     }
 
@@ -437,7 +454,11 @@ mod tests {
         // The backup (priority 100) now preempts; we step down on its advertisement.
         assert_eq!(
             m.on_advertisement(Ipv4Addr::new(10, 9, 0, 2), &advert(100), t0 + SECOND),
-            vec![Action::ReleaseAddresses, Action::Entered(State::Backup)]
+            vec![
+                Action::Advertise(90),
+                Action::ReleaseAddresses,
+                Action::Entered(State::Backup)
+            ]
         );
         assert_eq!(
             m.set_fault(true, t0 + SECOND * 2),
@@ -448,5 +469,77 @@ mod tests {
             m.set_fault(false, t0 + SECOND * 3),
             vec![Action::Entered(State::Backup)]
         );
+    }
+
+    #[test]
+    fn a_master_hearing_a_lower_master_reasserts_and_announces_again() {
+        // After a partition heals (or the other node was frozen), clients may hold the other
+        // node's MAC for the address: keepalived answers with an advertisement and gratuitous
+        // ARPs instead of discarding as RFC 5798 says, and so do we.
+        let t0 = Instant::now();
+        let mut m = Machine::new(
+            Settings {
+                start_as_master: true,
+                ..settings(150, 1)
+            },
+            t0,
+        );
+        m.start(t0);
+        let peer = Ipv4Addr::new(10, 9, 0, 2);
+        let at = t0 + Duration::from_millis(300);
+        assert_eq!(
+            m.on_advertisement(peer, &advert(100), at),
+            vec![Action::Advertise(150), Action::Announce]
+        );
+        assert_eq!(m.state(), State::Master);
+        // The immediate advertisement restarts the interval.
+        assert_eq!(m.next_deadline(), Some(at + SECOND));
+        assert!(m.on_timer(t0 + SECOND).is_empty());
+        // A resigning master (priority 0) gets the same answer.
+        assert_eq!(
+            m.on_advertisement(peer, &advert(0), at + SECOND),
+            vec![Action::Advertise(150), Action::Announce]
+        );
+        // Our own advertisements (multicast loops back on some setups) change nothing.
+        assert!(m
+            .on_advertisement(Ipv4Addr::new(10, 9, 0, 1), &advert(100), at)
+            .is_empty());
+    }
+
+    #[test]
+    fn after_a_partition_both_masters_converge_and_the_winner_announces() {
+        // Both sides became master while partitioned. Whichever advertisement crosses first,
+        // the winner ends up announcing the addresses (the loser's last advertisement tells
+        // it), and the loser releases them.
+        let t0 = Instant::now();
+        let (ip_a, ip_b) = (Ipv4Addr::new(10, 9, 0, 1), Ipv4Addr::new(10, 9, 0, 2));
+        for a_speaks_first in [true, false] {
+            let master = |priority, last| {
+                let mut m = Machine::new(
+                    Settings {
+                        start_as_master: true,
+                        ..settings(priority, last)
+                    },
+                    t0,
+                );
+                m.start(t0);
+                m
+            };
+            let (mut a, mut b) = (master(150, 1), master(100, 2));
+            let mut a_actions = Vec::new();
+            if a_speaks_first {
+                let b_actions = b.on_advertisement(ip_a, &advert(150), t0);
+                assert!(b_actions.contains(&Action::ReleaseAddresses));
+                // b's last word reaches a.
+                assert_eq!(b_actions[0], Action::Advertise(100));
+                a_actions.extend(a.on_advertisement(ip_b, &advert(100), t0));
+            } else {
+                a_actions.extend(a.on_advertisement(ip_b, &advert(100), t0));
+                let b_actions = b.on_advertisement(ip_a, &advert(150), t0);
+                assert!(b_actions.contains(&Action::ReleaseAddresses));
+            }
+            assert!(a_actions.contains(&Action::Announce), "{a_actions:?}");
+            assert_eq!((a.state(), b.state()), (State::Master, State::Backup));
+        }
     }
 }

@@ -2,18 +2,20 @@
 //! tracked conditions and the notify scripts.
 
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::io::{gratuitous_arp, Link, Netlink, VrrpSocket};
 use crate::machine::{Action, Machine, Settings, State};
 use crate::packet::{decode_datagram, MULTICAST_GROUP};
 
-/// When gratuitous ARPs are sent after taking the addresses. Linux ignores a neighbour
-/// update that comes less than `locktime` (1 s by default) after the previous one, so a
-/// single burst may be lost on hosts that just refreshed their entry: the announcements are
-/// spread over two seconds (keepalived repeats its burst after `garp_master_delay`).
+/// When gratuitous ARPs are sent after taking the addresses. One may be lost (a switch port
+/// still coming up, a stack that rate-limits neighbour updates such as Linux's `locktime`
+/// for unsolicited replies), so the announcements are spread over two seconds (keepalived
+/// repeats its burst after `garp_master_delay`).
 const GARP_SCHEDULE_MS: [u64; 5] = [0, 250, 600, 1100, 2100];
 
 /// One `vrrp_instance`.
@@ -76,11 +78,23 @@ pub async fn run(
         primary_ip: link.primary_ip,
         addresses: instance.addresses.iter().map(|(ip, _)| *ip).collect(),
     };
-    let io = Io {
+    let announce = {
+        let link = link.clone();
+        let addresses: Vec<Ipv4Addr> = instance.addresses.iter().map(|(ip, _)| *ip).collect();
+        move || {
+            for address in &addresses {
+                if let Err(error) = gratuitous_arp(&link, *address) {
+                    tracing::warn!(%address, %error, "gratuitous ARP");
+                }
+            }
+        }
+    };
+    let mut io = Io {
         instance: &instance,
         link: &link,
         netlink: &netlink,
         socket: &socket,
+        announcer: Announcer::new(&GARP_SCHEDULE_MS, announce),
     };
     // Addresses left by a previous run that crashed must not stay on a backup.
     io.release().await;
@@ -154,19 +168,73 @@ fn apply_tracking(
     actions
 }
 
+/// The gratuitous-ARP announcements of the current mastership. At most one schedule runs;
+/// releasing the addresses cancels it (as does dropping this), so a node that steps down
+/// within the schedule does not keep pointing clients at itself.
+struct Announcer {
+    schedule: &'static [u64],
+    send: Arc<dyn Fn() + Send + Sync>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Announcer {
+    fn new(schedule: &'static [u64], send: impl Fn() + Send + Sync + 'static) -> Announcer {
+        Announcer {
+            schedule,
+            send: Arc::new(send),
+            task: None,
+        }
+    }
+
+    /// Starts the schedule from its beginning (the addresses were just taken).
+    fn restart(&mut self) {
+        self.stop();
+        let (schedule, send) = (self.schedule, Arc::clone(&self.send));
+        self.task = Some(tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            for at in schedule {
+                tokio::time::sleep_until(started + Duration::from_millis(*at)).await;
+                send();
+            }
+        }));
+    }
+
+    /// Announces again unless a schedule is still running (it is still repeating): a stream
+    /// of lower-priority advertisements does not pile up tasks.
+    fn ensure(&mut self) {
+        if self.task.as_ref().is_none_or(JoinHandle::is_finished) {
+            self.restart();
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Announcer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 struct Io<'a> {
     instance: &'a Instance,
     link: &'a Link,
     netlink: &'a Netlink,
     socket: &'a VrrpSocket,
+    announcer: Announcer,
 }
 
 impl Io<'_> {
-    async fn perform(&self, machine: &Machine, actions: Vec<Action>) {
+    async fn perform(&mut self, machine: &Machine, actions: Vec<Action>) {
         for action in actions {
             match action {
                 Action::Advertise(priority) => self.advertise(machine, priority),
                 Action::TakeAddresses => self.take().await,
+                Action::Announce => self.announcer.ensure(),
                 Action::ReleaseAddresses => self.release().await,
                 Action::Entered(state) => self.entered(state, machine.priority()),
             }
@@ -188,7 +256,7 @@ impl Io<'_> {
         }
     }
 
-    async fn take(&self) {
+    async fn take(&mut self) {
         for (address, prefix) in &self.instance.addresses {
             if let Err(error) = self.netlink.add_address(self.link, *address, *prefix).await {
                 eprintln!(
@@ -197,22 +265,12 @@ impl Io<'_> {
                 );
             }
         }
-        let link = self.link.clone();
-        let addresses: Vec<Ipv4Addr> = self.instance.addresses.iter().map(|(ip, _)| *ip).collect();
-        tokio::spawn(async move {
-            let started = tokio::time::Instant::now();
-            for at in GARP_SCHEDULE_MS {
-                tokio::time::sleep_until(started + Duration::from_millis(at)).await;
-                for address in &addresses {
-                    if let Err(error) = gratuitous_arp(&link, *address) {
-                        tracing::warn!(%address, %error, "gratuitous ARP");
-                    }
-                }
-            }
-        });
+        self.announcer.restart();
     }
 
-    async fn release(&self) {
+    async fn release(&mut self) {
+        // First: not one more announcement for addresses we are giving up.
+        self.announcer.stop();
         for (address, _) in &self.instance.addresses {
             if let Err(error) = self.netlink.remove_address(self.link, *address).await {
                 eprintln!(
@@ -230,22 +288,8 @@ impl Io<'_> {
             self.instance.name,
             state.name()
         );
-        let notify = &self.instance.notify;
-        let specific = match state {
-            State::Master => notify.master.as_deref(),
-            State::Backup => notify.backup.as_deref(),
-            State::Fault => notify.fault.as_deref(),
-            State::Init => None,
-        };
-        // As keepalived: the per-state scripts run as written, `notify` gets the details.
-        let generic = notify.any.as_deref().map(|script| {
-            format!(
-                "{script} INSTANCE {} {} {priority}",
-                self.instance.name,
-                state.name()
-            )
-        });
-        for command in specific.map(str::to_string).into_iter().chain(generic) {
+        for command in notify_commands(&self.instance.notify, &self.instance.name, state, priority)
+        {
             match tokio::process::Command::new("/bin/sh")
                 .arg("-c")
                 .arg(&command)
@@ -259,5 +303,114 @@ impl Io<'_> {
                 Err(error) => eprintln!("switchyard: VRRP notify '{command}': {error}"),
             }
         }
+    }
+}
+
+/// The notify commands to run on entering `state`, in order. As keepalived: the per-state
+/// scripts run as written; `notify` gets `INSTANCE <name> <STATE> <priority>` appended.
+pub fn notify_commands(
+    notify: &NotifyScripts,
+    instance: &str,
+    state: State,
+    priority: u8,
+) -> Vec<String> {
+    let specific = match state {
+        State::Master => notify.master.as_deref(),
+        State::Backup => notify.backup.as_deref(),
+        State::Fault => notify.fault.as_deref(),
+        State::Init => None,
+    };
+    let generic = notify
+        .any
+        .as_deref()
+        .map(|script| format!("{script} INSTANCE {instance} {} {priority}", state.name()));
+    specific
+        .map(str::to_string)
+        .into_iter()
+        .chain(generic)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const FAST: [u64; 4] = [0, 100, 200, 300];
+    /// Longer than FAST, with room for a loaded machine.
+    const AFTER: Duration = Duration::from_millis(600);
+
+    fn counting() -> (Arc<AtomicUsize>, Announcer) {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&sent);
+        let announcer = Announcer::new(&FAST, move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        (sent, announcer)
+    }
+
+    #[tokio::test]
+    async fn releasing_the_addresses_stops_the_announcements() {
+        let (sent, mut announcer) = counting();
+        announcer.restart();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let before = sent.load(Ordering::SeqCst);
+        assert!(before >= 1);
+        // Deposed within the schedule: not one more gratuitous ARP.
+        announcer.stop();
+        tokio::time::sleep(AFTER).await;
+        assert_eq!(sent.load(Ordering::SeqCst), before);
+        // Dropping (the instance stopped) cancels too.
+        announcer.restart();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(announcer);
+        let before = sent.load(Ordering::SeqCst);
+        tokio::time::sleep(AFTER).await;
+        assert_eq!(sent.load(Ordering::SeqCst), before);
+        assert!(before < 2 * FAST.len());
+    }
+
+    #[tokio::test]
+    async fn announcing_again_does_not_pile_up_schedules() {
+        let (sent, mut announcer) = counting();
+        announcer.restart();
+        for _ in 0..10 {
+            announcer.ensure();
+        }
+        tokio::time::sleep(AFTER).await;
+        assert_eq!(sent.load(Ordering::SeqCst), FAST.len());
+        // Once the schedule is over, a new announcement runs it again.
+        announcer.ensure();
+        tokio::time::sleep(AFTER).await;
+        assert_eq!(sent.load(Ordering::SeqCst), 2 * FAST.len());
+    }
+
+    #[test]
+    fn notify_commands_use_keepalived_arguments() {
+        let notify = NotifyScripts {
+            master: Some("/etc/sy/master.sh".into()),
+            backup: None,
+            fault: Some("/etc/sy/fault.sh now".into()),
+            any: Some("/etc/sy/event.sh".into()),
+        };
+        assert_eq!(
+            notify_commands(&notify, "VI_1", State::Master, 150),
+            [
+                "/etc/sy/master.sh",
+                "/etc/sy/event.sh INSTANCE VI_1 MASTER 150"
+            ]
+        );
+        assert_eq!(
+            notify_commands(&notify, "VI_1", State::Backup, 90),
+            ["/etc/sy/event.sh INSTANCE VI_1 BACKUP 90"]
+        );
+        assert_eq!(
+            notify_commands(&notify, "VI_1", State::Fault, 100),
+            [
+                "/etc/sy/fault.sh now",
+                "/etc/sy/event.sh INSTANCE VI_1 FAULT 100"
+            ]
+        );
+        assert!(notify_commands(&NotifyScripts::default(), "VI_1", State::Master, 1).is_empty());
     }
 }
