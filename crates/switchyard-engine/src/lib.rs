@@ -10,6 +10,7 @@ mod forward;
 mod health;
 mod listener;
 pub mod persist;
+pub mod rate;
 pub mod resolve;
 mod select;
 mod session;
@@ -140,6 +141,8 @@ impl Engine {
             slots: Arc::new(Semaphore::new(maxconn as usize)),
             active: AtomicU32::new(0),
             total: AtomicU64::new(0),
+            connection_rate: Default::default(),
+            session_rate: Default::default(),
             started: Instant::now(),
             idle: Notify::new(),
             sessions: previous.map_or_else(Arc::default, |p| Arc::clone(&p.process.sessions)),

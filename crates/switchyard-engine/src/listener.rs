@@ -95,6 +95,10 @@ impl Listener {
             };
             match accepted {
                 Ok((client, client_addr)) => {
+                    // HAProxy counts connections as accepted, before any handshake.
+                    let now_ms = crate::rate::now_ms();
+                    process.connection_rate.add(now_ms);
+                    frontend.counters.connection_rate.add(now_ms);
                     let local_addr = client.local_addr().unwrap_or(client_addr);
                     let session = Session {
                         process: Arc::clone(&process),

@@ -57,7 +57,7 @@ pub async fn assign(
     // Sessions already waiting have priority: a newcomer queues behind them.
     if backend.counters.queue_current.load(Ordering::Relaxed) == 0 {
         match attempt(backend, client, avoid) {
-            Attempt::Leased(lease) => return Ok((lease, Duration::ZERO)),
+            Attempt::Leased(lease) => return Ok((assigned(backend, lease), Duration::ZERO)),
             Attempt::Unavailable => return Err((NoServer::Unavailable, Duration::ZERO)),
             Attempt::Full => {}
         }
@@ -76,7 +76,7 @@ pub async fn assign(
         // Register before trying, so a slot freed between the attempt and the wait is seen.
         notified.as_mut().enable();
         match attempt(backend, client, avoid) {
-            Attempt::Leased(lease) => return Ok((lease, started.elapsed())),
+            Attempt::Leased(lease) => return Ok((assigned(backend, lease), started.elapsed())),
             Attempt::Unavailable => return Err((NoServer::Unavailable, started.elapsed())),
             Attempt::Full => {}
         }
@@ -89,6 +89,12 @@ pub async fn assign(
             None => notified.await,
         }
     }
+}
+
+/// HAProxy's `be_set_sess_last`: the backend's `lastsess` is when it last assigned a server.
+fn assigned(backend: &Backend, lease: Lease) -> Lease {
+    backend.counters.last_session.record(crate::rate::now_ms());
+    lease
 }
 
 struct QueueGuard<'a>(&'a Backend);

@@ -160,6 +160,7 @@ impl Session {
         }
         process.active.fetch_add(1, Ordering::Relaxed);
         process.total.fetch_add(1, Ordering::Relaxed);
+        process.session_rate.add(crate::rate::now_ms());
         frontend.counters.session_started();
         tune_client(&self.client, frontend.tcpka);
         if !frontend.log.tcplog {

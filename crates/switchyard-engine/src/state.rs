@@ -16,6 +16,8 @@ use switchyard_config as config;
 use switchyard_health::{CheckOutcome, HealthCounter};
 use tokio::sync::{watch, Notify, Semaphore};
 
+use crate::rate::{FreqCtr, LastEvent};
+
 /// Administrative state set by the operator (config `disabled`, later the Runtime API).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -65,6 +67,13 @@ pub struct Counters {
     /// Current and max queued connections (`qcur`, `qmax`).
     pub queue_current: AtomicU32,
     pub queue_max: AtomicU32,
+    /// New sessions per second (`rate`, `rate_max`), counted with `total`.
+    pub session_rate: FreqCtr,
+    /// Accepted connections per second (`conn_rate`, `conn_rate_max`): frontends only,
+    /// counted at `accept`, before a PROXY header or a TLS handshake may drop them.
+    pub connection_rate: FreqCtr,
+    /// When a session was last given a server (`lastsess`): backends and servers only.
+    pub last_session: LastEvent,
 }
 
 impl Counters {
@@ -73,6 +82,7 @@ impl Counters {
         let now = self.current.fetch_add(1, Ordering::Relaxed) + 1;
         self.max.fetch_max(now, Ordering::Relaxed);
         self.total.fetch_add(1, Ordering::Relaxed);
+        self.session_rate.add(crate::rate::now_ms());
         now
     }
 
@@ -291,6 +301,10 @@ impl Server {
             self.counters.max.fetch_max(now, Ordering::Relaxed);
             self.counters.total.fetch_add(1, Ordering::Relaxed);
             self.counters.lb_total.fetch_add(1, Ordering::Relaxed);
+            // HAProxy's srv_inc_sess_ctr + srv_set_sess_last: with the session count.
+            let now_ms = crate::rate::now_ms();
+            self.counters.session_rate.add(now_ms);
+            self.counters.last_session.record(now_ms);
         }
         taken
     }
@@ -417,6 +431,11 @@ pub struct Process {
     /// Current sessions across all frontends (`actconn`).
     pub active: AtomicU32,
     pub total: AtomicU64,
+    /// Connections accepted by frontends per second (`ConnRate`, `MaxConnRate`); stats
+    /// sockets do not count, as HAProxy's unlimited CLI listeners do not.
+    pub connection_rate: FreqCtr,
+    /// Sessions per second (`SessRate`, `MaxSessRate`), counted with `total`.
+    pub session_rate: FreqCtr,
     pub started: Instant,
     /// Woken when `active` drops to zero (graceful stop waits on it).
     pub idle: Notify,

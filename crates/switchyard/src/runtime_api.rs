@@ -368,7 +368,11 @@ impl Executor {
                 .store(c.current.load(Ordering::Relaxed), Ordering::Relaxed);
             c.queue_max
                 .store(c.queue_current.load(Ordering::Relaxed), Ordering::Relaxed);
+            // HAProxy zeroes the rate maxima; the rates themselves are not counters.
+            c.session_rate.clear_max();
+            c.connection_rate.clear_max();
             if all {
+                c.last_session.clear();
                 for counter in [
                     &c.total,
                     &c.bytes_in,
@@ -385,6 +389,9 @@ impl Executor {
                 }
             }
         };
+        let process = &self.runtime.process;
+        process.session_rate.clear_max();
+        process.connection_rate.clear_max();
         for frontend in &self.runtime.frontends {
             reset(&frontend.counters);
         }
@@ -405,6 +412,7 @@ impl Executor {
     fn info(&self) -> model::Info {
         let process = &self.runtime.process;
         let uptime = process.started.elapsed().as_secs() as u32;
+        let now_ms = switchyard_engine::rate::now_ms();
         let start = self
             .started
             .duration_since(UNIX_EPOCH)
@@ -432,6 +440,10 @@ impl Executor {
             hard_maxconn: process.hard_maxconn,
             curr_conns: process.active.load(Ordering::Relaxed),
             cum_conns: process.total.load(Ordering::Relaxed) as u32,
+            conn_rate: process.connection_rate.rate(now_ms),
+            max_conn_rate: process.connection_rate.max(),
+            sess_rate: process.session_rate.rate(now_ms),
+            max_sess_rate: process.session_rate.max(),
             idle_pct: 100,
             node: hostname(),
             ulimit_n: nofile,
@@ -451,6 +463,7 @@ impl Executor {
     fn stats(&self) -> model::Stats {
         let rt = &self.runtime;
         let uptime = rt.process.started.elapsed().as_secs() as u32;
+        let now_ms = switchyard_engine::rate::now_ms();
         let mut frontends = rt.frontends.iter().peekable();
         let mut backends = rt.backends.iter().peekable();
         let mut proxies = Vec::new();
@@ -473,8 +486,8 @@ impl Executor {
                 // The engine does not keep whether the id came from the `id` keyword.
                 forced_id: false,
                 mode: model::Mode::Tcp,
-                frontend: frontend.map(|f| frontend_stats(f)),
-                backend: backend.map(|b| backend_stats(b, fullconn(rt, b), uptime)),
+                frontend: frontend.map(|f| frontend_stats(f, now_ms)),
+                backend: backend.map(|b| backend_stats(b, fullconn(rt, b), uptime, now_ms)),
             });
         }
         model::Stats { proxies }
@@ -643,20 +656,24 @@ fn apply_keyword(
     Ok(())
 }
 
-fn counters(c: &Counters) -> model::Counters {
+/// `now_ms` is the rate clock ([`switchyard_engine::rate::now_ms`]), read once per snapshot
+/// so that every row is seen at the same moment.
+fn counters(c: &Counters, now_ms: u64) -> model::Counters {
     model::Counters {
         scur: c.current.load(Ordering::Relaxed),
         smax: c.max.load(Ordering::Relaxed),
         stot: c.total.load(Ordering::Relaxed),
         bin: c.bytes_in.load(Ordering::Relaxed),
         bout: c.bytes_out.load(Ordering::Relaxed),
+        rate: c.session_rate.rate(now_ms),
+        rate_max: c.session_rate.max(),
         ..Default::default()
     }
 }
 
-fn backend_counters(c: &Counters) -> model::BackendCounters {
+fn backend_counters(c: &Counters, now_ms: u64) -> model::BackendCounters {
     model::BackendCounters {
-        counters: counters(c),
+        counters: counters(c, now_ms),
         qcur: c.queue_current.load(Ordering::Relaxed),
         qmax: c.queue_max.load(Ordering::Relaxed),
         econ: c.connect_errors.load(Ordering::Relaxed),
@@ -666,15 +683,18 @@ fn backend_counters(c: &Counters) -> model::BackendCounters {
         lbtot: c.lb_total.load(Ordering::Relaxed),
         cli_abrt: c.client_aborts.load(Ordering::Relaxed),
         srv_abrt: c.server_aborts.load(Ordering::Relaxed),
+        lastsess: c.last_session.seconds_ago(now_ms),
         connect: c.total.load(Ordering::Relaxed),
         ..Default::default()
     }
 }
 
-fn frontend_stats(f: &Frontend) -> model::FrontendStats {
+fn frontend_stats(f: &Frontend, now_ms: u64) -> model::FrontendStats {
     model::FrontendStats {
-        counters: counters(&f.counters),
+        counters: counters(&f.counters, now_ms),
         slim: f.maxconn.load(Ordering::Relaxed),
+        conn_rate: f.counters.connection_rate.rate(now_ms),
+        conn_rate_max: f.counters.connection_rate.max(),
         conn_tot: f.counters.total.load(Ordering::Relaxed),
         ..Default::default()
     }
@@ -723,8 +743,13 @@ const MAINT: u8 = model::AdminState::FMAINT | model::AdminState::IMAINT | model:
 /// backend is taken to have changed state when its servers last did while it is DOWN, and
 /// at start otherwise; `chkdown` is the fewest DOWN transitions of its servers (exact for a
 /// single server, and 0 as long as one server never went DOWN).
-fn backend_stats(b: &Backend, fullconn: u32, uptime: u32) -> model::BackendStats {
-    let servers: Vec<model::Server> = b.servers.load().iter().map(|s| server_stats(s)).collect();
+fn backend_stats(b: &Backend, fullconn: u32, uptime: u32, now_ms: u64) -> model::BackendStats {
+    let servers: Vec<model::Server> = b
+        .servers
+        .load()
+        .iter()
+        .map(|s| server_stats(s, now_ms))
+        .collect();
     let down = !servers.is_empty() && !servers.iter().any(usable);
     let lastchg = if down {
         servers
@@ -736,7 +761,7 @@ fn backend_stats(b: &Backend, fullconn: u32, uptime: u32) -> model::BackendStats
         uptime
     };
     model::BackendStats {
-        counters: backend_counters(&b.counters),
+        counters: backend_counters(&b.counters, now_ms),
         fullconn,
         algo: algo(&b.balance).to_string(),
         chkdown: servers
@@ -750,7 +775,7 @@ fn backend_stats(b: &Backend, fullconn: u32, uptime: u32) -> model::BackendStats
     }
 }
 
-fn server_stats(s: &Server) -> model::Server {
+fn server_stats(s: &Server, now_ms: u64) -> model::Server {
     use model::CheckState as St;
     let health = s.health().clone();
     let admin_state = s.admin_state();
@@ -895,7 +920,7 @@ fn server_stats(s: &Server) -> model::Server {
             } else {
                 0
             },
-        counters: backend_counters(&s.counters),
+        counters: backend_counters(&s.counters, now_ms),
         need_conn_est: u32::from(checked),
         used_max: u32::from(checked),
         // HAProxy 2.6 gives servers added at runtime neither a `pool-purge-delay` nor idle

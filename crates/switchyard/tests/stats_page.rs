@@ -311,6 +311,9 @@ fn every_output_matches_the_runtime_api_and_follows_traffic() {
         "check_duration",
         "last_chk",
         "lastsess",
+        // Per-second rates decay between the two reads.
+        "rate",
+        "conn_rate",
         "downtime",
         "chkfail",
     ];
