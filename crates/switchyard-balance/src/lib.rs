@@ -61,6 +61,9 @@ pub struct PickRequest<'a> {
     pub generation: u64,
     /// Client address, for `source` hashing.
     pub client: Option<IpAddr>,
+    /// What `uri`, `url_param` and `hdr` hash, taken from the HTTP request by the engine;
+    /// `None` when the request lacks it (or in tcp mode): round robin then, as in HAProxy.
+    pub key: Option<&'a [u8]>,
 }
 
 /// A load-balancing algorithm.
@@ -71,10 +74,10 @@ pub trait Algorithm: Send + Sync + std::fmt::Debug {
 
 /// Build the algorithm configured by `balance` and `hash-type`.
 ///
-/// `uri`, `url_param`, `hdr` and `rdp-cookie` hash data from the HTTP request (or, for
-/// `rdp-cookie`, from an RDP payload the engine does not inspect). Switchyard forwards database
-/// protocols as plain TCP, so there is never anything to hash; HAProxy itself falls back to
-/// round robin when the hashed element is missing, so these build [`RoundRobin`].
+/// `uri`, `url_param` and `hdr` hash [`PickRequest::key`] with the `hash-type` settings (the
+/// same hashing as `source`); without a key they fall back to round robin, as HAProxy does when
+/// the hashed element is missing. `rdp-cookie` needs an RDP payload the engine does not
+/// inspect, so it builds [`RoundRobin`].
 pub fn build(balance: &Balance, hash_type: &HashType) -> Box<dyn Algorithm> {
     match balance {
         Balance::RoundRobin => Box::new(RoundRobin::new()),
@@ -83,9 +86,10 @@ pub fn build(balance: &Balance, hash_type: &HashType) -> Box<dyn Algorithm> {
         Balance::First => Box::new(First::new()),
         Balance::Source => Box::new(Source::new(*hash_type)),
         Balance::Random { draws } => Box::new(Random::new(*draws)),
-        Balance::Uri | Balance::UrlParam(_) | Balance::Hdr(_) | Balance::RdpCookie(_) => {
-            Box::new(RoundRobin::new())
+        Balance::Uri | Balance::UrlParam(_) | Balance::Hdr(_) => {
+            Box::new(Source::of_request_data(*hash_type))
         }
+        Balance::RdpCookie(_) => Box::new(RoundRobin::new()),
     }
 }
 
@@ -164,6 +168,41 @@ mod tests {
                 .map(|_| alg.pick(&req(&servers, 0)).unwrap())
                 .collect();
             assert_eq!(seq, [0, 1, 2, 0, 1, 2], "{balance:?}");
+            // A client address is not what they hash: still round robin.
+            let client = ip(10, 0, 0, 1);
+            let seq: Vec<_> = (0..3)
+                .map(|_| alg.pick(&req_client(&servers, 0, client)).unwrap())
+                .collect();
+            assert_eq!(seq, [0, 1, 2], "{balance:?}");
+        }
+    }
+
+    #[test]
+    fn l7_keys_pick_the_same_server_and_spread() {
+        let servers = views(&[1, 1, 1]);
+        for method in [HashMethod::MapBased, HashMethod::Consistent] {
+            let hash_type = HashType {
+                method,
+                ..HashType::default()
+            };
+            let alg = build(&Balance::Uri, &hash_type);
+            let pick = |key: &str| {
+                alg.pick(&PickRequest {
+                    key: Some(key.as_bytes()),
+                    ..req(&servers, 0)
+                })
+                .unwrap()
+            };
+            let mut seen = [0u32; 3];
+            for i in 0..300 {
+                let uri = format!("/item/{i}");
+                let first = pick(&uri);
+                // Interleaved with other keys, the same key keeps its server.
+                assert_eq!(pick("/other"), pick("/other"));
+                assert_eq!(pick(&uri), first, "{method:?} {uri}");
+                seen[first] += 1;
+            }
+            assert!(seen.iter().all(|&n| n > 50), "{method:?} {seen:?}");
         }
     }
 

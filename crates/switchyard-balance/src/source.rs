@@ -17,6 +17,9 @@
 //!   short-key hash would not spread over the ring.
 //!
 //! Without a client address (e.g. a unix socket listener) the pick falls back to round robin.
+//!
+//! `balance uri`, `url_param` and `hdr` use the same type with the request data the engine
+//! hands over in [`PickRequest::key`], which takes precedence over the client address.
 
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -37,6 +40,8 @@ const MAX_RING_POINTS: u64 = 1 << 20;
 #[derive(Debug)]
 pub struct Source {
     hash_type: HashType,
+    /// Hashes [`PickRequest::key`] (`uri`, `url_param`, `hdr`) instead of the client address.
+    request_data: bool,
     ring: Mutex<Option<Ring>>,
     fallback: RoundRobin,
 }
@@ -97,8 +102,17 @@ impl Source {
     pub fn new(hash_type: HashType) -> Self {
         Source {
             hash_type,
+            request_data: false,
             ring: Mutex::new(None),
             fallback: RoundRobin::new(),
+        }
+    }
+
+    /// `balance uri|url_param|hdr`: the same hashing over request data.
+    pub fn of_request_data(hash_type: HashType) -> Self {
+        Source {
+            request_data: true,
+            ..Source::new(hash_type)
         }
     }
 
@@ -111,6 +125,16 @@ impl Source {
                 None => hash(self.hash_type.function, &v6.octets()),
             },
         };
+        if self.hash_type.avalanche {
+            avalanche(h)
+        } else {
+            h
+        }
+    }
+
+    /// The 32-bit key of request data (`balance uri|url_param|hdr`).
+    pub fn key_of(&self, data: &[u8]) -> u32 {
+        let h = hash(self.hash_type.function, data);
         if self.hash_type.avalanche {
             avalanche(h)
         } else {
@@ -163,10 +187,13 @@ impl Source {
 
 impl Algorithm for Source {
     fn pick(&self, request: &PickRequest<'_>) -> Option<usize> {
-        let Some(client) = request.client else {
-            return self.fallback.pick(request);
+        // `source` hashes the client address; `uri`, `url_param` and `hdr` hash the request
+        // data the engine gives, and without it (or in tcp mode) go round robin.
+        let key = match (self.request_data, request.key, request.client) {
+            (true, Some(data), _) => self.key_of(data),
+            (false, _, Some(client)) => self.key(client),
+            _ => return self.fallback.pick(request),
         };
-        let key = self.key(client);
         match self.hash_type.method {
             HashMethod::MapBased => Self::map_based(key, request.servers),
             // Raw sdbm/djb2 of a 4-byte address fill only a sliver of the 32-bit space (djb2: a

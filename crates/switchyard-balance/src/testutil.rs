@@ -32,6 +32,7 @@ pub fn req(servers: &[ServerView], generation: u64) -> PickRequest<'_> {
         servers,
         generation,
         client: None,
+        key: None,
     }
 }
 
@@ -40,6 +41,7 @@ pub fn req_client(servers: &[ServerView], generation: u64, client: IpAddr) -> Pi
         servers,
         generation,
         client: Some(client),
+        key: None,
     }
 }
 

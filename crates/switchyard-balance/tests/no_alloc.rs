@@ -53,6 +53,7 @@ fn assert_no_alloc(alg: &dyn Algorithm, client: Option<IpAddr>) {
             servers: v,
             generation: 1,
             client,
+            key: None,
         })
     };
     let mut before = 0;

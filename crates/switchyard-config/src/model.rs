@@ -284,6 +284,8 @@ pub struct Proxy {
     /// `stick-table type ip|ipv6 size N expire T` with `stick on src`: clients stay on the
     /// server they were sent to.
     pub stick: Option<StickTable>,
+    /// `cookie NAME ...`: cookie-based persistence (HTTP).
+    pub cookie: Option<Cookie>,
     /// `stats ...` lines and the Prometheus exporter rule (see [`Stats`]).
     pub stats: Stats,
 }
@@ -307,6 +309,57 @@ pub struct ProxyOptions {
     pub allbackups: bool,
     pub logasap: bool,
     pub log_global: bool,
+    /// `option forwardfor [except NET] [header NAME] [if-none]` (HTTP).
+    pub forwardfor: Option<ForwardFor>,
+    /// `option http-server-close`: the server connection closes after each response while
+    /// the client's stays open (HTTP).
+    pub http_server_close: bool,
+    /// `option httpclose`: both connections close after each response (HTTP).
+    pub httpclose: bool,
+}
+
+/// `option forwardfor`: the client's address goes to the server in a request header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardFor {
+    /// `except NET`: clients from this network (address, prefix length) get no header.
+    pub except: Option<(IpAddr, u8)>,
+    /// `header NAME` (default `X-Forwarded-For`).
+    pub header: String,
+    /// `if-none`: add the header only when the request has none.
+    pub if_none: bool,
+}
+
+/// How the persistence cookie is managed (`cookie NAME insert|rewrite|prefix`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieMode {
+    /// Switchyard sets the cookie in responses.
+    Insert,
+    /// The server sets it; its value is replaced by the server's `cookie` value.
+    Rewrite,
+    /// The server's own cookie gets the server's `cookie` value and `~` as a prefix.
+    Prefix,
+}
+
+/// `cookie NAME insert|rewrite|prefix [indirect] [nocache] [postonly] [preserve] [httponly]
+/// [secure] [domain D]... [attr A]...`: requests carrying the cookie go back to the server it
+/// names (the servers' `cookie VALUE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cookie {
+    pub span: Span,
+    pub name: String,
+    pub mode: CookieMode,
+    /// Insert only when the client lacks a valid cookie, and strip it from requests.
+    pub indirect: bool,
+    /// Responses carrying an inserted cookie get `Cache-Control: private`.
+    pub nocache: bool,
+    /// Insert only in responses to POST requests.
+    pub postonly: bool,
+    /// Keep a cookie the server set itself instead of inserting one.
+    pub preserve: bool,
+    pub httponly: bool,
+    pub secure: bool,
+    pub domains: Vec<String>,
+    pub attrs: Vec<String>,
 }
 
 /// Every `timeout` kind HAProxy knows; `None` when not set (no default is invented here).

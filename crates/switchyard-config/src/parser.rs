@@ -12,6 +12,7 @@ use crate::model::*;
 use crate::units::{parse_duration, parse_size};
 
 mod checks;
+mod http;
 mod resolvers;
 mod stats;
 mod vrrp;
@@ -161,6 +162,7 @@ impl Draft {
                 id: 0,
                 description: None,
                 stick: None,
+                cookie: None,
                 stats: Stats::default(),
             },
             default_server: Server::new(
@@ -1040,6 +1042,10 @@ fn parse_stats_socket(w: &[String], span: &Span) -> Result<StatsSocket, String> 
 /// Options stored in the model.
 const IMPLEMENTED_OPTIONS: &[&str] = &[
     "redispatch",
+    "forwardfor",
+    "http-server-close",
+    "httpclose",
+    "http-keep-alive",
     "tcplog",
     "httplog",
     "tcpka",
@@ -1061,7 +1067,6 @@ const KNOWN_OPTIONS: &[&str] = &[
     "contstats",
     "disable-h2-upgrade",
     "dontlog-normal",
-    "forwardfor",
     "forwarded",
     "h1-case-adjust-bogus-client",
     "h1-case-adjust-bogus-server",
@@ -1069,14 +1074,11 @@ const KNOWN_OPTIONS: &[&str] = &[
     "http-drop-request-trailers",
     "http-drop-response-trailers",
     "http-ignore-probes",
-    "http-keep-alive",
     "http-no-delay",
     "http-pretend-keepalive",
     "http-restrict-req-hdr-names",
-    "http-server-close",
     "http-use-proxy-header",
     "http-use-htx",
-    "httpclose",
     "http_proxy",
     "forceclose",
     "http-tunnel",
@@ -1120,6 +1122,7 @@ fn parse_option(
     if IMPLEMENTED_OPTIONS.contains(&name) {
         let extra_ok = match name {
             "redispatch" => args.len() <= 1,
+            "forwardfor" => true,
             // `option httplog clf` selects a log format; only the flag is kept.
             "httplog" => args.len() <= 1,
             _ => args.is_empty(),
@@ -1149,6 +1152,26 @@ fn parse_option(
                     },
                 };
                 o.redispatch = Some(interval);
+            }
+        }
+        "forwardfor" if negate => o.forwardfor = None,
+        "forwardfor" => match http::parse_forwardfor(args) {
+            Ok(forward) => o.forwardfor = Some(forward),
+            Err(e) => sink.err(span, e),
+        },
+        // The three connection modes exclude each other; the last line wins, as in HAProxy.
+        "http-server-close" => {
+            o.http_server_close = on;
+            o.httpclose &= !on;
+        }
+        "httpclose" => {
+            o.httpclose = on;
+            o.http_server_close &= !on;
+        }
+        "http-keep-alive" => {
+            if on {
+                o.http_server_close = false;
+                o.httpclose = false;
             }
         }
         "tcplog" => o.tcplog = on,
@@ -1251,7 +1274,6 @@ const UNIMPLEMENTED_PROXY_KEYWORDS: &[&str] = &[
     "http-request",
     "http-response",
     "http-after-response",
-    "cookie",
     "capture",
     "errorfile",
     "errorfiles",
@@ -1335,6 +1357,20 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
         sink.err(span, format!("'{what}' not allowed in '{section}' section"));
     };
     match kw {
+        "cookie" => {
+            if !be {
+                return cap_warning(sink, d, kw, span, true);
+            }
+            match http::parse_cookie(w, span) {
+                Ok((cookie, ignored)) => {
+                    for what in ignored {
+                        sink.not_implemented(span, &what);
+                    }
+                    d.proxy.cookie = Some(cookie);
+                }
+                Err(e) => sink.err(span, e),
+            }
+        }
         "stick-table" if !is_defaults => {
             d.proxy.stick = parse_stick_table(sink, w, span);
             d.stick_table_span = Some(span.clone());
@@ -2421,20 +2457,6 @@ fn validate(sink: &mut Sink, proxies: &[Draft]) {
 
         let stats_only = p.is_stats_only();
         stats::validate(sink, p);
-        if p.mode == Mode::Http
-            && !p.disabled
-            && !stats_only
-            && (!p.binds.is_empty() || !p.servers.is_empty())
-        {
-            let span = d.mode_span.as_ref().unwrap_or(&p.span);
-            sink.err(
-                span,
-                format!(
-                    "{kw} '{}': mode http is not supported yet (planned); use mode tcp",
-                    p.name
-                ),
-            );
-        }
 
         if p.kind == ProxyKind::Frontend && p.binds.is_empty() {
             sink.warn(&p.span, format!("frontend '{}' has no 'bind' directive; declare it as a backend if this was intended", p.name));

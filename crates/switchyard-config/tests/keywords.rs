@@ -314,22 +314,20 @@ fn modes() {
     // An http proxy that starts nothing is harmless.
     let p = ok("backend b\n mode http\n");
     assert_eq!(p.config.proxies[0].mode, Mode::Http);
-    let e = errs("listen l\n mode http\n bind :1\n server s 1.1.1.1:1\nbackend b\n mode health\n mode udp\n mode\n");
+    let p = ok("listen l\n mode http\n bind :1\n server s 1.1.1.1:1\n");
+    assert_eq!(p.config.proxies[0].mode, Mode::Http);
+    let e = errs("backend b\n mode health\n mode udp\n mode\n");
     assert_eq!(
         e,
         [
-            "t.cfg:2: listen 'l': mode http is not supported yet (planned); use mode tcp",
-            "t.cfg:6: mode health is not supported (removed from HAProxy); use mode tcp",
-            "t.cfg:7: unknown mode 'udp' (expected tcp or http)",
-            "t.cfg:8: 'mode' expects one of tcp or http",
+            "t.cfg:2: mode health is not supported (removed from HAProxy); use mode tcp",
+            "t.cfg:3: unknown mode 'udp' (expected tcp or http)",
+            "t.cfg:4: 'mode' expects one of tcp or http",
         ]
     );
-    // Inherited http mode points at the defaults line.
-    let e = errs("defaults\n mode http\nbackend b\n server s 1.1.1.1:1\n");
-    assert_eq!(
-        e,
-        ["t.cfg:2: backend 'b': mode http is not supported yet (planned); use mode tcp"]
-    );
+    // Inherited from defaults.
+    let p = ok("defaults\n mode http\nbackend b\n server s 1.1.1.1:1\n");
+    assert_eq!(p.config.proxies[0].mode, Mode::Http);
 }
 
 #[test]
@@ -732,15 +730,41 @@ fn options_negation_and_errors() {
     );
     // Health-check options are implemented (tests/health_checks.rs); others still warn.
     let w = warnings("backend b\n option httpchk GET /\n http-check expect status 200\n option forwardfor\n option http-server-close\n option httpclose\n option abortonclose\n option log-health-checks\n option splice-auto\n no option abortonclose\n");
-    assert_eq!(w.len(), 6, "{w:?}");
     assert_eq!(
-        w[0],
-        "t.cfg:4: warning: 'option forwardfor' is not implemented yet, ignored"
+        w,
+        [
+            "t.cfg:7: warning: 'option abortonclose' is not implemented yet, ignored",
+            "t.cfg:9: warning: 'option splice-auto' is not implemented yet, ignored",
+            "t.cfg:10: warning: 'no option abortonclose' is not implemented yet, ignored",
+        ]
     );
+    // HTTP connection modes: the last one wins.
+    let p = ok("defaults\n option http-server-close\nbackend b\n option httpclose\nbackend c\n option forwardfor except 10.0.0.0/8\nbackend d\n option http-keep-alive\n");
+    let o = |i: usize| &p.config.proxies[i].options;
+    assert!(o(0).httpclose && !o(0).http_server_close);
+    assert!(o(1).http_server_close && !o(1).httpclose);
     assert_eq!(
-        w[5],
-        "t.cfg:10: warning: 'no option abortonclose' is not implemented yet, ignored"
+        o(1).forwardfor
+            .as_ref()
+            .map(|f| (f.except, f.header.as_str())),
+        Some((Some(("10.0.0.0".parse().unwrap(), 8)), "X-Forwarded-For"))
     );
+    assert!(!o(2).http_server_close && !o(2).httpclose);
+    let e = errs("backend b\n option forwardfor except nowhere\n cookie S insert rewrite\n");
+    assert_eq!(
+        e,
+        [
+            "t.cfg:2: 'option forwardfor except': 'nowhere' is not an address or network (expected ADDR[/LEN])",
+            "t.cfg:3: 'cookie': 'rewrite' conflicts with another of insert, rewrite or prefix",
+        ]
+    );
+    let p = ok("backend b\n cookie SRV insert indirect nocache\n server s1 1.1.1.1:1 cookie a\n");
+    let cookie = p.config.proxies[0].cookie.as_ref().unwrap();
+    assert_eq!(
+        (cookie.name.as_str(), cookie.mode),
+        ("SRV", CookieMode::Insert)
+    );
+    assert_eq!(p.config.proxies[0].servers[0].cookie.as_deref(), Some("a"));
     let e = errs("backend b\n option fly\n option\n option tcplog extra\n option redispatch x\n no\n no maxconn\n");
     assert_eq!(
         e,
@@ -821,7 +845,6 @@ fn unimplemented_proxy_keywords_warn() {
         "tcp-response content accept",
         "http-request deny",
         "http-response del-header x",
-        "cookie SRV insert",
         "capture request header Host len 10",
         "errorfile 503 /x",
         "compression algo gzip",

@@ -136,8 +136,6 @@ fn errors_name_file_and_line() {
     assert_eq!(
         e,
         [
-            // Every stats line is wrong, so the section is a plain HTTP proxy.
-            "t.cfg:3: listen 'stats': mode http is not supported yet (planned); use mode tcp",
             "t.cfg:4: 'stats' expects enable, uri, realm, refresh, auth, hide-version or admin",
             "t.cfg:5: 'stats uri' expects a URI prefix (e.g. /stats)",
             "t.cfg:6: 'stats uri' expects a URI prefix (e.g. /stats) only (escape spaces with '\\')",
@@ -220,39 +218,31 @@ fn what_cannot_take_effect_warns() {
 
 #[test]
 fn a_stats_page_needs_its_own_section() {
-    // With servers or a backend to route to, the section proxies HTTP: still refused.
-    let e = errs(&format!(
-        "frontend f\n    bind :8404\n    mode http\n    stats enable\n    default_backend be\n{BACKEND}"
-    ));
-    assert!(
-        e.iter()
-            .any(|e| e.contains("mode http is not supported yet")),
-        "{e:?}"
-    );
-    let e = errs(
-        "listen l\n    bind :8404\n    mode http\n    stats enable\n    server s 127.0.0.1:1\n",
-    );
-    assert!(
-        e.iter()
-            .any(|e| e.contains("mode http is not supported yet")),
-        "{e:?}"
-    );
-    match parse_sources(&[src(
-        "listen l\n    bind :8404\n    mode http\n    stats enable\n    server s 127.0.0.1:1\n",
-    )]) {
-        Err(Diagnostics(d)) => assert!(
-            d.iter().any(|d| d.severity == Severity::Warning
-                && d.message.contains("need a section of their own")),
-            "{d:?}"
+    // With servers or a backend to route to, the section proxies HTTP and its stats lines
+    // are ignored, with a warning naming the line.
+    for config in [
+        format!(
+            "frontend f\n    bind :8404\n    mode http\n    stats enable\n    default_backend be\n{BACKEND}    mode http\n"
         ),
-        Ok(_) => panic!("accepted"),
+        "listen l\n    bind :8404\n    mode http\n    stats enable\n    server s 127.0.0.1:1\n"
+            .to_string(),
+    ] {
+        let w = warnings(&config);
+        assert!(
+            w.iter().any(|w| w.starts_with("t.cfg:4: warning:")
+                && w.contains("need a section of their own")),
+            "{w:?}"
+        );
     }
-    // A plain HTTP frontend without stats is refused as before.
-    let e = errs("frontend f\n    bind :8404\n    mode http\n");
-    assert!(
-        e.iter()
-            .any(|e| e.contains("mode http is not supported yet")),
-        "{e:?}"
+    // A plain HTTP frontend without stats is a proxy like any other.
+    assert_eq!(
+        ok(&format!(
+            "frontend f\n    bind :8404\n    mode http\n    default_backend be\n{BACKEND}    mode http\n"
+        ))
+        .config
+        .proxies[0]
+            .mode,
+        Mode::Http
     );
     // A stats-only section does not warn about having no backend.
     assert!(

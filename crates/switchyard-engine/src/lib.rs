@@ -8,6 +8,7 @@
 mod control;
 mod forward;
 mod health;
+mod http;
 mod listener;
 pub mod persist;
 pub mod rate;
@@ -227,6 +228,11 @@ impl Engine {
                 counters: previous
                     .and_then(|p| p.frontends.iter().find(|f| f.name == proxy.name))
                     .map_or_else(Arc::default, |f| Arc::clone(&f.counters)),
+                http: (proxy.mode == config::Mode::Http).then(|| http::FrontendHttp {
+                    forwardfor: proxy.options.forwardfor.clone(),
+                    close: http::CloseMode::of(&proxy.options),
+                    httplog: proxy.options.httplog,
+                }),
             });
             for bind in &proxy.binds {
                 for address in &bind.addresses {
@@ -425,9 +431,6 @@ async fn build_backend(
     } else {
         None
     };
-    if proxy.mode == config::Mode::Http {
-        bail!("{}: mode http is not supported yet", proxy.span);
-    }
     Ok(Backend {
         name: proxy.name.clone(),
         id: proxy.id,
@@ -457,6 +460,7 @@ async fn build_backend(
                 Some(table) if table.settings == settings => Arc::clone(table),
                 _ => Arc::new(stick::StickTable::new(settings)),
             }),
+        http: (proxy.mode == config::Mode::Http).then(|| http::BackendHttp::new(proxy)),
     })
 }
 
@@ -497,6 +501,7 @@ pub(crate) async fn new_server(
         maxconn: AtomicU32::new(server.maxconn.unwrap_or(0)),
         maxqueue: server.maxqueue,
         send_proxy: server.send_proxy,
+        cookie: server.cookie.clone(),
         weight: AtomicU32::new(server.weight),
         uweight: AtomicU32::new(server.weight),
         admin: AtomicU8::new(admin as u8),

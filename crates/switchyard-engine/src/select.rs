@@ -25,6 +25,17 @@ impl Drop for Lease {
     }
 }
 
+/// What the request tells the selection beyond the backend's state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hint<'a> {
+    /// Client address: `balance source` and `stick on src`.
+    pub client: Option<IpAddr>,
+    /// Request data hashed by `balance uri|url_param|hdr` (HTTP).
+    pub key: Option<&'a [u8]>,
+    /// The server a persistence cookie names: taken first while it is usable.
+    pub prefer: Option<&'a Arc<Server>>,
+}
+
 /// Why no server could be assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NoServer {
@@ -49,14 +60,14 @@ enum Attempt {
 /// it is the only one. Returns the lease and the time spent queued.
 pub async fn assign(
     backend: &Arc<Backend>,
-    client: Option<IpAddr>,
+    hint: Hint<'_>,
     avoid: Option<&Arc<Server>>,
     queue_timeout: Option<Duration>,
 ) -> Result<(Lease, Duration), (NoServer, Duration)> {
     let started = Instant::now();
     // Sessions already waiting have priority: a newcomer queues behind them.
     if backend.counters.queue_current.load(Ordering::Relaxed) == 0 {
-        match attempt(backend, client, avoid) {
+        match attempt(backend, hint, avoid) {
             Attempt::Leased(lease) => return Ok((assigned(backend, lease), Duration::ZERO)),
             Attempt::Unavailable => return Err((NoServer::Unavailable, Duration::ZERO)),
             Attempt::Full => {}
@@ -75,7 +86,7 @@ pub async fn assign(
         tokio::pin!(notified);
         // Register before trying, so a slot freed between the attempt and the wait is seen.
         notified.as_mut().enable();
-        match attempt(backend, client, avoid) {
+        match attempt(backend, hint, avoid) {
             Attempt::Leased(lease) => return Ok((assigned(backend, lease), started.elapsed())),
             Attempt::Unavailable => return Err((NoServer::Unavailable, started.elapsed())),
             Attempt::Full => {}
@@ -105,28 +116,28 @@ impl Drop for QueueGuard<'_> {
     }
 }
 
-fn attempt(backend: &Arc<Backend>, client: Option<IpAddr>, avoid: Option<&Arc<Server>>) -> Attempt {
+fn attempt(backend: &Arc<Backend>, hint: Hint<'_>, avoid: Option<&Arc<Server>>) -> Attempt {
     let servers = backend.servers.load();
-    // Persistence first: a known client returns to its server while that one is usable
-    // (and not the server a redispatch is moving away from).
-    let sticky = backend.stick.as_ref().zip(client);
-    if let Some((table, ip)) = sticky {
-        if let Some(name) = table.lookup(ip) {
-            let known = servers.iter().find(|s| {
-                s.name == name && s.usable() && !avoid.is_some_and(|a| Arc::ptr_eq(s, a))
+    // Persistence first: a cookie's server, else the stick table's, while that server is
+    // usable (and not the server a redispatch is moving away from).
+    let sticky = backend.stick.as_ref().zip(hint.client);
+    let remembered = match hint.prefer {
+        Some(server) => Some(Arc::clone(server)),
+        None => sticky
+            .and_then(|(table, ip)| table.lookup(ip))
+            .and_then(|name| servers.iter().find(|s| s.name == name).cloned()),
+    };
+    let usable = remembered.filter(|s| s.usable() && !avoid.is_some_and(|a| Arc::ptr_eq(s, a)));
+    if let Some(server) = usable {
+        if server.try_take_slot() {
+            return Attempt::Leased(Lease {
+                server,
+                backend: Arc::clone(backend),
             });
-            if let Some(server) = known {
-                if server.try_take_slot() {
-                    return Attempt::Leased(Lease {
-                        server: Arc::clone(server),
-                        backend: Arc::clone(backend),
-                    });
-                }
-                return Attempt::Full;
-            }
         }
+        return Attempt::Full;
     }
-    let picked = pick(backend, &servers, client, avoid);
+    let picked = pick(backend, &servers, hint, avoid);
     if let (Attempt::Leased(lease), Some((table, ip))) = (&picked, sticky) {
         table.store(ip, &lease.server.name);
     }
@@ -136,7 +147,7 @@ fn attempt(backend: &Arc<Backend>, client: Option<IpAddr>, avoid: Option<&Arc<Se
 fn pick(
     backend: &Arc<Backend>,
     servers: &[Arc<Server>],
-    client: Option<IpAddr>,
+    hint: Hint<'_>,
     avoid: Option<&Arc<Server>>,
 ) -> Attempt {
     // The active tier serves while any active server is usable; backups only when none is.
@@ -181,7 +192,8 @@ fn pick(
         let request = PickRequest {
             servers: &views,
             generation,
-            client,
+            client: hint.client,
+            key: hint.key,
         };
         let Some(index) = backend.algorithm.pick(&request) else {
             return Attempt::Full;

@@ -53,10 +53,10 @@ struct Outcome {
 }
 
 /// Counts a session on a backend for as long as it lives.
-struct BackendSession(Arc<Backend>);
+pub(crate) struct BackendSession(Arc<Backend>);
 
 impl BackendSession {
-    fn start(backend: &Arc<Backend>) -> Self {
+    pub(crate) fn start(backend: &Arc<Backend>) -> Self {
         backend.counters.session_started();
         BackendSession(Arc::clone(backend))
     }
@@ -108,6 +108,7 @@ impl ByteSink for Sinks<'_> {
 
 impl Session {
     pub async fn run(mut self) {
+        let tls_terminated = self.tls.is_some();
         let process = Arc::clone(&self.process);
         let frontend = Arc::clone(&self.frontend);
         if self.accept_proxy {
@@ -163,7 +164,8 @@ impl Session {
         process.session_rate.add(crate::rate::now_ms());
         frontend.counters.session_started();
         tune_client(&self.client, frontend.tcpka);
-        if !frontend.log.tcplog {
+        let per_request_log = frontend.http.as_ref().is_some_and(|h| h.httplog);
+        if !frontend.log.tcplog && !per_request_log {
             if let Some(logger) = &frontend.log.logger {
                 logger.log(
                     switchyard_config::Level::Info,
@@ -186,6 +188,23 @@ impl Session {
             &frontend.name,
             process.generation,
         );
+        if frontend.http.is_some() {
+            // HTTP logs one line per request (`option httplog`), not one per connection.
+            let connection = crate::http::Connection {
+                process: Arc::clone(&process),
+                frontend: Arc::clone(&frontend),
+                client_addr,
+                local_addr: self.local_addr,
+                tls: tls_terminated,
+            };
+            crate::http::serve(connection, self.client, &registered.info).await;
+            drop(registered);
+            frontend.counters.session_ended();
+            if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+                process.idle.notify_waiters();
+            }
+            return;
+        }
         let outcome = self.proxy(&registered.info).await;
         drop(registered);
 
@@ -254,137 +273,35 @@ impl Session {
         backend: &Arc<Backend>,
         outcome: &mut Outcome,
     ) -> Option<(TcpStream, Lease)> {
-        let connect_timeout = backend.timeouts.connect;
-        // HAProxy falls back to the connect timeout when no queue timeout is set.
-        let queue_timeout = backend.timeouts.queue.or(connect_timeout);
-        let mut avoid: Option<Arc<Server>> = None;
-        let mut lease: Option<Lease> = None;
-        let mut attempt: u32 = 0;
-        loop {
-            let current = match lease.take() {
-                Some(lease) => lease,
-                None => {
-                    let assigned = tokio::select! {
-                        // A server that is free right away wins over a client that already left.
-                        biased;
-                        assigned = select::assign(backend, Some(self.client_addr.ip()), avoid.as_ref(), queue_timeout) => assigned,
-                        _ = client_closed(&self.client) => {
-                            outcome.cause = TerminationCause::ClientAbort;
-                            outcome.state = SessionState::Queue;
-                            return None;
-                        }
-                    };
-                    match assigned {
-                        Ok((lease, waited)) => {
-                            outcome.queue_wait =
-                                Some(outcome.queue_wait.unwrap_or_default() + waited);
-                            lease
-                        }
-                        Err((reason, waited)) => {
-                            outcome.queue_wait =
-                                Some(outcome.queue_wait.unwrap_or_default() + waited);
-                            outcome.backend_queue =
-                                backend.counters.queue_current.load(Ordering::Relaxed);
-                            match reason {
-                                NoServer::Unavailable => {
-                                    outcome.cause = TerminationCause::ServerAbort;
-                                    outcome.state = SessionState::Connect;
-                                }
-                                NoServer::QueueTimeout => {
-                                    outcome.cause = TerminationCause::ServerTimeout;
-                                    outcome.state = SessionState::Queue;
-                                }
-                                NoServer::QueueFull => {
-                                    outcome.cause = TerminationCause::Resource;
-                                    outcome.state = SessionState::Queue;
-                                }
-                            }
-                            return None;
-                        }
-                    }
-                }
-            };
-            let target = current.server.target(self.local_addr.port());
-            let started = Instant::now();
-            let result = match connect_to(target, connect_timeout, backend.tcpka).await {
-                Ok(stream) => match current.server.send_proxy {
-                    Some(version) => {
-                        send_proxy_header(stream, version, self.client_addr, self.local_addr).await
-                    }
-                    None => Ok(stream),
-                },
-                Err(error) => Err(error),
-            };
-            let result = match (result, &current.server.tls) {
-                (Ok(stream), Some(tls)) => {
-                    tls.connect(stream, connect_timeout.unwrap_or(Duration::from_secs(5)))
-                        .await
-                }
-                (result, _) => result,
-            };
-            match result {
-                Ok(stream) => {
-                    crate::health::report_traffic_success(&current.server);
-                    outcome.connect_time = Some(started.elapsed());
-                    return Some((stream, current));
-                }
-                Err(error) => {
-                    tracing::debug!(server = %current.server.name, %target, %error, "connect failed");
-                    crate::health::report_traffic_error(backend, &current.server);
-                    current
-                        .server
-                        .counters
-                        .connect_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    backend
-                        .counters
-                        .connect_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    if attempt >= backend.retries {
-                        outcome.server = Some(Arc::clone(&current.server));
-                        outcome.connect_time = None;
-                        outcome.cause = if error.kind() == io::ErrorKind::TimedOut {
-                            TerminationCause::ServerTimeout
-                        } else {
-                            TerminationCause::ServerAbort
-                        };
-                        outcome.state = SessionState::Connect;
-                        return None;
-                    }
-                    attempt += 1;
-                    outcome.retries = attempt;
-                    current
-                        .server
-                        .counters
-                        .retries
-                        .fetch_add(1, Ordering::Relaxed);
-                    backend.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    if redispatch_now(backend.redispatch, attempt, backend.retries) {
-                        outcome.redispatched = true;
-                        current
-                            .server
-                            .counters
-                            .redispatches
-                            .fetch_add(1, Ordering::Relaxed);
-                        backend
-                            .counters
-                            .redispatches
-                            .fetch_add(1, Ordering::Relaxed);
-                        avoid = Some(Arc::clone(&current.server));
-                        drop(current);
-                    } else {
-                        // HAProxy's turn-around timer: do not hammer a restarting server.
-                        let pause = connect_timeout
-                            .unwrap_or(Duration::from_secs(1))
-                            .min(Duration::from_secs(1));
-                        if error.kind() != io::ErrorKind::TimedOut {
-                            tokio::time::sleep(pause).await;
-                        }
-                        lease = Some(current);
-                    }
-                }
-            }
+        let hint = select::Hint {
+            client: Some(self.client_addr.ip()),
+            ..select::Hint::default()
+        };
+        let mut report = ConnectReport::default();
+        let connected = connect_server(
+            backend,
+            hint,
+            (self.client_addr, self.local_addr),
+            || client_closed(&self.client),
+            None::<&Reuse<'_, std::convert::Infallible>>,
+            &mut report,
+        )
+        .await
+        .map(|(connection, lease)| match connection {
+            Connected::Fresh(stream) => (stream, lease),
+            Connected::Reused(never) => match never {},
+        });
+        outcome.queue_wait = report.queue_wait;
+        outcome.connect_time = report.connect_time;
+        outcome.retries = report.retries;
+        outcome.redispatched = report.redispatched;
+        outcome.backend_queue = report.backend_queue;
+        if let Some(failure) = report.failure {
+            outcome.server = report.server;
+            outcome.cause = failure.cause;
+            outcome.state = failure.state;
         }
+        connected
     }
 
     async fn relay(
@@ -477,6 +394,204 @@ impl Session {
             let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
         }
         drop(server_stream);
+    }
+}
+
+/// Gives an idle connection to a server, if there is one to reuse.
+pub(crate) type Reuse<'a, T> = dyn Fn(&Arc<Server>) -> Option<T> + Sync + 'a;
+
+/// A server connection: new, or an idle one `connect_server` was allowed to reuse.
+pub(crate) enum Connected<T> {
+    Fresh(TcpStream),
+    Reused(T),
+}
+
+/// Why no server connection was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The client left while a server was being chosen.
+    ClientGone,
+    /// No server could be assigned (none usable, queue full or timed out).
+    NoServer(NoServer),
+    /// Every connection attempt failed.
+    Connect,
+}
+
+/// The termination state a failure is logged with, and what it was.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Failed {
+    pub cause: TerminationCause,
+    pub state: SessionState,
+    pub failure: Failure,
+}
+
+/// How assigning a server and connecting to it went: what the log line reports.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectReport {
+    pub queue_wait: Option<Duration>,
+    pub connect_time: Option<Duration>,
+    pub retries: u32,
+    pub redispatched: bool,
+    pub backend_queue: u32,
+    /// The server of the last failed attempt.
+    pub server: Option<Arc<Server>>,
+    pub failure: Option<Failed>,
+}
+
+impl ConnectReport {
+    fn fail(&mut self, cause: TerminationCause, state: SessionState, failure: Failure) {
+        self.failure = Some(Failed {
+            cause,
+            state,
+            failure,
+        });
+    }
+}
+
+/// Assigns a server of `backend` (queueing if needed) and connects to it, retrying and
+/// redispatching as configured; sends the PROXY header and completes TLS when the server
+/// asks for them. `addresses` are the client's and the local (frontend) address;
+/// `client_gone` completes when the client leaves while waiting for a server.
+pub(crate) async fn connect_server<F, G, T>(
+    backend: &Arc<Backend>,
+    hint: select::Hint<'_>,
+    addresses: (SocketAddr, SocketAddr),
+    client_gone: G,
+    reuse: Option<&Reuse<'_, T>>,
+    report: &mut ConnectReport,
+) -> Option<(Connected<T>, Lease)>
+where
+    G: Fn() -> F,
+    F: std::future::Future<Output = ()>,
+{
+    let connect_timeout = backend.timeouts.connect;
+    // HAProxy falls back to the connect timeout when no queue timeout is set.
+    let queue_timeout = backend.timeouts.queue.or(connect_timeout);
+    let mut avoid: Option<Arc<Server>> = None;
+    let mut lease: Option<Lease> = None;
+    let mut attempt: u32 = 0;
+    loop {
+        let current = match lease.take() {
+            Some(lease) => lease,
+            None => {
+                let assigned = tokio::select! {
+                    // A server that is free right away wins over a client that already left.
+                    biased;
+                    assigned = select::assign(backend, hint, avoid.as_ref(), queue_timeout) => assigned,
+                    () = client_gone() => {
+                        report.fail(TerminationCause::ClientAbort, SessionState::Queue, Failure::ClientGone);
+                        return None;
+                    }
+                };
+                match assigned {
+                    Ok((lease, waited)) => {
+                        report.queue_wait = Some(report.queue_wait.unwrap_or_default() + waited);
+                        lease
+                    }
+                    Err((reason, waited)) => {
+                        report.queue_wait = Some(report.queue_wait.unwrap_or_default() + waited);
+                        report.backend_queue =
+                            backend.counters.queue_current.load(Ordering::Relaxed);
+                        let (cause, state) = match reason {
+                            NoServer::Unavailable => {
+                                (TerminationCause::ServerAbort, SessionState::Connect)
+                            }
+                            NoServer::QueueTimeout => {
+                                (TerminationCause::ServerTimeout, SessionState::Queue)
+                            }
+                            NoServer::QueueFull => {
+                                (TerminationCause::Resource, SessionState::Queue)
+                            }
+                        };
+                        report.fail(cause, state, Failure::NoServer(reason));
+                        return None;
+                    }
+                }
+            }
+        };
+        // An idle connection to the chosen server (HTTP keep-alive) spares a new one.
+        if let Some(reused) = reuse.and_then(|reuse| reuse(&current.server)) {
+            report.connect_time = Some(Duration::ZERO);
+            return Some((Connected::Reused(reused), current));
+        }
+        let target = current.server.target(addresses.1.port());
+        let started = Instant::now();
+        let result = match connect_to(target, connect_timeout, backend.tcpka).await {
+            Ok(stream) => match current.server.send_proxy {
+                Some(version) => send_proxy_header(stream, version, addresses.0, addresses.1).await,
+                None => Ok(stream),
+            },
+            Err(error) => Err(error),
+        };
+        let result = match (result, &current.server.tls) {
+            (Ok(stream), Some(tls)) => {
+                tls.connect(stream, connect_timeout.unwrap_or(Duration::from_secs(5)))
+                    .await
+            }
+            (result, _) => result,
+        };
+        match result {
+            Ok(stream) => {
+                crate::health::report_traffic_success(&current.server);
+                report.connect_time = Some(started.elapsed());
+                return Some((Connected::Fresh(stream), current));
+            }
+            Err(error) => {
+                tracing::debug!(server = %current.server.name, %target, %error, "connect failed");
+                crate::health::report_traffic_error(backend, &current.server);
+                current
+                    .server
+                    .counters
+                    .connect_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .connect_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if attempt >= backend.retries {
+                    report.server = Some(Arc::clone(&current.server));
+                    report.connect_time = None;
+                    let cause = if error.kind() == io::ErrorKind::TimedOut {
+                        TerminationCause::ServerTimeout
+                    } else {
+                        TerminationCause::ServerAbort
+                    };
+                    report.fail(cause, SessionState::Connect, Failure::Connect);
+                    return None;
+                }
+                attempt += 1;
+                report.retries = attempt;
+                current
+                    .server
+                    .counters
+                    .retries
+                    .fetch_add(1, Ordering::Relaxed);
+                backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+                if redispatch_now(backend.redispatch, attempt, backend.retries) {
+                    report.redispatched = true;
+                    current
+                        .server
+                        .counters
+                        .redispatches
+                        .fetch_add(1, Ordering::Relaxed);
+                    backend
+                        .counters
+                        .redispatches
+                        .fetch_add(1, Ordering::Relaxed);
+                    avoid = Some(Arc::clone(&current.server));
+                    drop(current);
+                } else {
+                    // HAProxy's turn-around timer: do not hammer a restarting server.
+                    let pause = connect_timeout
+                        .unwrap_or(Duration::from_secs(1))
+                        .min(Duration::from_secs(1));
+                    if error.kind() != io::ErrorKind::TimedOut {
+                        tokio::time::sleep(pause).await;
+                    }
+                    lease = Some(current);
+                }
+            }
+        }
     }
 }
 

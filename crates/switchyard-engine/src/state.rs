@@ -74,6 +74,10 @@ pub struct Counters {
     pub connection_rate: FreqCtr,
     /// When a session was last given a server (`lastsess`): backends and servers only.
     pub last_session: LastEvent,
+    /// HTTP requests (`req_tot`): frontends.
+    pub requests: AtomicU64,
+    /// HTTP responses by status class, 1xx to 5xx then other (`hrsp_1xx`..`hrsp_other`).
+    pub http_responses: [AtomicU64; 6],
 }
 
 impl Counters {
@@ -114,6 +118,8 @@ pub struct Server {
     pub maxconn: AtomicU32,
     pub maxqueue: Option<u32>,
     pub send_proxy: Option<config::ProxyProtocol>,
+    /// `cookie VALUE`: what the backend's persistence cookie holds for this server.
+    pub cookie: Option<String>,
     /// Effective weight (`iweight`): what the balancer uses, 0..=256.
     pub weight: AtomicU32,
     /// User weight (`uweight`): configured or set by the operator; an agent's `N%` applies to it.
@@ -381,6 +387,8 @@ pub struct Backend {
     pub changes: Arc<Notify>,
     /// `stick on src`: where each client went.
     pub stick: Option<Arc<crate::stick::StickTable>>,
+    /// `mode http`: cookie persistence, connection mode and idle server connections.
+    pub http: Option<crate::http::BackendHttp>,
 }
 
 impl Backend {
@@ -408,6 +416,8 @@ pub struct Frontend {
     pub tcpka: bool,
     pub log: LogSettings,
     pub counters: Arc<Counters>,
+    /// `mode http`: requests are proxied one by one (see the `http` module).
+    pub http: Option<crate::http::FrontendHttp>,
 }
 
 /// What and how a frontend logs.

@@ -13,11 +13,13 @@
 //! [`LogFormat`]: switchyard_config::LogFormat
 //! [`LogTarget`]: switchyard_config::LogTarget
 
+mod httplog;
 mod logger;
 mod syslog;
 mod tcplog;
 mod time;
 
+pub use httplog::{format_httplog, format_httplog_in, ClientCookie, HttpLogRecord, ServerCookie};
 pub use logger::Logger;
 pub use syslog::{pri, Framing, Header, Transport, DEFAULT_MAX_LEN};
 pub use tcplog::{

@@ -198,18 +198,7 @@ pub fn format_tcplog_in(rec: &TcpLogRecord<'_>, tz: TimeZone) -> String {
 /// Appends a tcplog line (no trailing newline) to `out`.
 pub fn write_tcplog(out: &mut String, rec: &TcpLogRecord<'_>, tz: TimeZone) {
     let plus = |b: bool| if b { "+" } else { "" };
-    write_addr(out, rec.client);
-    out.push_str(" [");
-    write_accept_date(out, rec.accept_date, tz);
-    out.push_str("] ");
-    out.push_str(rec.frontend);
-    if rec.frontend_ssl {
-        out.push('~');
-    }
-    out.push(' ');
-    out.push_str(rec.backend.unwrap_or(rec.frontend));
-    out.push('/');
-    out.push_str(rec.server.unwrap_or(NO_SERVER));
+    write_prefix(out, rec, tz);
     let _ = write!(
         out,
         " {}/{}/{}{} {}{} {}{} {}/{}/{}/{}/{}{} {}/{}",
@@ -232,7 +221,24 @@ pub fn write_tcplog(out: &mut String, rec: &TcpLogRecord<'_>, tz: TimeZone) {
     );
 }
 
-struct Timer(Option<u64>);
+/// `%ci:%cp [%t] %ft %b/%s`, the start that tcplog and httplog lines share.
+pub(crate) fn write_prefix(out: &mut String, rec: &TcpLogRecord<'_>, tz: TimeZone) {
+    write_addr(out, rec.client);
+    out.push_str(" [");
+    write_accept_date(out, rec.accept_date, tz);
+    out.push_str("] ");
+    out.push_str(rec.frontend);
+    if rec.frontend_ssl {
+        out.push('~');
+    }
+    out.push(' ');
+    out.push_str(rec.backend.unwrap_or(rec.frontend));
+    out.push('/');
+    out.push_str(rec.server.unwrap_or(NO_SERVER));
+}
+
+/// A timer field: milliseconds, or `-1` when the step was never reached.
+pub(crate) struct Timer(pub(crate) Option<u64>);
 
 impl std::fmt::Display for Timer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

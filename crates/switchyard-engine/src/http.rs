@@ -1,0 +1,1263 @@
+//! `mode http`: HTTP/1.1 between clients and servers, on hyper.
+//!
+//! A client connection is served by hyper's HTTP/1 server; every request is balanced on its
+//! own (as HAProxy does in its default keep-alive mode): persistence (`cookie`, `stick on
+//! src`) first, then the backend's algorithm, which for `uri`, `url_param` and `hdr` hashes
+//! that part of the request. The server connection comes from the backend's pool of idle
+//! keep-alive connections to the chosen server, else is opened with the same retries and
+//! redispatch as a TCP session. A request without a body and with an idempotent method is
+//! retried on a fresh connection when a reused one fails before the response.
+//!
+//! The response streams back through [`ResponseBody`], which counts bytes, bounds server
+//! silence with `timeout server`, and on drop (the response is complete, or the client left)
+//! writes the `option httplog` line, releases the server slot and, if the exchange ended
+//! cleanly and the mode allows it, returns the connection to the pool.
+//!
+//! `Upgrade` requests (WebSocket) that the server answers with `101` become a tunnel between
+//! the two upgraded connections, bounded by `timeout tunnel` (else `timeout client`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use switchyard_config as config;
+use switchyard_log::TerminationCause as Cause;
+use switchyard_log::{ClientCookie, HttpLogRecord, ServerCookie, SessionState, TcpLogRecord};
+use tokio::net::TcpStream;
+
+use crate::select::{Hint, Lease, NoServer};
+use crate::session::{connect_server, BackendSession, ConnectReport, Failure};
+use crate::state::{Backend, Frontend, Process, Server, SessionInfo};
+
+/// Idle server connections kept per backend; more are closed when released.
+const POOL_LIMIT: usize = 256;
+/// An idle server connection older than this is closed rather than reused (HAProxy's
+/// `pool-purge-delay` default), so servers' own keep-alive timeouts rarely race a reuse.
+const POOL_IDLE: Duration = Duration::from_secs(5);
+
+/// How connections close after a response (`option http-keep-alive|http-server-close|
+/// httpclose`), the strictest of the frontend's and the backend's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum CloseMode {
+    KeepAlive,
+    ServerClose,
+    Close,
+}
+
+impl CloseMode {
+    pub fn of(options: &config::ProxyOptions) -> CloseMode {
+        if options.httpclose {
+            CloseMode::Close
+        } else if options.http_server_close {
+            CloseMode::ServerClose
+        } else {
+            CloseMode::KeepAlive
+        }
+    }
+}
+
+/// A frontend's HTTP settings.
+#[derive(Debug)]
+pub struct FrontendHttp {
+    pub forwardfor: Option<config::ForwardFor>,
+    pub close: CloseMode,
+    pub httplog: bool,
+}
+
+/// A backend's HTTP settings and its pool of idle server connections.
+#[derive(Debug)]
+pub struct BackendHttp {
+    pub forwardfor: Option<config::ForwardFor>,
+    pub close: CloseMode,
+    pub cookie: Option<config::Cookie>,
+    pool: Mutex<Vec<Idle>>,
+}
+
+impl BackendHttp {
+    pub fn new(proxy: &config::Proxy) -> BackendHttp {
+        BackendHttp {
+            forwardfor: proxy.options.forwardfor.clone(),
+            close: CloseMode::of(&proxy.options),
+            cookie: proxy.cookie.clone(),
+            pool: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.pool
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// An idle, still open connection to `server`.
+    fn take_idle(&self, server: &Arc<Server>) -> Option<SendRequest<RequestBody>> {
+        let mut pool = self.pool();
+        pool.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < POOL_IDLE);
+        let index = pool
+            .iter()
+            .position(|idle| Arc::ptr_eq(&idle.server, server))?;
+        Some(pool.swap_remove(index).sender)
+    }
+
+    fn put_idle(&self, server: Arc<Server>, sender: SendRequest<RequestBody>) {
+        let mut pool = self.pool();
+        if pool.len() < POOL_LIMIT {
+            pool.push(Idle {
+                server,
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Idle {
+    server: Arc<Server>,
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+type RequestBody = BoxBody<Bytes, hyper::Error>;
+
+/// One client connection being served.
+pub struct Connection {
+    pub process: Arc<Process>,
+    pub frontend: Arc<Frontend>,
+    pub client_addr: SocketAddr,
+    pub local_addr: SocketAddr,
+    pub tls: bool,
+}
+
+/// What the connection's requests share.
+struct Shared {
+    conn: Connection,
+    /// When the last response ended (`None`: a request is in progress): the keep-alive
+    /// watchdog closes the connection once it has been idle for `timeout http-keep-alive`.
+    idle_since: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn set_idle(&self, idle: Option<Instant>) {
+        *self
+            .idle_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = idle;
+    }
+
+    fn idle_for(&self) -> Option<Duration> {
+        self.idle_since
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .map(|since| since.elapsed())
+    }
+}
+
+/// Serves HTTP/1.1 on `client` until it closes, times out or is shut down.
+pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
+    let frontend = Arc::clone(&conn.frontend);
+    let Some(settings) = frontend.http.as_ref() else {
+        return;
+    };
+    let timeouts = frontend.timeouts;
+    // Headers of a request must arrive within `timeout http-request` (else `timeout client`);
+    // hyper starts this clock when it waits for a request, idle connections included.
+    let header_timeout = timeouts.http_request.or(timeouts.client);
+    let keep_alive = timeouts.http_keep_alive.or(timeouts.http_request);
+    let close = settings.close.max(
+        frontend
+            .backend
+            .as_ref()
+            .and_then(|b| b.http.as_ref())
+            .map_or(CloseMode::KeepAlive, |b| b.close),
+    );
+    let shared = Arc::new(Shared {
+        conn,
+        idle_since: Mutex::new(Some(Instant::now())),
+    });
+    let service_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&service_shared);
+        async move { Ok::<_, Infallible>(handle(shared, request).await) }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(close != CloseMode::Close);
+    let connection = builder
+        .serve_connection(TokioIo::new(client), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let tick = keep_alive.map_or(Duration::from_secs(3600), |k| {
+        (k / 4).max(Duration::from_millis(10))
+    });
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(frontend = %frontend.name, client = %shared.conn.client_addr, %error, "HTTP connection ended");
+                }
+                return;
+            }
+            () = info.kill.notified() => return,
+            () = tokio::time::sleep(tick), if !closing => {
+                let expired = keep_alive.zip(shared.idle_for()).is_some_and(|(limit, idle)| idle >= limit);
+                if expired {
+                    // Closes now if idle; a request that just started still completes.
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// What the log line and counters learn about one request as it goes.
+struct Exchange {
+    shared: Arc<Shared>,
+    backend: Option<Arc<Backend>>,
+    date: SystemTime,
+    started: Instant,
+    request_line: String,
+    method: Method,
+    report: ConnectReport,
+    server: Option<Arc<Server>>,
+    response_time: Option<Duration>,
+    status: Option<u16>,
+    cause: Cause,
+    state: SessionState,
+    client_cookie: ClientCookie,
+    server_cookie: ServerCookie,
+    /// Bytes sent to the client, headers included.
+    bytes_out: u64,
+    lease: Option<Lease>,
+    backend_session: Option<BackendSession>,
+    /// The server connection, to pool again once the response is complete.
+    reusable: Option<SendRequest<RequestBody>>,
+}
+
+impl Exchange {
+    fn log(&self) {
+        let frontend = &self.shared.conn.frontend;
+        let Some(logger) = frontend.log.logger.as_ref() else {
+            return;
+        };
+        let httplog = frontend.http.as_ref().is_some_and(|h| h.httplog);
+        if !httplog {
+            return;
+        }
+        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let process = &self.shared.conn.process;
+        let session = TcpLogRecord {
+            frontend_ssl: self.shared.conn.tls,
+            backend: Some(
+                self.backend
+                    .as_ref()
+                    .map_or(frontend.name.as_str(), |b| b.name.as_str()),
+            ),
+            server: self.server.as_ref().map(|s| s.name.as_str()),
+            tw: self.report.queue_wait.map(millis),
+            tc: self.report.connect_time.map(millis),
+            tt: 0,
+            bytes_read: self.bytes_out,
+            termination: self.cause,
+            state: self.state,
+            actconn: process.active.load(Ordering::Relaxed),
+            feconn: frontend.counters.current.load(Ordering::Relaxed),
+            beconn: self
+                .backend
+                .as_ref()
+                .map_or(0, |b| b.counters.current.load(Ordering::Relaxed)),
+            srv_conn: self
+                .server
+                .as_ref()
+                .map_or(0, |s| s.counters.current.load(Ordering::Relaxed)),
+            retries: self.report.retries,
+            redispatched: self.report.redispatched,
+            backend_queue: self.report.backend_queue,
+            ..TcpLogRecord::new(self.shared.conn.client_addr, self.date, &frontend.name)
+        };
+        let record = HttpLogRecord {
+            session,
+            // hyper hands over complete requests only: the wait for their headers is part
+            // of the idle time, not measured separately.
+            tr_request: Some(0),
+            tr_response: self.response_time.map(millis),
+            ta: millis(self.started.elapsed()),
+            status: self.status,
+            client_cookie: self.client_cookie,
+            server_cookie: self.server_cookie,
+            request_line: &self.request_line,
+        };
+        logger.log(
+            switchyard_config::Level::Info,
+            &switchyard_log::format_httplog(&record),
+        );
+    }
+
+    fn count_out(&mut self, bytes: u64) {
+        self.bytes_out += bytes;
+        let conn = &self.shared.conn;
+        conn.frontend
+            .counters
+            .bytes_out
+            .fetch_add(bytes, Ordering::Relaxed);
+        if let Some(backend) = &self.backend {
+            backend
+                .counters
+                .bytes_out
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some(server) = &self.server {
+            server
+                .counters
+                .bytes_out
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn count_in(&self, bytes: u64) {
+        let conn = &self.shared.conn;
+        conn.frontend
+            .counters
+            .bytes_in
+            .fetch_add(bytes, Ordering::Relaxed);
+        if let Some(backend) = &self.backend {
+            backend
+                .counters
+                .bytes_in
+                .fetch_add(bytes, Ordering::Relaxed);
+        }
+        if let Some(server) = &self.server {
+            server.counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The response is complete (or abandoned): log, release, pool.
+    fn finish(mut self, complete: bool) {
+        if complete {
+            if let (Some(sender), Some(server), Some(backend)) = (
+                self.reusable.take(),
+                self.server.clone(),
+                self.backend.as_ref(),
+            ) {
+                if let Some(http) = backend.http.as_ref() {
+                    http.put_idle(server, sender);
+                }
+            }
+        }
+        self.log();
+        self.lease.take();
+        self.backend_session.take();
+        self.shared.set_idle(Some(Instant::now()));
+    }
+}
+
+/// The response body sent to the client: the server's, or a local page.
+pub struct ResponseBody {
+    inner: Inner,
+    exchange: Option<Exchange>,
+    /// `timeout server` between two pieces of the server's body.
+    idle_limit: Option<Duration>,
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    complete: bool,
+}
+
+enum Inner {
+    Server(Incoming),
+    Local(Option<Bytes>),
+}
+
+impl ResponseBody {
+    fn local(page: Bytes, exchange: Exchange) -> ResponseBody {
+        ResponseBody {
+            inner: Inner::Local(Some(page)),
+            exchange: Some(exchange),
+            idle_limit: None,
+            idle: None,
+            complete: false,
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
+            Inner::Local(page) => Poll::Ready(page.take().map(|bytes| Ok(Frame::data(bytes)))),
+            Inner::Server(body) => Pin::new(body).poll_frame(cx),
+        };
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(exchange)) = (frame.data_ref(), this.exchange.as_mut()) {
+                    exchange.count_out(data.len() as u64);
+                }
+                this.idle = None;
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(error))) => {
+                if let Some(exchange) = this.exchange.as_mut() {
+                    exchange.cause = Cause::ServerAbort;
+                    exchange.state = SessionState::Data;
+                    exchange.reusable = None;
+                }
+                Poll::Ready(Some(Err(error)))
+            }
+            Poll::Ready(None) => {
+                this.complete = true;
+                if let Some(exchange) = this.exchange.take() {
+                    exchange.finish(true);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let Some(limit) = this.idle_limit else {
+                    return Poll::Pending;
+                };
+                let timer = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    // The server went silent mid-body: end the response (the client sees a
+                    // truncated body, as with HAProxy) and log `sD`.
+                    if let Some(mut exchange) = this.exchange.take() {
+                        exchange.cause = Cause::ServerTimeout;
+                        exchange.state = SessionState::Data;
+                        exchange.reusable = None;
+                        exchange.finish(false);
+                    }
+                    this.inner = Inner::Local(None);
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Local(page) => page.is_none(),
+            Inner::Server(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Local(Some(page)) => SizeHint::with_exact(page.len() as u64),
+            Inner::Local(None) => SizeHint::with_exact(0),
+            Inner::Server(body) => body.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        if let Some(mut exchange) = self.exchange.take() {
+            let from_server = matches!(self.inner, Inner::Server(_));
+            // hyper stops polling once the body says it is at its end (its length is
+            // reached), so a body may be complete without having returned its end.
+            self.complete |= self.is_end_stream();
+            if !self.complete && from_server && exchange.cause == Cause::Normal {
+                // hyper dropped the body before its end: the client went away.
+                exchange.cause = Cause::ClientAbort;
+                exchange.state = SessionState::Data;
+            }
+            let complete = self.complete || !from_server;
+            exchange.finish(complete);
+        }
+    }
+}
+
+/// Serves one request: choose a server, forward, and return its response (or an error page).
+async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response<ResponseBody> {
+    shared.set_idle(None);
+    let conn = &shared.conn;
+    let frontend = Arc::clone(&conn.frontend);
+    frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let backend = frontend.backend.clone();
+    let mut exchange = Exchange {
+        shared: Arc::clone(&shared),
+        backend: backend.clone(),
+        date: SystemTime::now(),
+        started: Instant::now(),
+        request_line: request_line(&request),
+        method: request.method().clone(),
+        report: ConnectReport::default(),
+        server: None,
+        response_time: None,
+        status: None,
+        cause: Cause::Normal,
+        state: SessionState::Closed,
+        client_cookie: ClientCookie::NotConfigured,
+        server_cookie: ServerCookie::Untouched,
+        bytes_out: 0,
+        lease: None,
+        backend_session: None,
+        reusable: None,
+    };
+    exchange.count_in(head_size_of_request(&request));
+    let Some(backend) = backend else {
+        exchange.cause = Cause::Proxy;
+        exchange.state = SessionState::Request;
+        return error_page(StatusCode::SERVICE_UNAVAILABLE, exchange);
+    };
+    let Some(settings) = backend.http.as_ref() else {
+        exchange.cause = Cause::Internal;
+        exchange.state = SessionState::Request;
+        return error_page(StatusCode::INTERNAL_SERVER_ERROR, exchange);
+    };
+    exchange.backend_session = Some(BackendSession::start(&backend));
+    let close = frontend
+        .http
+        .as_ref()
+        .map_or(CloseMode::KeepAlive, |f| f.close)
+        .max(settings.close);
+
+    // Persistence by cookie.
+    let servers = backend.servers.load_full();
+    let persistent = settings
+        .cookie
+        .as_ref()
+        .map(|cookie| persistence(cookie, request.headers(), &servers));
+    let mut prefer = None;
+    if let Some((state, server)) = &persistent {
+        exchange.client_cookie = *state;
+        prefer = server.clone();
+    }
+    let key = balance_key(&backend.balance, &request);
+    let upgrade = client_upgrade(&request);
+    let client_upgraded = upgrade.then(|| hyper::upgrade::on(&mut request));
+
+    let (parts, body) = request.into_parts();
+    let headers = forward_headers(
+        &parts.headers,
+        conn.client_addr.ip(),
+        frontend
+            .http
+            .as_ref()
+            .and_then(|f| f.forwardfor.as_ref())
+            .or(settings.forwardfor.as_ref()),
+        settings.cookie.as_ref(),
+        close,
+        upgrade,
+    );
+    let bodyless = body.is_end_stream();
+    let retryable = bodyless && idempotent(&parts.method);
+    let build = |body: RequestBody| {
+        let mut outgoing = Request::new(body);
+        *outgoing.method_mut() = parts.method.clone();
+        *outgoing.uri_mut() = parts.uri.clone();
+        *outgoing.version_mut() = parts.version;
+        *outgoing.headers_mut() = headers.clone();
+        outgoing
+    };
+    let mut body = Some(body.boxed());
+
+    let hint = Hint {
+        client: Some(conn.client_addr.ip()),
+        key: key.as_deref(),
+        prefer: prefer.as_ref(),
+    };
+    let mut fresh_only = false;
+    let (response, lease, sender) = loop {
+        let mut report = std::mem::take(&mut exchange.report);
+        let reuse = |server: &Arc<Server>| {
+            if fresh_only || close != CloseMode::KeepAlive {
+                None
+            } else {
+                settings.take_idle(server)
+            }
+        };
+        let connected = connect_server(
+            &backend,
+            hint,
+            (conn.client_addr, conn.local_addr),
+            std::future::pending,
+            Some(&reuse),
+            &mut report,
+        )
+        .await;
+        exchange.report = report;
+        let Some((connection, lease)) = connected else {
+            let failed = exchange.report.failure.unwrap_or(crate::session::Failed {
+                cause: Cause::Internal,
+                state: SessionState::Connect,
+                failure: Failure::Connect,
+            });
+            exchange.server = exchange.report.server.take();
+            exchange.cause = failed.cause;
+            exchange.state = failed.state;
+            let status = match failed.failure {
+                Failure::NoServer(NoServer::QueueTimeout | NoServer::QueueFull) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            return error_page(status, exchange);
+        };
+        exchange.server = Some(Arc::clone(&lease.server));
+        let (mut sender, reused) = match connection {
+            crate::session::Connected::Reused(sender) => (sender, true),
+            crate::session::Connected::Fresh(stream) => match handshake(stream).await {
+                Ok(sender) => (sender, false),
+                Err(error) => {
+                    tracing::debug!(server = %lease.server.name, %error, "HTTP handshake failed");
+                    exchange.cause = Cause::ServerAbort;
+                    exchange.state = SessionState::Connect;
+                    return error_page(StatusCode::BAD_GATEWAY, exchange);
+                }
+            },
+        };
+        let outgoing = match body.take() {
+            Some(body) => build(body),
+            None => build(Empty::new().map_err(|never| match never {}).boxed()),
+        };
+        let sent = Instant::now();
+        let response_timeout = backend.timeouts.server;
+        let result = async {
+            sender.ready().await?;
+            sender.send_request(outgoing).await
+        };
+        let result = match response_timeout {
+            Some(limit) => match tokio::time::timeout(limit, result).await {
+                Ok(result) => result.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => result.await.map_err(Some),
+        };
+        match result {
+            Ok(response) => {
+                exchange.response_time = Some(sent.elapsed());
+                break (response, lease, sender);
+            }
+            Err(None) => {
+                exchange.cause = Cause::ServerTimeout;
+                exchange.state = SessionState::Headers;
+                lease
+                    .server
+                    .counters
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return error_page(StatusCode::GATEWAY_TIMEOUT, exchange);
+            }
+            Err(Some(error)) => {
+                tracing::debug!(server = %lease.server.name, %error, reused, "HTTP request failed");
+                // A reused connection the server had closed: nothing reached the server,
+                // so a safe request goes again, on a connection of its own.
+                if reused && retryable && exchange.report.retries < backend.retries.max(1) {
+                    exchange.report.retries += 1;
+                    backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    fresh_only = true;
+                    continue;
+                }
+                exchange.cause = Cause::ServerAbort;
+                exchange.state = SessionState::Headers;
+                lease
+                    .server
+                    .counters
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                backend
+                    .counters
+                    .response_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return error_page(StatusCode::BAD_GATEWAY, exchange);
+            }
+        }
+    };
+    if let Ok(mut server) = exchange_info_server(&shared) {
+        let _ = &mut server;
+    }
+    exchange.lease = Some(lease);
+    let server = exchange.server.clone();
+    let (mut head, server_body) = response.into_parts();
+    exchange.status = Some(head.status.as_u16());
+    if let Some(server) = &server {
+        count_status(server, &backend, &frontend, head.status);
+    }
+
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client_upgraded) = client_upgraded {
+            let response = Response::from_parts(head.clone(), server_body);
+            tunnel(&frontend, &backend, client_upgraded, response);
+            let mut reply = Response::from_parts(head, ResponseBody::local(Bytes::new(), exchange));
+            *reply.version_mut() = Version::HTTP_11;
+            return reply;
+        }
+    }
+
+    if let (Some(cookie), Some(server)) = (settings.cookie.as_ref(), server.as_ref()) {
+        exchange.server_cookie = set_cookie(
+            cookie,
+            &mut head.headers,
+            server,
+            persistent.as_ref().and_then(|(_, s)| s.as_ref()),
+            &exchange.method,
+        );
+    }
+    strip_hop_by_hop(&mut head.headers, false);
+    exchange.count_out(head_size_of_response(&head));
+    if close == CloseMode::KeepAlive && !response_closes(&head) {
+        exchange.reusable = Some(sender);
+    }
+    let body = ResponseBody {
+        inner: Inner::Server(server_body),
+        exchange: Some(exchange),
+        idle_limit: backend.timeouts.server,
+        idle: None,
+        complete: false,
+    };
+    Response::from_parts(head, body)
+}
+
+/// Placeholder kept small: the registry shows the first server of the connection.
+fn exchange_info_server(_shared: &Shared) -> Result<(), ()> {
+    Ok(())
+}
+
+async fn handshake(stream: TcpStream) -> hyper::Result<SendRequest<RequestBody>> {
+    let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.with_upgrades().await {
+            tracing::debug!(%error, "server connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+/// Relays an upgraded (WebSocket) connection until either side closes.
+fn tunnel(
+    frontend: &Arc<Frontend>,
+    backend: &Arc<Backend>,
+    client: hyper::upgrade::OnUpgrade,
+    mut server: Response<Incoming>,
+) {
+    let limit = backend
+        .timeouts
+        .tunnel
+        .or(frontend.timeouts.client)
+        .unwrap_or(Duration::from_secs(3600));
+    let server = hyper::upgrade::on(&mut server);
+    tokio::spawn(async move {
+        let (Ok(client), Ok(server)) = tokio::join!(client, server) else {
+            return;
+        };
+        let mut client = TokioIo::new(client);
+        let mut server = TokioIo::new(server);
+        let relay = tokio::io::copy_bidirectional(&mut client, &mut server);
+        // A tunnel lives while traffic flows; `timeout tunnel` bounds the whole of it here.
+        let _ = tokio::time::timeout(limit, relay).await;
+    });
+}
+
+fn count_status(server: &Server, backend: &Backend, frontend: &Frontend, status: StatusCode) {
+    let class = usize::from(status.as_u16() / 100).clamp(1, 6) - 1;
+    for counters in [&server.counters, &backend.counters, &frontend.counters] {
+        if let Some(slot) = counters.http_responses.get(class) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `GET /path HTTP/1.1`.
+fn request_line<B>(request: &Request<B>) -> String {
+    format!(
+        "{} {} {}",
+        request.method(),
+        request.uri(),
+        version_text(request.version())
+    )
+}
+
+fn version_text(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
+    }
+}
+
+fn head_size_of_request<B>(request: &Request<B>) -> u64 {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    (line + headers_size(request.headers())) as u64
+}
+
+fn head_size_of_response(head: &http::response::Parts) -> u64 {
+    let line = 15 + head.status.canonical_reason().map_or(0, str::len);
+    (line + headers_size(&head.headers)) as u64
+}
+
+fn headers_size(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + 2
+}
+
+/// RFC 9110 idempotent methods: safe to send twice.
+fn idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The client asks to switch protocols (WebSocket): `Connection: upgrade` with `Upgrade`.
+fn client_upgrade<B>(request: &Request<B>) -> bool {
+    request.headers().contains_key(header::UPGRADE)
+        && connection_tokens(request.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn response_closes(head: &http::response::Parts) -> bool {
+    head.version == Version::HTTP_10
+        || connection_tokens(&head.headers).any(|t| t.eq_ignore_ascii_case("close"))
+}
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1) and those the `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if !keep_upgrade {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// The request headers as the server gets them.
+fn forward_headers(
+    original: &HeaderMap,
+    client: IpAddr,
+    forwardfor: Option<&config::ForwardFor>,
+    cookie: Option<&config::Cookie>,
+    close: CloseMode,
+    upgrade: bool,
+) -> HeaderMap {
+    let mut headers = original.clone();
+    strip_hop_by_hop(&mut headers, upgrade);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else if close != CloseMode::KeepAlive {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(forward) = forwardfor {
+        let excepted = forward
+            .except
+            .is_some_and(|(net, len)| in_network(client, net, len));
+        if let Ok(name) = HeaderName::from_bytes(forward.header.as_bytes()) {
+            let keep_theirs = forward.if_none && headers.contains_key(&name);
+            if !excepted && !keep_theirs {
+                if let Ok(value) = HeaderValue::from_str(&client_text(client)) {
+                    headers.append(name, value);
+                }
+            }
+        }
+    }
+    if let Some(cookie) = cookie {
+        strip_request_cookie(&mut headers, cookie);
+    }
+    headers
+}
+
+/// IPv4-mapped clients are shown as IPv4, as HAProxy does.
+fn client_text(client: IpAddr) -> String {
+    match client {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => v6.to_string(),
+        },
+        v4 => v4.to_string(),
+    }
+}
+
+fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    match (ip, net) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(b) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(b) & mask
+        }
+        _ => false,
+    }
+}
+
+/// `name=value` pairs of the request's `Cookie` headers.
+fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            Some((name.trim(), value.trim()))
+        })
+}
+
+/// The persistence cookie's verdict and the server it names, if usable.
+fn persistence(
+    cookie: &config::Cookie,
+    headers: &HeaderMap,
+    servers: &[Arc<Server>],
+) -> (ClientCookie, Option<Arc<Server>>) {
+    let Some((_, value)) = request_cookies(headers).find(|(name, _)| *name == cookie.name) else {
+        return (ClientCookie::None, None);
+    };
+    let wanted = match cookie.mode {
+        config::CookieMode::Prefix => value.split_once('~').map_or(value, |(prefix, _)| prefix),
+        _ => value,
+    };
+    match servers.iter().find(|s| s.cookie.as_deref() == Some(wanted)) {
+        Some(server) if server.usable() => (ClientCookie::Valid, Some(Arc::clone(server))),
+        Some(_) => (ClientCookie::Down, None),
+        None => (ClientCookie::Invalid, None),
+    }
+}
+
+/// `insert` + `indirect` hides the cookie from servers; `prefix` gives the server back its
+/// own value.
+fn strip_request_cookie(headers: &mut HeaderMap, cookie: &config::Cookie) {
+    let strip = match cookie.mode {
+        config::CookieMode::Insert => cookie.indirect,
+        config::CookieMode::Prefix => true,
+        config::CookieMode::Rewrite => false,
+    };
+    if !strip || !headers.contains_key(header::COOKIE) {
+        return;
+    }
+    let pairs: Vec<String> = request_cookies(headers)
+        .filter_map(|(name, value)| {
+            if name != cookie.name {
+                return Some(format!("{name}={value}"));
+            }
+            match cookie.mode {
+                config::CookieMode::Prefix => value
+                    .split_once('~')
+                    .map(|(_, own)| format!("{name}={own}")),
+                _ => None,
+            }
+        })
+        .collect();
+    headers.remove(header::COOKIE);
+    if !pairs.is_empty() {
+        if let Ok(value) = HeaderValue::from_str(&pairs.join("; ")) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+}
+
+/// Applies the cookie mode to the response's `Set-Cookie` headers for `server`.
+fn set_cookie(
+    cookie: &config::Cookie,
+    headers: &mut HeaderMap,
+    server: &Arc<Server>,
+    client_had: Option<&Arc<Server>>,
+    method: &Method,
+) -> ServerCookie {
+    let Some(value) = server.cookie.as_deref() else {
+        return ServerCookie::Untouched;
+    };
+    let ours = |v: &HeaderValue| {
+        v.to_str().ok().and_then(|text| {
+            let (name, _) = text.split_once('=')?;
+            (name.trim() == cookie.name).then_some(())
+        })
+    };
+    match cookie.mode {
+        config::CookieMode::Insert => {
+            let server_set = headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .any(|v| ours(v).is_some());
+            if server_set && cookie.preserve {
+                return ServerCookie::Untouched;
+            }
+            if server_set {
+                let kept: Vec<HeaderValue> = headers
+                    .get_all(header::SET_COOKIE)
+                    .iter()
+                    .filter(|v| ours(v).is_none())
+                    .cloned()
+                    .collect();
+                headers.remove(header::SET_COOKIE);
+                for v in kept {
+                    headers.append(header::SET_COOKIE, v);
+                }
+            }
+            let already = client_had.is_some_and(|s| Arc::ptr_eq(s, server));
+            if already || (cookie.postonly && *method != Method::POST) {
+                return ServerCookie::Untouched;
+            }
+            let mut text = format!("{}={value}; path=/", cookie.name);
+            for domain in &cookie.domains {
+                text.push_str("; domain=");
+                text.push_str(domain);
+            }
+            if cookie.httponly {
+                text.push_str("; HttpOnly");
+            }
+            if cookie.secure {
+                text.push_str("; Secure");
+            }
+            for attr in &cookie.attrs {
+                text.push_str("; ");
+                text.push_str(attr);
+            }
+            let Ok(header_value) = HeaderValue::from_str(&text) else {
+                return ServerCookie::Untouched;
+            };
+            headers.append(header::SET_COOKIE, header_value);
+            if cookie.nocache {
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+            }
+            ServerCookie::Inserted
+        }
+        config::CookieMode::Rewrite | config::CookieMode::Prefix => {
+            let mut changed = false;
+            let rewritten: Vec<HeaderValue> = headers
+                .get_all(header::SET_COOKIE)
+                .iter()
+                .map(|v| {
+                    let Some(text) = v.to_str().ok().filter(|_| ours(v).is_some()) else {
+                        return v.clone();
+                    };
+                    let (pair, attributes) =
+                        text.split_once(';').map_or((text, ""), |(p, a)| (p, a));
+                    let own = pair.split_once('=').map_or("", |(_, v)| v.trim());
+                    let new_value = match cookie.mode {
+                        config::CookieMode::Prefix => format!("{value}~{own}"),
+                        _ => value.to_string(),
+                    };
+                    let sep = if attributes.is_empty() { "" } else { ";" };
+                    match HeaderValue::from_str(&format!(
+                        "{}={new_value}{sep}{attributes}",
+                        cookie.name
+                    )) {
+                        Ok(updated) => {
+                            changed = true;
+                            updated
+                        }
+                        Err(_) => v.clone(),
+                    }
+                })
+                .collect();
+            if !changed {
+                return ServerCookie::Untouched;
+            }
+            headers.remove(header::SET_COOKIE);
+            for v in rewritten {
+                headers.append(header::SET_COOKIE, v);
+            }
+            if cookie.mode == config::CookieMode::Prefix {
+                ServerCookie::Prefixed
+            } else {
+                ServerCookie::Rewritten
+            }
+        }
+    }
+}
+
+/// What `balance uri|url_param|hdr` hashes, if the request has it.
+fn balance_key<B>(balance: &config::Balance, request: &Request<B>) -> Option<Vec<u8>> {
+    match balance {
+        config::Balance::Uri => Some(request.uri().path().as_bytes().to_vec()),
+        config::Balance::UrlParam(name) => request.uri().query().and_then(|query| {
+            query.split('&').find_map(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                (key == name).then(|| value.as_bytes().to_vec())
+            })
+        }),
+        config::Balance::Hdr(name) => request
+            .headers()
+            .get(name.as_str())
+            .map(|v| v.as_bytes().to_vec()),
+        _ => None,
+    }
+}
+
+/// A short local HTML page for errors Switchyard answers itself.
+fn error_page(status: StatusCode, exchange: Exchange) -> Response<ResponseBody> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let detail = match status {
+        StatusCode::SERVICE_UNAVAILABLE => "No server is available to handle this request.",
+        StatusCode::BAD_GATEWAY => "The server returned an invalid or incomplete response.",
+        StatusCode::GATEWAY_TIMEOUT => "The server didn't respond in time.",
+        _ => "The request could not be processed.",
+    };
+    let page = Bytes::from(format!(
+        "<html><body><h1>{} {reason}</h1>\n{detail}\n</body></html>\n",
+        status.as_u16()
+    ));
+    let mut exchange = exchange;
+    exchange.status = Some(status.as_u16());
+    exchange.reusable = None;
+    let head_len = 17 + reason.len() + 90;
+    exchange.count_out((head_len + page.len()) as u64);
+    let len = page.len();
+    let mut response = Response::new(ResponseBody::local(page, exchange));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(in_network(ip("10.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(!in_network(ip("11.1.2.3"), ip("10.0.0.0"), 8));
+        assert!(in_network(ip("::ffff:127.0.0.1"), ip("127.0.0.0"), 8));
+        assert!(in_network(ip("1.2.3.4"), ip("0.0.0.0"), 0));
+        assert!(in_network(ip("2001:db8::1"), ip("2001:db8::"), 32));
+        assert!(!in_network(ip("2001:db9::1"), ip("2001:db8::"), 32));
+        assert!(!in_network(ip("::1"), ip("127.0.0.1"), 32));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go_and_forwardfor_is_added() {
+        let mut original = HeaderMap::new();
+        original.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        original.insert("x-secret", HeaderValue::from_static("1"));
+        original.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        original.insert(header::HOST, HeaderValue::from_static("db.example"));
+        original.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
+        let forward = config::ForwardFor {
+            except: None,
+            header: "X-Forwarded-For".into(),
+            if_none: false,
+        };
+        let client: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
+        let headers = forward_headers(
+            &original,
+            client,
+            Some(&forward),
+            None,
+            CloseMode::KeepAlive,
+            false,
+        );
+        assert!(!headers.contains_key("x-secret") && !headers.contains_key("keep-alive"));
+        assert!(!headers.contains_key(header::CONNECTION));
+        let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
+        assert_eq!(xff, ["192.0.2.1", "10.0.0.7"]);
+        let headers = forward_headers(&original, client, None, None, CloseMode::ServerClose, false);
+        assert_eq!(headers[header::CONNECTION], "close");
+        let if_none = config::ForwardFor {
+            if_none: true,
+            ..forward.clone()
+        };
+        let headers = forward_headers(
+            &original,
+            client,
+            Some(&if_none),
+            None,
+            CloseMode::KeepAlive,
+            false,
+        );
+        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+        let except = config::ForwardFor {
+            except: Some(("10.0.0.0".parse().unwrap(), 8)),
+            ..forward
+        };
+        let headers = forward_headers(
+            &original,
+            client,
+            Some(&except),
+            None,
+            CloseMode::KeepAlive,
+            false,
+        );
+        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn balance_keys_from_the_request() {
+        let request = Request::builder()
+            .uri("/orders/42?user=ann&x=1")
+            .header("x-tenant", "blue")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            balance_key(&config::Balance::Uri, &request).unwrap(),
+            b"/orders/42"
+        );
+        assert_eq!(
+            balance_key(&config::Balance::UrlParam("user".into()), &request).unwrap(),
+            b"ann"
+        );
+        assert_eq!(
+            balance_key(&config::Balance::UrlParam("y".into()), &request),
+            None
+        );
+        assert_eq!(
+            balance_key(&config::Balance::Hdr("X-Tenant".into()), &request).unwrap(),
+            b"blue"
+        );
+        assert_eq!(balance_key(&config::Balance::RoundRobin, &request), None);
+    }
+}

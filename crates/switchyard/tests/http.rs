@@ -1,0 +1,512 @@
+//! `mode http` through the real binary, driven by curl and wrk: per-request balancing over
+//! keep-alive, `option forwardfor`, `option httplog`, cookie persistence, L7 hashing,
+//! `http-server-close`, 502/503/504 pages, retries of idempotent requests, upgrades
+//! (WebSocket-style tunnels) and `timeout http-request` against a slow client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchyard_testkit::{free_port, Switchyard};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A small HTTP/1.1 server on a free loopback port: keep-alive, `Content-Length` bodies,
+/// answers `NAME METHOD PATH` plus what it saw of `X-Forwarded-For`, `Cookie` and
+/// `Connection`; `/set-cookie` sets `JSESSIONID`; `/slow` never answers; `/drop` closes
+/// without answering; an `Upgrade` request gets `101` and an echo of every byte after it.
+struct Backend {
+    port: u16,
+    accepts: Arc<AtomicUsize>,
+}
+
+impl Backend {
+    fn start(name: &'static str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepts = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepts);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || serve_backend(name, stream));
+            }
+        });
+        Backend { port, accepts }
+    }
+
+    fn accepts(&self) -> usize {
+        self.accepts.load(Ordering::SeqCst)
+    }
+}
+
+fn serve_backend(name: &str, stream: TcpStream) {
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut headers = Vec::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end().to_string();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let get = |k: &str| {
+            headers
+                .iter()
+                .filter(|(n, _)| n == k)
+                .map(|(_, v)| v.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let length: usize = get("content-length").parse().unwrap_or(0);
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        match path.as_str() {
+            "/slow" => {
+                std::thread::sleep(Duration::from_secs(30));
+                return;
+            }
+            "/drop" => return,
+            _ => {}
+        }
+        if !get("upgrade").is_empty() {
+            let _ = writer.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: echo\r\n\r\n",
+            );
+            let mut buf = [0u8; 1024];
+            // Bytes the client sent right after its headers are already buffered.
+            let pending = reader.buffer().to_vec();
+            let _ = writer.write_all(&pending);
+            let mut stream = reader.into_inner();
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        let reply = format!(
+            "{name} {method} {path} xff=[{}] cookie=[{}] connection=[{}] body={}",
+            get("x-forwarded-for"),
+            get("cookie"),
+            get("connection"),
+            body.len()
+        );
+        let extra = if path == "/set-cookie" {
+            "Set-Cookie: JSESSIONID=abc; Path=/\r\n"
+        } else {
+            ""
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{extra}\r\n{reply}",
+            reply.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// curl with `args`, returning (stdout, stderr); fails the test when curl cannot run.
+fn curl(args: &[&str]) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .expect("curl must be installed (scripts/ensure-deps.sh installs it)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn start(config: &str) -> Switchyard {
+    Switchyard::start(BIN, config).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+const DEFAULTS: &str = "global\n    log stdout format raw local0 info\n\
+    defaults\n    mode http\n    log global\n    option httplog\n    timeout connect 1s\n\
+    timeout client 10s\n    timeout server 10s\n    retries 2\n    option redispatch\n";
+
+#[test]
+fn requests_are_balanced_one_by_one_over_keep_alive_and_logged() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let port = free_port();
+    let mut sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    balance roundrobin\n    option forwardfor\n\
+         \x20   server a 127.0.0.1:{}\n    server b 127.0.0.1:{}\n",
+        a.port, b.port
+    ));
+    let url = format!("http://127.0.0.1:{port}/item?id=1");
+    // Four requests on one client connection (curl reuses it): round robin per request.
+    let (out, err) = curl(&["-w", "\\n", &url, &url, &url, &url]);
+    let replies: Vec<&str> = out.lines().collect();
+    assert_eq!(replies.len(), 4, "{out}{err}");
+    let servers: Vec<&str> = replies.iter().map(|r| &r[..1]).collect();
+    assert!(
+        servers == ["a", "b", "a", "b"] || servers == ["b", "a", "b", "a"],
+        "{out}"
+    );
+    for reply in &replies {
+        assert!(reply.contains(" GET /item?id=1 xff=[127.0.0.1]"), "{reply}");
+        // Hop-by-hop headers stay on their hop.
+        assert!(reply.contains("connection=[]"), "{reply}");
+    }
+    // One curl connection, and the servers' connections were reused between requests.
+    assert!(
+        a.accepts() + b.accepts() <= 3,
+        "{} {}",
+        a.accepts(),
+        b.accepts()
+    );
+    sy.wait_for_output("\"GET /item?id=1 HTTP/1.1\"", Duration::from_secs(5))
+        .unwrap();
+    let log = sy.stdout_so_far();
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"GET /item?id=1 HTTP/1.1\""))
+        .unwrap();
+    // `127.0.0.1:PORT [date] web web/a 0/0/0/0/0 200 NNN - - ---- 1/1/0/1/0 0/0 "GET ..."`
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(fields[2], "web", "{line}");
+    assert!(fields[3] == "web/a" || fields[3] == "web/b", "{line}");
+    assert_eq!(fields[4].split('/').count(), 5, "{line}");
+    assert_eq!(fields[5], "200", "{line}");
+    assert!(fields[6].parse::<u64>().unwrap() > 40, "{line}");
+    assert_eq!(&fields[7..10], ["-", "-", "----"], "{line}");
+}
+
+#[test]
+fn cookie_insert_keeps_a_client_on_its_server_and_hides_the_cookie() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let port = free_port();
+    let mut sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    balance roundrobin\n\
+         \x20   cookie SRV insert indirect nocache httponly\n\
+         \x20   server a 127.0.0.1:{} cookie sa\n    server b 127.0.0.1:{} cookie sb\n",
+        a.port, b.port
+    ));
+    let url = format!("http://127.0.0.1:{port}/");
+    let (head, _) = curl(&["-i", &url]);
+    let set_cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: srv="))
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(set_cookie.contains("; path=/; HttpOnly"), "{set_cookie}");
+    assert!(
+        head.to_ascii_lowercase().contains("cache-control: private"),
+        "{head}"
+    );
+    let value = set_cookie
+        .split_once('=')
+        .unwrap()
+        .1
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let home = if value == "sa" { "a" } else { "b" };
+    let cookie = format!("SRV={value}; theme=dark");
+    for _ in 0..6 {
+        let (head, _) = curl(&["-i", "-H", &format!("Cookie: {cookie}"), &url]);
+        let body = head.rsplit("\r\n\r\n").next().unwrap();
+        assert!(body.starts_with(&format!("{home} ")), "{head}");
+        // indirect: the server never sees the persistence cookie; no new cookie is set.
+        assert!(body.contains("cookie=[theme=dark]"), "{body}");
+        assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
+    }
+    sy.wait_for_output("--V- ", Duration::from_secs(5)).unwrap();
+    assert!(
+        sy.stdout_so_far().contains("--NI "),
+        "{}",
+        sy.stdout_so_far()
+    );
+    // A cookie naming no server is ignored (and a fresh one is inserted).
+    let (head, _) = curl(&["-i", "-H", "Cookie: SRV=nobody", &url]);
+    assert!(
+        head.to_ascii_lowercase().contains("set-cookie: srv=s"),
+        "{head}"
+    );
+}
+
+#[test]
+fn cookie_prefix_and_rewrite_follow_the_servers_own_cookie() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (prefix, rewrite) = (free_port(), free_port());
+    let _sy = start(&format!(
+        "{DEFAULTS}listen prefixed\n    bind 127.0.0.1:{prefix}\n    cookie JSESSIONID prefix\n\
+         \x20   server a 127.0.0.1:{pa} cookie sa\n    server b 127.0.0.1:{pb} cookie sb\n\
+         listen rewritten\n    bind 127.0.0.1:{rewrite}\n    cookie JSESSIONID rewrite\n\
+         \x20   server a 127.0.0.1:{pa} cookie sa\n    server b 127.0.0.1:{pb} cookie sb\n",
+        pa = a.port,
+        pb = b.port
+    ));
+    let (head, _) = curl(&["-i", &format!("http://127.0.0.1:{prefix}/set-cookie")]);
+    let line = head
+        .lines()
+        .find(|l| l.starts_with("Set-Cookie:") || l.starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{head}"));
+    // The server's value keeps its attributes behind the server's cookie and `~`.
+    let home = if line.contains("JSESSIONID=sa~abc; Path=/") {
+        "a"
+    } else {
+        assert!(line.contains("JSESSIONID=sb~abc; Path=/"), "{line}");
+        "b"
+    };
+    let value = if home == "a" { "sa~abc" } else { "sb~abc" };
+    for _ in 0..4 {
+        let (body, _) = curl(&[
+            "-H",
+            &format!("Cookie: JSESSIONID={value}"),
+            &format!("http://127.0.0.1:{prefix}/"),
+        ]);
+        // Back to the same server, which sees its own value.
+        assert!(body.starts_with(&format!("{home} ")), "{body}");
+        assert!(body.contains("cookie=[JSESSIONID=abc]"), "{body}");
+    }
+    let (head, _) = curl(&["-i", &format!("http://127.0.0.1:{rewrite}/set-cookie")]);
+    assert!(
+        head.contains("JSESSIONID=sa; Path=/") || head.contains("JSESSIONID=sb; Path=/"),
+        "{head}"
+    );
+}
+
+#[test]
+fn l7_hashing_and_stick_tables_pick_stable_servers() {
+    let backends: Vec<Backend> = ["a", "b", "c"].into_iter().map(Backend::start).collect();
+    let servers = |names: &[&str]| {
+        names
+            .iter()
+            .zip(&backends)
+            .map(|(n, b)| format!("    server {n} 127.0.0.1:{}\n", b.port))
+            .collect::<String>()
+    };
+    let (by_param, by_uri, by_header, sticky) =
+        (free_port(), free_port(), free_port(), free_port());
+    let _sy = start(&format!(
+        "{DEFAULTS}listen p\n    bind 127.0.0.1:{by_param}\n    balance url_param user\n{s}\
+         listen u\n    bind 127.0.0.1:{by_uri}\n    balance uri\n    hash-type consistent\n{s}\
+         listen h\n    bind 127.0.0.1:{by_header}\n    balance hdr(X-Tenant)\n{s}\
+         listen s\n    bind 127.0.0.1:{sticky}\n    balance roundrobin\n\
+         \x20   stick-table type ip size 100 expire 1m\n    stick on src\n{s}",
+        s = servers(&["a", "b", "c"])
+    ));
+    let server_of = |port: u16, path: &str, extra: &[&str]| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        let mut args: Vec<&str> = extra.to_vec();
+        args.push(&url);
+        curl(&args).0.chars().next().unwrap_or('?')
+    };
+    let mut seen = std::collections::HashSet::new();
+    for user in 0..12 {
+        let path = format!("/q?user=u{user}&page=1");
+        let first = server_of(by_param, &path, &[]);
+        assert_eq!(
+            server_of(by_param, &format!("/other?page=2&user=u{user}"), &[]),
+            first
+        );
+        seen.insert(first);
+        let uri = format!("/doc/{user}");
+        assert_eq!(server_of(by_uri, &uri, &[]), server_of(by_uri, &uri, &[]));
+        let tenant = format!("X-Tenant: t{user}");
+        assert_eq!(
+            server_of(by_header, "/", &["-H", &tenant]),
+            server_of(by_header, "/x", &["-H", &tenant])
+        );
+    }
+    assert!(seen.len() >= 2, "url_param spreads users: {seen:?}");
+    let first = server_of(sticky, "/", &[]);
+    for _ in 0..5 {
+        assert_eq!(server_of(sticky, "/", &[]), first);
+    }
+}
+
+#[test]
+fn server_close_mode_closes_server_connections_after_each_response() {
+    let a = Backend::start("a");
+    let port = free_port();
+    let _sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    option http-server-close\n\
+         \x20   server a 127.0.0.1:{}\n",
+        a.port
+    ));
+    let url = format!("http://127.0.0.1:{port}/");
+    let (out, err) = curl(&["-w", "\\n", &url, &url, &url]);
+    assert_eq!(out.lines().count(), 3, "{out}{err}");
+    for line in out.lines() {
+        assert!(line.contains("connection=[close]"), "{line}");
+    }
+    assert_eq!(a.accepts(), 3);
+}
+
+#[test]
+fn error_pages_and_retries() {
+    let a = Backend::start("a");
+    // A port nobody listens on.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (none, slow, retried) = (free_port(), free_port(), free_port());
+    let mut sy = start(&format!(
+        "{DEFAULTS}listen none\n    bind 127.0.0.1:{none}\n    server dead 127.0.0.1:{dead}\n\
+         listen slow\n    bind 127.0.0.1:{slow}\n    timeout server 500ms\n    server a 127.0.0.1:{}\n\
+         listen retried\n    bind 127.0.0.1:{retried}\n    balance roundrobin\n\
+         \x20   server dead 127.0.0.1:{dead}\n    server a 127.0.0.1:{}\n",
+        a.port, a.port
+    ));
+    let status = |url: String| curl(&["-o", "/dev/null", "-w", "%{http_code}", &url]).0;
+    // Connection refused on every try: 503 and `SC` in the log.
+    assert_eq!(status(format!("http://127.0.0.1:{none}/")), "503");
+    sy.wait_for_output(" 503 ", Duration::from_secs(5)).unwrap();
+    assert!(
+        sy.stdout_so_far().contains(" none/dead "),
+        "{}",
+        sy.stdout_so_far()
+    );
+    assert!(
+        sy.stdout_so_far().contains(" SC-- "),
+        "{}",
+        sy.stdout_so_far()
+    );
+    // No response within `timeout server`: 504 (`sH`).
+    let started = Instant::now();
+    assert_eq!(status(format!("http://127.0.0.1:{slow}/slow")), "504");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    sy.wait_for_output(" sH-- ", Duration::from_secs(5))
+        .unwrap();
+    // The server closes without answering: 502 (`SH`).
+    assert_eq!(status(format!("http://127.0.0.1:{slow}/drop")), "502");
+    sy.wait_for_output(" SH-- ", Duration::from_secs(5))
+        .unwrap();
+    // A dead server in the farm: retried, redispatched to the live one, never an error.
+    for _ in 0..6 {
+        assert_eq!(status(format!("http://127.0.0.1:{retried}/")), "200");
+    }
+}
+
+#[test]
+fn upgrades_become_tunnels() {
+    let a = Backend::start("a");
+    let port = free_port();
+    let _sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    timeout tunnel 1h\n    server a 127.0.0.1:{}\n",
+        a.port
+    ));
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(client.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        if header == "\r\n" {
+            break;
+        }
+    }
+    for message in ["hello\n", "binary \u{1}\u{2}\n"] {
+        client.write_all(message.as_bytes()).unwrap();
+        let mut echoed = String::new();
+        reader.read_line(&mut echoed).unwrap();
+        assert_eq!(echoed, message);
+    }
+}
+
+#[test]
+fn slow_clients_are_cut_by_timeout_http_request() {
+    let a = Backend::start("a");
+    let port = free_port();
+    let _sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    timeout http-request 500ms\n    server a 127.0.0.1:{}\n",
+        a.port
+    ));
+    // Slowloris: headers a byte at a time, never finished.
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: "
+        .iter()
+        .cycle()
+        .take(400)
+    {
+        if client.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !closed {
+        let mut rest = Vec::new();
+        let _ = client.read_to_end(&mut rest);
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "the slow client was not cut: {took:?}"
+    );
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    assert_eq!(a.accepts(), 0);
+}
+
+#[test]
+fn wrk_load_gets_no_errors() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let port = free_port();
+    let _sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    balance leastconn\n    no log\n\
+         \x20   server a 127.0.0.1:{}\n    server b 127.0.0.1:{}\n",
+        a.port, b.port
+    ));
+    let out = Command::new("wrk")
+        .args(["-t", "2", "-c", "8", "-d", "3s", "--latency"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .expect("wrk must be installed (scripts/ensure-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("wrk through switchyard (mode http, 2 servers):\n{text}");
+    assert!(out.status.success(), "{text}");
+    let requests: u64 = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .and_then(|(n, _)| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(requests > 500, "{text}");
+    assert!(!text.contains("Socket errors"), "{text}");
+    assert!(!text.contains("Non-2xx"), "{text}");
+}
