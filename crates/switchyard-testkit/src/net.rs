@@ -6,10 +6,23 @@ use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
 /// Sends one command line to a stats socket on 127.0.0.1 and reads until the server closes.
-/// Panics on connection errors: tests that expect the socket to be down check that first.
+/// A refused connection is retried for up to 3 s (a process is ready once its frontends
+/// listen; its stats sockets may follow a moment later). Panics on other connection errors:
+/// tests that expect the socket to be down check that first.
 pub fn cli(port: u16, line: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))
-        .unwrap_or_else(|e| panic!("cannot connect to the stats socket on port {port}: {e}"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(stream) => break stream,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ConnectionRefused
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot connect to the stats socket on port {port}: {e}"),
+        }
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("setting a read timeout");
