@@ -107,7 +107,8 @@ pub struct Stats {
     pub proxies: Vec<Proxy>,
 }
 
-/// The proxy mode (`mode` column).
+/// The proxy mode (`mode` column). HTTP proxies have more columns filled (`hrsp_*`,
+/// a backend's and server's `req_tot`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     #[default]
@@ -170,6 +171,9 @@ pub struct Counters {
     pub wrew: u64,
     /// `eint`: internal errors.
     pub eint: u64,
+    /// `hrsp_1xx`..`hrsp_5xx`, `hrsp_other`: HTTP responses by status class, in that order
+    /// (printed for `mode http` proxies only).
+    pub hrsp: [u64; 6],
 }
 
 /// The frontend side of a proxy.
@@ -184,7 +188,8 @@ pub struct FrontendStats {
     pub status: FrontendStatus,
     /// `rate_lim`: `rate-limit sessions` (0: none).
     pub rate_lim: u32,
-    /// `req_rate`, `req_rate_max`, `req_tot`: HTTP requests (0 in TCP mode).
+    /// `req_rate`, `req_rate_max`, `req_tot`: HTTP requests received (HAProxy prints them
+    /// for every frontend, 0 in TCP mode).
     pub req_rate: u32,
     pub req_rate_max: u32,
     pub req_tot: u64,
@@ -259,6 +264,9 @@ pub struct BackendCounters {
     pub connect: u64,
     /// `reuse`: connection reuses.
     pub reuse: u64,
+    /// `req_tot` (`mode http` only): HTTP requests answered, counted with their response
+    /// (a backend counts every response, a server the ones it sent).
+    pub req_tot: u64,
     pub timings: Timings,
 }
 

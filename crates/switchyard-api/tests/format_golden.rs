@@ -712,3 +712,238 @@ fn every_golden_file_is_known() {
         );
     }
 }
+
+// ---------------------------------------------------------------- mode http
+
+/// The port of `server <name> 127.0.0.1:<port>` in the captured HTTP config.
+fn http_cfg_port(server: &str) -> u16 {
+    let cfg = std::fs::read_to_string(golden_dir().join("haproxy_http_reference.cfg")).unwrap();
+    let line = cfg
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("server {server} ")))
+        .unwrap_or_else(|| panic!("no server {server} in the HTTP reference cfg"));
+    let addr = line.split_whitespace().nth(2).unwrap();
+    addr.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Besides `STAT_VOLATILE`, the HTTP/1 multiplexer's counters: the engine keeps none (it
+/// prints 0) and HAProxy's depend on how it pooled connections.
+const HTTP_VOLATILE: &[&str] = &[
+    "lastchg",
+    "downtime",
+    "check_duration",
+    "h1_open_connections",
+    "h1_open_streams",
+    "h1_total_connections",
+    "h1_total_streams",
+    "h1_bytes_in",
+    "h1_bytes_out",
+];
+
+fn norm_csv_http(s: &str) -> String {
+    let mut lines = s.split_inclusive('\n');
+    let header = lines.next().unwrap_or("");
+    let names: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let mut out = header.to_string();
+    for l in lines {
+        let cols: Vec<String> = l
+            .trim_end_matches('\n')
+            .split(',')
+            .enumerate()
+            .map(|(i, v)| {
+                let name = names.get(i).copied().unwrap_or("");
+                if HTTP_VOLATILE.contains(&name) && !v.is_empty() {
+                    "*".to_string()
+                } else {
+                    v.to_string()
+                }
+            })
+            .collect();
+        out.push_str(&cols.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Traffic counters as captured: `stot`, `bin`, `bout`, the busiest second, responses.
+fn http_counters(stot: u64, bin: u64, bout: u64, rate: (u32, u32), hrsp: [u64; 6]) -> Counters {
+    Counters {
+        smax: stot.min(1) as u32,
+        stot,
+        bin,
+        bout,
+        rate: rate.0,
+        rate_max: rate.1,
+        hrsp,
+        ..Counters::default()
+    }
+}
+
+/// Backend/server counters of the capture: `lbtot`/`connect` equal `stot`, the timing
+/// averages and maxima as HAProxy computed them, `lastsess` seconds ago.
+fn http_backend_counters(c: Counters, rtime: u32, lastsess: Option<u32>) -> BackendCounters {
+    BackendCounters {
+        lbtot: c.stot,
+        connect: c.stot,
+        req_tot: c.hrsp.iter().sum(),
+        lastsess,
+        timings: Timings {
+            rtime,
+            ttime: rtime,
+            rtime_max: if rtime == 3994 { 5013 } else { rtime },
+            ttime_max: if rtime == 3994 { 5013 } else { rtime },
+            ..Timings::default()
+        },
+        counters: c,
+        ..BackendCounters::default()
+    }
+}
+
+/// The HTTP reference state (scripts/capture-haproxy-http-golden.sh): fe_web -> be_web/web1
+/// got 3 x 200 and 2 x 404, li_web/w1 one 200, li_down (d1 DOWN) answered one 503 itself.
+fn http_reference_stats() -> Stats {
+    let web = http_cfg_port("web1");
+    let dead = http_cfg_port("d1");
+    let frontend = |c: Counters, req: (u32, u32), conn: (u32, u32)| FrontendStats {
+        req_tot: c.hrsp.iter().sum(),
+        req_rate: req.0,
+        req_rate_max: req.1,
+        conn_rate: conn.0,
+        conn_rate_max: conn.1,
+        conn_tot: c.stot,
+        counters: c,
+        slim: 4000,
+        ..FrontendStats::default()
+    };
+    let be = |counters: BackendCounters, servers: Vec<Server>| BackendStats {
+        counters,
+        fullconn: 400,
+        algo: "roundrobin".into(),
+        servers,
+        ..BackendStats::default()
+    };
+    let proxy = |iid: u32, name: &str, fe: Option<FrontendStats>, be: Option<BackendStats>| Proxy {
+        name: name.into(),
+        iid,
+        forced_id: false,
+        mode: Mode::Http,
+        frontend: fe,
+        backend: be,
+    };
+    let served = |n: &str, c: Counters, rtime: u32, lastsess: u32| {
+        let mut s = server(1, n, web, 1);
+        s.check.health = 0;
+        s.need_conn_est = 1;
+        s.counters = http_backend_counters(c, rtime, Some(lastsess));
+        s
+    };
+    let fe_web = http_counters(5, 424, 299, (0, 2), [0, 3, 0, 2, 0, 0]);
+    let mut web1 = served("web1", fe_web.clone(), 3994, 21);
+    web1.need_conn_est = 0;
+    let li_web = http_counters(1, 82, 55, (0, 1), [0, 1, 0, 0, 0, 0]);
+    let mut w1 = served("w1", li_web.clone(), 14992, 16);
+    w1.idle_conns = 1;
+
+    let li_down = http_counters(1, 82, 217, (1, 1), [0, 0, 0, 0, 1, 0]);
+    let mut d1 = server(1, "d1", dead, 1);
+    d1.op_state = OpState::Stopped;
+    d1.need_conn_est = 1;
+    d1.downtime = 40;
+    d1.check = Check {
+        state: CheckState(CheckState::CONFIGURED | CheckState::ENABLED),
+        status: CheckStatus::L4Con,
+        result: CheckResult::Failed,
+        desc: "Connection refused".into(),
+        rise: 2,
+        fall: 3,
+        health: 0,
+        failed: 1,
+        down_transitions: 1,
+        ..Check::default()
+    };
+    let mut li_down_be = BackendCounters {
+        counters: li_down.clone(),
+        econ: 1,
+        req_tot: 1,
+        ..BackendCounters::default()
+    };
+    li_down_be.counters.hrsp = [0, 0, 0, 0, 1, 0];
+
+    Stats {
+        proxies: vec![
+            proxy(
+                2,
+                "fe_web",
+                Some(frontend(fe_web.clone(), (0, 2), (0, 2))),
+                None,
+            ),
+            proxy(
+                3,
+                "be_web",
+                None,
+                Some(be(
+                    http_backend_counters(fe_web, 3994, Some(21)),
+                    vec![web1],
+                )),
+            ),
+            proxy(
+                4,
+                "li_web",
+                Some(frontend(li_web.clone(), (0, 1), (0, 1))),
+                Some(be(http_backend_counters(li_web, 14992, Some(16)), vec![w1])),
+            ),
+            proxy(
+                5,
+                "li_down",
+                Some(frontend(li_down, (1, 1), (1, 1))),
+                Some(BackendStats {
+                    chkdown: 1,
+                    ..be(li_down_be, vec![d1])
+                }),
+            ),
+        ],
+    }
+}
+
+#[test]
+fn show_stat_http_matches_haproxy() {
+    let stats = http_reference_stats();
+    for (px, csv, typed, json) in [
+        (
+            "fe_web",
+            "http_show_stat_fe_web",
+            "http_show_stat_fe_web_typed",
+            "http_show_stat_fe_web_json",
+        ),
+        (
+            "be_web",
+            "http_show_stat_be_web",
+            "http_show_stat_be_web_typed",
+            "http_show_stat_be_web_json",
+        ),
+        (
+            "li_web",
+            "http_show_stat_li_web",
+            "http_show_stat_li_web_typed",
+            "http_show_stat_li_web_json",
+        ),
+        (
+            "li_down",
+            "http_show_stat_li_down",
+            "http_show_stat_li_down_typed",
+            "http_show_stat_li_down_json",
+        ),
+    ] {
+        let f = StatFilter {
+            proxy: ProxyFilter::Name(px.into()),
+            ..StatFilter::default()
+        };
+        check(csv, &stat(&f, FormatKind::Csv, &stats), norm_csv_http);
+        check(typed, &stat(&f, FormatKind::Typed, &stats), |s| {
+            norm_typed(s, HTTP_VOLATILE)
+        });
+        check(json, &stat(&f, FormatKind::Json, &stats), |s| {
+            norm_json(s, HTTP_VOLATILE)
+        });
+    }
+}

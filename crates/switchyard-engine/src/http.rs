@@ -496,6 +496,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     let conn = &shared.conn;
     let frontend = Arc::clone(&conn.frontend);
     frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
+    frontend.counters.request_rate.add(crate::rate::now_ms());
     let backend = frontend.backend.clone();
     let mut exchange = Exchange {
         shared: Arc::clone(&shared),
@@ -694,9 +695,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     let server = exchange.server.clone();
     let (mut head, server_body) = response.into_parts();
     exchange.status = Some(head.status.as_u16());
-    if let Some(server) = &server {
-        count_status(server, &backend, &frontend, head.status);
-    }
+    count_response(&frontend, Some(&backend), server.as_deref(), head.status);
 
     if head.status == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(client_upgraded) = client_upgraded {
@@ -774,12 +773,32 @@ fn tunnel(
     });
 }
 
-fn count_status(server: &Server, backend: &Backend, frontend: &Frontend, status: StatusCode) {
-    let class = usize::from(status.as_u16() / 100).clamp(1, 6) - 1;
-    for counters in [&server.counters, &backend.counters, &frontend.counters] {
-        if let Some(slot) = counters.http_responses.get(class) {
-            slot.fetch_add(1, Ordering::Relaxed);
-        }
+/// Counts a response as HAProxy 2.6 does: the frontend and the backend count every response
+/// (their `hrsp_*`, the backend's `req_tot`), whoever produced it, so Switchyard's own error
+/// pages show there; a server counts only what it sent.
+fn count_response(
+    frontend: &Frontend,
+    backend: Option<&Backend>,
+    server: Option<&Server>,
+    status: StatusCode,
+) {
+    let class = status_class(status.as_u16());
+    frontend.counters.http_responses[class].fetch_add(1, Ordering::Relaxed);
+    for counters in backend
+        .map(|b| &b.counters)
+        .into_iter()
+        .chain(server.map(|s| &s.counters))
+    {
+        counters.http_responses[class].fetch_add(1, Ordering::Relaxed);
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Index in `http_responses`: 1xx..5xx are 0..4; anything else is "other" (5).
+fn status_class(status: u16) -> usize {
+    match status / 100 {
+        class @ 1..=5 => usize::from(class) - 1,
+        _ => 5,
     }
 }
 
@@ -1148,6 +1167,12 @@ fn error_page(status: StatusCode, exchange: Exchange) -> Response<ResponseBody> 
     let mut exchange = exchange;
     exchange.status = Some(status.as_u16());
     exchange.reusable = None;
+    count_response(
+        &exchange.shared.conn.frontend,
+        exchange.backend.as_deref(),
+        None,
+        status,
+    );
     let head_len = 17 + reason.len() + 90;
     exchange.count_out((head_len + page.len()) as u64);
     let len = page.len();
@@ -1163,6 +1188,16 @@ fn error_page(status: StatusCode, exchange: Exchange) -> Response<ResponseBody> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(status_class(101), 0);
+        assert_eq!(status_class(200), 1);
+        assert_eq!(status_class(404), 3);
+        assert_eq!(status_class(599), 4);
+        assert_eq!(status_class(600), 5);
+        assert_eq!(status_class(99), 5);
+    }
 
     #[test]
     fn networks() {

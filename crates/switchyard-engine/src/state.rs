@@ -74,9 +74,14 @@ pub struct Counters {
     pub connection_rate: FreqCtr,
     /// When a session was last given a server (`lastsess`): backends and servers only.
     pub last_session: LastEvent,
-    /// HTTP requests (`req_tot`): frontends.
+    /// HTTP requests (`req_tot`), counted as HAProxy does: a frontend when a request
+    /// arrives, a backend with each response given for it (Switchyard's error pages
+    /// included), a server with each response it sent.
     pub requests: AtomicU64,
-    /// HTTP responses by status class, 1xx to 5xx then other (`hrsp_1xx`..`hrsp_other`).
+    /// HTTP requests per second (`req_rate`, `req_rate_max`): frontends, with `requests`.
+    pub request_rate: FreqCtr,
+    /// HTTP responses by status class, 1xx to 5xx then other (`hrsp_1xx`..`hrsp_other`):
+    /// frontends and backends count every response, servers those they sent.
     pub http_responses: [AtomicU64; 6],
 }
 

@@ -69,6 +69,15 @@ pub const FIELDS: &[&str] = &[
     "algo",
     "tracked",
     "agent_status",
+    "req_rate",
+    "req_rate_max",
+    "req_tot",
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
 ];
 
 /// What the page may show and do for this client.

@@ -7,8 +7,10 @@
 //!
 //! Differences, all deliberate:
 //! - a value HAProxy prints as `NaN` (a limit that is not set) is left out;
-//! - HTTP-only families (`http_requests_total`, `http_responses_total`, caches, compression)
-//!   are not printed: Switchyard proxies are TCP;
+//! - of the HTTP-only families, `mode http` proxies get the request and response counts
+//!   (`http_requests_total`, `http_requests_rate_max`, `http_responses_total{code}`); the
+//!   cache, compression and `intercepted_requests_total` ones are not printed, as
+//!   Switchyard has none of those features;
 //! - `haproxy_process_failed_resolutions` is a counter and is named
 //!   `haproxy_process_failed_resolutions_total`, as Prometheus' conventions (and `promtool
 //!   check metrics`) require;
@@ -22,7 +24,8 @@
 use std::fmt::{self, Write as _};
 
 use switchyard_api::model::{
-    BackendStats, CheckStatus, FrontendStats, FrontendStatus, Info, OpState, Proxy, Server, Stats,
+    BackendStats, CheckStatus, FrontendStats, FrontendStatus, Info, Mode, OpState, Proxy, Server,
+    Stats,
 };
 
 /// Which metrics a scrape asks for.
@@ -402,6 +405,28 @@ fn server_state(s: &Server) -> &'static str {
 
 const SERVER_STATES: &[&str] = &["DOWN", "UP", "MAINT", "DRAIN", "NOLB"];
 
+/// The `code` label of `*_http_responses_total`, in the order of `hrsp`.
+const RESPONSE_CODES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+const HTTP_RESPONSES_HELP: &str = "Total number of HTTP responses with status 100-199 returned by this object since the worker process started.";
+const HTTP_REQUESTS_HELP: &str =
+    "Total number of HTTP requests processed by this object since the worker process started.";
+
+/// `*_http_responses_total` samples of `mode http` objects: every object's `1xx`, then every
+/// object's `2xx`..., as HAProxy's exporter orders them.
+fn http_responses<'a>(
+    objects: impl Iterator<Item = (Vec<(&'a str, &'a str)>, &'a [u64; 6])> + Clone,
+) -> Vec<(String, Num)> {
+    let mut samples = Vec::new();
+    for (i, code) in RESPONSE_CODES.iter().enumerate() {
+        for (mut pairs, hrsp) in objects.clone() {
+            pairs.push(("code", code));
+            samples.push((labels(&pairs), Num::U(hrsp[i])));
+        }
+    }
+    samples
+}
+
 /// The whole exposition.
 pub fn render(stats: &Stats, info: &Info, scope: Scope) -> String {
     let mut out = Exposition {
@@ -459,6 +484,40 @@ pub fn render(stats: &Stats, info: &Info, scope: Scope) -> String {
                 .collect();
             out.family(&format!("haproxy_frontend_{name}"), help, *kind, &samples);
         }
+        // HTTP families only for `mode http` frontends, as HAProxy's exporter does.
+        let http: Vec<_> = frontends
+            .iter()
+            .filter(|(p, _)| p.mode == Mode::Http)
+            .collect();
+        let samples: Vec<_> = http
+            .iter()
+            .map(|(p, f)| (labels(&[("proxy", &p.name)]), Num::U(f.req_rate_max.into())))
+            .collect();
+        out.family(
+            "haproxy_frontend_http_requests_rate_max",
+            "Highest value of http requests observed since the worker process started.",
+            Kind::Gauge,
+            &samples,
+        );
+        let samples: Vec<_> = http
+            .iter()
+            .map(|(p, f)| (labels(&[("proxy", &p.name)]), Num::U(f.req_tot)))
+            .collect();
+        out.family(
+            "haproxy_frontend_http_requests_total",
+            HTTP_REQUESTS_HELP,
+            Kind::Counter,
+            &samples,
+        );
+        out.family(
+            "haproxy_frontend_http_responses_total",
+            HTTP_RESPONSES_HELP,
+            Kind::Counter,
+            &http_responses(
+                http.iter()
+                    .map(|(p, f)| (vec![("proxy", p.name.as_str())], &f.counters.hrsp)),
+            ),
+        );
     }
     if scope.backend {
         let mut samples = Vec::new();
@@ -494,6 +553,29 @@ pub fn render(stats: &Stats, info: &Info, scope: Scope) -> String {
                 .collect();
             out.family(&format!("haproxy_backend_{name}"), help, *kind, &samples);
         }
+        let http: Vec<_> = backends
+            .iter()
+            .filter(|(p, _)| p.mode == Mode::Http)
+            .collect();
+        let samples: Vec<_> = http
+            .iter()
+            .map(|(p, b)| (labels(&[("proxy", &p.name)]), Num::U(b.counters.req_tot)))
+            .collect();
+        out.family(
+            "haproxy_backend_http_requests_total",
+            HTTP_REQUESTS_HELP,
+            Kind::Counter,
+            &samples,
+        );
+        out.family(
+            "haproxy_backend_http_responses_total",
+            HTTP_RESPONSES_HELP,
+            Kind::Counter,
+            &http_responses(
+                http.iter()
+                    .map(|(p, b)| (vec![("proxy", p.name.as_str())], &b.counters.counters.hrsp)),
+            ),
+        );
     }
     if scope.server {
         let servers: Vec<(&Proxy, &Server)> = backends
@@ -552,6 +634,23 @@ pub fn render(stats: &Stats, info: &Info, scope: Scope) -> String {
                 .collect();
             out.family(&format!("haproxy_server_{name}"), help, *kind, &samples);
         }
+        // HAProxy 2.6's exporter has no per-server `http_requests_total`.
+        out.family(
+            "haproxy_server_http_responses_total",
+            HTTP_RESPONSES_HELP,
+            Kind::Counter,
+            &http_responses(
+                servers
+                    .iter()
+                    .filter(|(p, _)| p.mode == Mode::Http)
+                    .map(|(p, s)| {
+                        (
+                            vec![("proxy", p.name.as_str()), ("server", s.name.as_str())],
+                            &s.counters.counters.hrsp,
+                        )
+                    }),
+            ),
+        );
     }
     out.text
 }

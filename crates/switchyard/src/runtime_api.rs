@@ -371,9 +371,11 @@ impl Executor {
             // HAProxy zeroes the rate maxima; the rates themselves are not counters.
             c.session_rate.clear_max();
             c.connection_rate.clear_max();
+            c.request_rate.clear_max();
             if all {
                 c.last_session.clear();
-                for counter in [
+                for counter in c.http_responses.iter().chain([
+                    &c.requests,
                     &c.total,
                     &c.bytes_in,
                     &c.bytes_out,
@@ -384,7 +386,7 @@ impl Executor {
                     &c.client_aborts,
                     &c.server_aborts,
                     &c.lb_total,
-                ] {
+                ]) {
                     counter.store(0, Ordering::Relaxed);
                 }
             }
@@ -485,7 +487,14 @@ impl Executor {
                 iid,
                 // The engine does not keep whether the id came from the `id` keyword.
                 forced_id: false,
-                mode: model::Mode::Tcp,
+                // A frontend and its backend agree on the mode (the configuration checks).
+                mode: if frontend.is_some_and(|f| f.http.is_some())
+                    || backend.is_some_and(|b| b.http.is_some())
+                {
+                    model::Mode::Http
+                } else {
+                    model::Mode::Tcp
+                },
                 frontend: frontend.map(|f| frontend_stats(f, now_ms)),
                 backend: backend.map(|b| backend_stats(b, fullconn(rt, b), uptime, now_ms)),
             });
@@ -667,6 +676,10 @@ fn counters(c: &Counters, now_ms: u64) -> model::Counters {
         bout: c.bytes_out.load(Ordering::Relaxed),
         rate: c.session_rate.rate(now_ms),
         rate_max: c.session_rate.max(),
+        hrsp: c
+            .http_responses
+            .each_ref()
+            .map(|n| n.load(Ordering::Relaxed)),
         ..Default::default()
     }
 }
@@ -685,6 +698,7 @@ fn backend_counters(c: &Counters, now_ms: u64) -> model::BackendCounters {
         srv_abrt: c.server_aborts.load(Ordering::Relaxed),
         lastsess: c.last_session.seconds_ago(now_ms),
         connect: c.total.load(Ordering::Relaxed),
+        req_tot: c.requests.load(Ordering::Relaxed),
         ..Default::default()
     }
 }
@@ -696,6 +710,9 @@ fn frontend_stats(f: &Frontend, now_ms: u64) -> model::FrontendStats {
         conn_rate: f.counters.connection_rate.rate(now_ms),
         conn_rate_max: f.counters.connection_rate.max(),
         conn_tot: f.counters.total.load(Ordering::Relaxed),
+        req_rate: f.counters.request_rate.rate(now_ms),
+        req_rate_max: f.counters.request_rate.max(),
+        req_tot: f.counters.requests.load(Ordering::Relaxed),
         ..Default::default()
     }
 }

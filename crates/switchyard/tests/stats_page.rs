@@ -906,7 +906,7 @@ fn the_page_lives_in_a_browser() {
         );
         return;
     };
-    let (cli_port, stats, front) = (free_port(), free_port(), free_port());
+    let (cli_port, stats, front, web) = (free_port(), free_port(), free_port(), free_port());
     let (s1, s2, s3) = (greeter("s1"), greeter("s2"), greeter("s3"));
     let config = format!(
         "global\n    stats socket ipv4@127.0.0.1:{cli_port} level admin\n\
@@ -916,9 +916,11 @@ fn the_page_lives_in_a_browser() {
          frontend pg_front\n    bind 127.0.0.1:{front}\n    default_backend pg\n\
          backend pg\n    balance roundrobin\n    server primary 127.0.0.1:{s1} check inter 500ms\n\
          \x20   server replica 127.0.0.1:{s2} check inter 500ms\n    server dr 127.0.0.1:{s3} backup\n\
-         \x20   server gone 127.0.0.1:1 check inter 500ms\n"
+         \x20   server gone 127.0.0.1:1 check inter 500ms\n\
+         listen web\n    bind 127.0.0.1:{web}\n    mode http\n    server page 127.0.0.1:{stats}\n"
     );
-    let _sy = Switchyard::start_with(BIN, &config, &[], Some(&[cli_port, stats, front])).unwrap();
+    let _sy =
+        Switchyard::start_with(BIN, &config, &[], Some(&[cli_port, stats, front, web])).unwrap();
 
     let profile = TempDir::new("switchyard-chromium").unwrap();
     let mut cmd = Command::new(browser);
@@ -1077,6 +1079,30 @@ fn the_page_lives_in_a_browser() {
         "the new weight on the page",
         "document.querySelector('tr[data-key=\"pg/replica\"] td[data-col=\"weight\"]').textContent.trim() === '5'",
         long,
+    );
+
+    // An HTTP proxy's table has request and response columns (the stats page is its
+    // server), a TCP proxy's has none.
+    for _ in 0..3 {
+        let out = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{web}/"))
+            .output()
+            .expect("curl");
+        assert!(out.status.success());
+    }
+    dt.wait_for(
+        "the HTTP requests on the page",
+        "document.querySelector('tr[data-key=\"web/BACKEND\"] td[data-col=\"hrsp_2xx\"]')?.textContent === '3'",
+        long,
+    );
+    assert_eq!(
+        dt.eval("document.querySelector('tr[data-key=\"web/FRONTEND\"] td[data-col=\"req_tot\"]').firstChild.textContent"),
+        "3"
+    );
+    assert_eq!(
+        dt.eval("document.querySelectorAll('section[data-proxy=\"pg\"] [data-col^=\"hrsp_\"], section[data-proxy=\"pg\"] [data-col=\"req_tot\"]').length"),
+        0
     );
 
     let dir = artifacts_dir();

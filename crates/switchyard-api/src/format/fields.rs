@@ -3,7 +3,8 @@
 
 /// HAProxy 2.6's stat fields in `show stat` order: (name, tags, type) as printed for
 /// frontend, backend and server rows (`""` where HAProxy never fills the field for that
-/// row type in TCP mode). Positions 0..=102 are the generic fields (`ST_F_*`), 103.. the
+/// row type, in TCP or HTTP mode; the HTTP-only ones from a `mode http` capture,
+/// scripts/capture-haproxy-http-golden.sh). Positions 0..=102 are the generic fields (`ST_F_*`), 103.. the
 /// per-module fields (SSL, H2, H1) that come after the `-` column in CSV.
 pub(crate) const STAT_FIELDS: &[(&str, [(&str, &str); 3])] = &[
     ("pxname", [("KNS", "str"), ("KNS", "str"), ("KNS", "str")]),
@@ -45,16 +46,19 @@ pub(crate) const STAT_FIELDS: &[(&str, [(&str, &str); 3])] = &[
     ("check_status", [("", ""), ("", ""), ("MOP", "str")]),
     ("check_code", [("", ""), ("", ""), ("MOP", "u32")]),
     ("check_duration", [("", ""), ("", ""), ("MDP", "u64")]),
-    ("hrsp_1xx", [("", ""), ("", ""), ("", "")]),
-    ("hrsp_2xx", [("", ""), ("", ""), ("", "")]),
-    ("hrsp_3xx", [("", ""), ("", ""), ("", "")]),
-    ("hrsp_4xx", [("", ""), ("", ""), ("", "")]),
-    ("hrsp_5xx", [("", ""), ("", ""), ("", "")]),
-    ("hrsp_other", [("", ""), ("", ""), ("", "")]),
+    ("hrsp_1xx", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
+    ("hrsp_2xx", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
+    ("hrsp_3xx", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
+    ("hrsp_4xx", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
+    ("hrsp_5xx", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
+    (
+        "hrsp_other",
+        [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")],
+    ),
     ("hanafail", [("", ""), ("", ""), ("", "")]),
     ("req_rate", [("MRP", "u32"), ("", ""), ("", "")]),
     ("req_rate_max", [("MMP", "u32"), ("", ""), ("", "")]),
-    ("req_tot", [("MCP", "u64"), ("", ""), ("", "")]),
+    ("req_tot", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
     ("cli_abrt", [("", ""), ("MCP", "u64"), ("MCP", "u64")]),
     ("srv_abrt", [("", ""), ("MCP", "u64"), ("MCP", "u64")]),
     ("comp_in", [("MCP", "u64"), ("MCP", "u64"), ("", "")]),
@@ -86,14 +90,14 @@ pub(crate) const STAT_FIELDS: &[(&str, [(&str, &str); 3])] = &[
     ("conn_rate", [("MRP", "u32"), ("", ""), ("", "")]),
     ("conn_rate_max", [("MMP", "u32"), ("", ""), ("", "")]),
     ("conn_tot", [("MCP", "u64"), ("", ""), ("", "")]),
-    ("intercepted", [("", ""), ("", ""), ("", "")]),
+    ("intercepted", [("MCP", "u64"), ("", ""), ("", "")]),
     ("dcon", [("MCP", "u64"), ("", ""), ("", "")]),
     ("dses", [("MCP", "u64"), ("", ""), ("", "")]),
     ("wrew", [("MCP", "u64"), ("MCP", "u64"), ("MCP", "u64")]),
     ("connect", [("", ""), ("MCP", "u64"), ("MCP", "u64")]),
     ("reuse", [("", ""), ("MCP", "u64"), ("MCP", "u64")]),
-    ("cache_lookups", [("", ""), ("", ""), ("", "")]),
-    ("cache_hits", [("", ""), ("", ""), ("", "")]),
+    ("cache_lookups", [("MCP", "u64"), ("MCP", "u64"), ("", "")]),
+    ("cache_hits", [("MCP", "u64"), ("MCP", "u64"), ("", "")]),
     ("srv_icur", [("", ""), ("", ""), ("MGP", "u32")]),
     ("src_ilim", [("", ""), ("", ""), ("CLP", "u32")]),
     ("qtime_max", [("", ""), ("MMP", "u32"), ("MMP", "u32")]),

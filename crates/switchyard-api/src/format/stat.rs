@@ -3,8 +3,8 @@
 use super::fields::STAT_FIELDS;
 use super::{csv_escape, json_tags, FormatKind, Value};
 use crate::model::{
-    AdminState, BackendCounters, BackendStats, Check, CheckState, FrontendStats, ObjType, OpState,
-    Proxy, ProxyFilter, Server, StatFilter, Stats,
+    AdminState, BackendCounters, BackendStats, Check, CheckState, FrontendStats, Mode, ObjType,
+    OpState, Proxy, ProxyFilter, Server, StatFilter, Stats,
 };
 
 /// Index of the last generic field (`agg_check_status`); CSV prints a `-` column after it,
@@ -47,6 +47,13 @@ impl Row {
 
     fn str(&mut self, name: &str, v: &str) {
         self.set(name, Value::Str(v.to_string()));
+    }
+
+    /// `hrsp_1xx`..`hrsp_other`.
+    fn hrsp(&mut self, hrsp: &[u64; 6]) {
+        for (name, v) in HRSP.iter().zip(hrsp) {
+            self.u64(name, *v);
+        }
     }
 
     /// The per-module fields (SSL, H2, H1) from `first` by name on, all 0 (Switchyard has
@@ -135,6 +142,15 @@ impl Row {
     }
 }
 
+const HRSP: [&str; 6] = [
+    "hrsp_1xx",
+    "hrsp_2xx",
+    "hrsp_3xx",
+    "hrsp_4xx",
+    "hrsp_5xx",
+    "hrsp_other",
+];
+
 const ALL_MODULES: &[&str] = &[
     "ssl_sess",
     "ssl_reused_sess",
@@ -198,6 +214,13 @@ fn frontend_row(px: &Proxy, fe: &FrontendStats) -> Row {
     r.u64("dses", fe.dses);
     r.u64("wrew", c.wrew);
     r.u64("eint", c.eint);
+    if px.mode == Mode::Http {
+        r.hrsp(&c.hrsp);
+        // Switchyard intercepts nothing and has no cache: 0, as HAProxy prints without them.
+        for n in ["intercepted", "cache_lookups", "cache_hits"] {
+            r.u64(n, 0);
+        }
+    }
     r.modules(ALL_MODULES);
     r
 }
@@ -407,6 +430,10 @@ fn server_row(px: &Proxy, s: &Server) -> Row {
     r.u32("used_conn_cur", s.used_conns);
     r.u32("need_conn_est", s.need_conn_est);
     r.u32("uweight", s.uweight);
+    if px.mode == Mode::Http {
+        r.hrsp(&s.counters.counters.hrsp);
+        r.u64("req_tot", s.counters.req_tot);
+    }
     r.modules(&ALL_MODULES[..3]);
     r
 }
@@ -467,6 +494,13 @@ fn backend_row(px: &Proxy, be: &BackendStats) -> Row {
     r.u32("agg_server_status", 0);
     r.u32("agg_server_check_status", 0);
     r.u32("agg_check_status", 0);
+    if px.mode == Mode::Http {
+        r.hrsp(&be.counters.counters.hrsp);
+        r.u64("req_tot", be.counters.req_tot);
+        for n in ["cache_lookups", "cache_hits"] {
+            r.u64(n, 0);
+        }
+    }
     r.modules(ALL_MODULES);
     r
 }
@@ -564,7 +598,7 @@ pub fn show_stat(stats: &Stats, filter: &StatFilter, kind: FormatKind) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{AdminState, Check, CheckState, CheckStatus, Mode};
+    use crate::model::{AdminState, Check, CheckState, CheckStatus, Counters};
 
     fn checked(op: OpState, health: u32) -> Server {
         Server {
@@ -816,6 +850,99 @@ mod tests {
             FormatKind::Typed,
         );
         assert!(!typed.contains("agent"), "{typed}");
+    }
+
+    /// A `mode http` listen: HAProxy fills the response classes everywhere, `req_tot` in
+    /// every row, the request rates in the FRONTEND row; a TCP proxy leaves them empty.
+    #[test]
+    fn http_columns_only_for_http_proxies() {
+        let mut stats = one_backend(vec![checked(OpState::Running, 4)]);
+        let px = &mut stats.proxies[0];
+        px.mode = Mode::Http;
+        px.frontend = Some(FrontendStats {
+            counters: Counters {
+                hrsp: [0, 3, 0, 2, 1, 0],
+                ..Counters::default()
+            },
+            req_rate: 1,
+            req_rate_max: 4,
+            req_tot: 6,
+            ..FrontendStats::default()
+        });
+        let be = px.backend.as_mut().unwrap();
+        be.counters.counters.hrsp = [0, 3, 0, 2, 1, 0];
+        be.counters.req_tot = 6;
+        be.servers[0].counters.counters.hrsp = [0, 3, 0, 2, 0, 0];
+        be.servers[0].counters.req_tot = 5;
+        let header = csv_header();
+        let names: Vec<&str> = header[2..].split(',').collect();
+        let out = show_stat(&stats, &StatFilter::default(), FormatKind::Csv);
+        let column = |row: usize, name: &str| -> String {
+            let i = names.iter().position(|n| *n == name).unwrap();
+            out.lines()
+                .nth(row)
+                .unwrap()
+                .split(',')
+                .nth(i)
+                .unwrap()
+                .to_string()
+        };
+        // Rows: FRONTEND, s, BACKEND.
+        for (row, expected) in [
+            (1, ["0", "3", "0", "2", "1", "0"]),
+            (3, ["0", "3", "0", "2", "1", "0"]),
+            (2, ["0", "3", "0", "2", "0", "0"]),
+        ] {
+            for (name, v) in HRSP.iter().zip(expected) {
+                assert_eq!(column(row, name), v, "row {row} {name}: {out}");
+            }
+        }
+        assert_eq!(column(1, "req_tot"), "6");
+        assert_eq!(column(1, "req_rate"), "1");
+        assert_eq!(column(1, "req_rate_max"), "4");
+        assert_eq!(column(2, "req_tot"), "5");
+        assert_eq!(column(3, "req_tot"), "6");
+        assert_eq!(column(2, "req_rate"), "");
+        assert_eq!(column(1, "mode"), "http");
+        assert_eq!(column(1, "intercepted"), "0");
+        assert_eq!(column(3, "cache_hits"), "0");
+        assert_eq!(column(2, "cache_hits"), "");
+        let typed = show_stat(&stats, &StatFilter::default(), FormatKind::Typed);
+        for line in [
+            "F.7.0.40.hrsp_2xx.1:MCP:u64:3\n",
+            "F.7.0.47.req_rate_max.1:MMP:u32:4\n",
+            "S.7.1.42.hrsp_4xx.1:MCP:u64:2\n",
+            "S.7.1.48.req_tot.1:MCP:u64:5\n",
+            "B.7.0.43.hrsp_5xx.1:MCP:u64:1\n",
+            "B.7.0.48.req_tot.1:MCP:u64:6\n",
+        ] {
+            assert!(typed.contains(line), "{line}in\n{typed}");
+        }
+        let json = show_stat(&stats, &StatFilter::default(), FormatKind::Json);
+        assert!(json.contains("\"field\":{\"pos\":44,\"name\":\"hrsp_other\"},\"processNum\":1,\"tags\":{\"origin\":\"Metric\",\"nature\":\"Counter\",\"scope\":\"Process\"},\"value\":{\"type\":\"u64\",\"value\":0}}"));
+
+        // The same counters in TCP mode print as today: no response classes, no req_tot
+        // outside the FRONTEND row.
+        stats.proxies[0].mode = Mode::Tcp;
+        let out = show_stat(&stats, &StatFilter::default(), FormatKind::Csv);
+        let column = |row: usize, name: &str| -> String {
+            let i = names.iter().position(|n| *n == name).unwrap();
+            out.lines()
+                .nth(row)
+                .unwrap()
+                .split(',')
+                .nth(i)
+                .unwrap()
+                .to_string()
+        };
+        for row in 1..=3 {
+            for name in HRSP {
+                assert_eq!(column(row, name), "");
+            }
+        }
+        assert_eq!(column(2, "req_tot"), "");
+        assert_eq!(column(3, "req_tot"), "");
+        assert_eq!(column(1, "intercepted"), "");
     }
 
     /// Checks just enabled on a server that was made ready without them (a dynamic server):
