@@ -39,13 +39,50 @@ pub struct Config {
     pub vrrp_scripts: Vec<crate::vrrp::VrrpScript>,
 }
 
-/// A `stick-table` used by `stick on src`.
+/// A `stick-table`: what persistence rules remember, keyed by address or by string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StickTable {
+    pub kind: StickKind,
     /// Entries kept at most; the least recently used goes first.
     pub size: u64,
     /// An entry not matched for this long is forgotten (`None`: never).
     pub expire: Option<Duration>,
+    /// `len N` of a string table: longer keys are cut (HAProxy's default: 32).
+    pub key_len: usize,
+}
+
+/// `stick-table type ...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StickKind {
+    Ip,
+    Ipv6,
+    String,
+}
+
+/// What a stick rule takes from the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickSample {
+    /// `src`: the client address.
+    Src,
+    /// `req.cook(NAME)` (`cookie(NAME)`): a request cookie (HTTP).
+    RequestCookie(String),
+    /// `req.hdr(NAME)` (`hdr(NAME)`): a request header (HTTP).
+    Header(String),
+    /// `url_param(NAME)` (`urlp(NAME)`): a query parameter (HTTP).
+    UrlParam(String),
+}
+
+/// A section's `stick-table` and the rules that use it: `stick on X` is `stick match X`
+/// plus `stick store-request X`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stick {
+    pub table: StickTable,
+    /// Looked up before balancing: a known key goes back to its server.
+    pub match_on: Option<StickSample>,
+    /// Stored once a server is chosen.
+    pub store_request: Option<StickSample>,
+    /// `stick store-response res.cook(NAME)`: the cookie a server sets is stored with it.
+    pub store_response_cookie: Option<String>,
 }
 
 /// An address family preference.
@@ -281,9 +318,9 @@ pub struct Proxy {
     pub id: u32,
     /// `description TEXT` (words joined by single spaces), shown by the stats page.
     pub description: Option<String>,
-    /// `stick-table type ip|ipv6 size N expire T` with `stick on src`: clients stay on the
-    /// server they were sent to.
-    pub stick: Option<StickTable>,
+    /// `stick-table` with `stick on|match|store-request|store-response` rules: clients stay on
+    /// the server they were sent to.
+    pub stick: Option<Stick>,
     /// `cookie NAME ...`: cookie-based persistence (HTTP).
     pub cookie: Option<Cookie>,
     /// `stats ...` lines and the Prometheus exporter rule (see [`Stats`]).

@@ -9,12 +9,13 @@ use crate::addr;
 use crate::diagnostic::{Diagnostic, Diagnostics, Severity};
 use crate::lexer::split_line;
 use crate::model::*;
-use crate::units::{parse_duration, parse_size};
+use crate::units::parse_duration;
 
 mod checks;
 mod http;
 mod resolvers;
 mod stats;
+mod stick;
 mod vrrp;
 
 /// One configuration text and the name used in diagnostics (usually its path).
@@ -129,10 +130,8 @@ struct Draft {
     log_global_at: Option<usize>,
     /// `http-check`/`tcp-check` rules, folded into `proxy.health_check` at the end.
     checks: checks::CheckRules,
-    /// `stick on src` (line), checked against the `stick-table` at the end.
-    stick_rule: Option<Span>,
-    /// `stick-table` (line).
-    stick_table_span: Option<Span>,
+    /// `stick-table` and `stick` rules, checked against each other at the end.
+    stick: stick::Draft,
 }
 
 impl Draft {
@@ -175,8 +174,7 @@ impl Draft {
             default_backend_span: None,
             log_global_at: None,
             checks: checks::CheckRules::default(),
-            stick_rule: None,
-            stick_table_span: None,
+            stick: stick::Draft::default(),
         }
     }
 }
@@ -628,7 +626,7 @@ impl Parser {
         }
         for d in &mut proxies {
             checks::resolve(&mut sink, d);
-            resolve_stick(&mut sink, d);
+            stick::resolve(&mut sink, d);
         }
         // HAProxy's stats socket lives in an internal proxy that takes id 1 (captured from
         // haproxy 2.6: the first section is then id 2), which scripts see in `be_id`.
@@ -1371,21 +1369,8 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
                 Err(e) => sink.err(span, e),
             }
         }
-        "stick-table" if !is_defaults => {
-            d.proxy.stick = parse_stick_table(sink, w, span);
-            d.stick_table_span = Some(span.clone());
-        }
-        "stick" if !is_defaults => match &w[1..] {
-            [on, src] if on == "on" && src == "src" => d.stick_rule = Some(span.clone()),
-            [on, src, ..] if on == "on" && src == "src" => sink.err(
-                span,
-                "'stick on src' with a condition or another table is not supported",
-            ),
-            _ => sink.not_implemented(
-                span,
-                &format!("stick {}", w.get(1).map_or("", |s| s.as_str())),
-            ),
-        },
+        "stick-table" if !is_defaults => stick::parse_table(sink, d, w, span),
+        "stick" if !is_defaults => stick::parse_rule(sink, d, w, span),
         "bind" => {
             if is_defaults || !kind.has_frontend() {
                 return not_allowed(sink, kw);
@@ -2299,76 +2284,6 @@ fn assign_server_ids(sink: &mut Sink, p: &mut Proxy) {
             s.id = next;
             used.insert(next);
         }
-    }
-}
-
-/// `stick-table type ip|ipv6 size N [expire T] [...]`.
-fn parse_stick_table(sink: &mut Sink, w: &[String], span: &Span) -> Option<StickTable> {
-    let mut table = StickTable {
-        size: 0,
-        expire: None,
-    };
-    let mut kind = None;
-    let mut i = 1;
-    while i < w.len() {
-        let value = w.get(i + 1).map(String::as_str);
-        match (w[i].as_str(), value) {
-            ("type", Some(t)) => kind = Some(t.to_string()),
-            ("size", Some(v)) => match parse_size(v) {
-                Ok(n) if n > 0 => table.size = n,
-                _ => sink.err(span, format!("'stick-table': bad size '{v}'")),
-            },
-            ("expire", Some(v)) => match parse_duration(v) {
-                Ok(d) => table.expire = Some(d),
-                Err(e) => sink.err(span, format!("'stick-table': 'expire': {e}")),
-            },
-            ("nopurge", _) => {
-                i += 1;
-                continue;
-            }
-            (
-                other @ ("peers" | "store" | "srvkey" | "write-to" | "len" | "recv-only"),
-                Some(_),
-            ) => sink.not_implemented(span, &format!("stick-table {other}")),
-            (other, _) => {
-                sink.err(span, format!("'stick-table': unexpected '{other}'"));
-                return None;
-            }
-        }
-        i += 2;
-    }
-    match kind.as_deref() {
-        Some("ip" | "ipv6") if table.size > 0 => Some(table),
-        Some("ip" | "ipv6") => {
-            sink.err(span, "'stick-table' needs 'size N'");
-            None
-        }
-        Some(other) => {
-            sink.not_implemented(span, &format!("stick-table type {other}"));
-            None
-        }
-        None => {
-            sink.err(span, "'stick-table' needs 'type ip' (or 'ipv6')");
-            None
-        }
-    }
-}
-
-/// A table is used only by `stick on src` in the same section.
-fn resolve_stick(sink: &mut Sink, d: &mut Draft) {
-    match (&d.stick_rule, &d.stick_table_span) {
-        (Some(rule), None) => sink.err(
-            rule,
-            "'stick on src' needs a 'stick-table' in the same section",
-        ),
-        (None, Some(table)) => {
-            sink.warn(
-                table,
-                "'stick-table' is used only by 'stick on src', which is missing: ignored",
-            );
-            d.proxy.stick = None;
-        }
-        _ => {}
     }
 }
 

@@ -31,6 +31,20 @@ fn warnings(text: &str) -> Vec<String> {
     ok(text).warnings.iter().map(|d| d.to_string()).collect()
 }
 
+/// Every diagnostic, whether the configuration is accepted or not.
+fn diagnostics_of(text: &str) -> Vec<String> {
+    match parse_sources(&[Source {
+        name: "t.cfg".into(),
+        text: text.into(),
+    }]) {
+        Ok(p) => p.warnings,
+        Err(Diagnostics(d)) => d,
+    }
+    .iter()
+    .map(|d| d.to_string())
+    .collect()
+}
+
 fn has(list: &[String], needle: &str) -> bool {
     list.iter().any(|l| l.contains(needle))
 }
@@ -1054,22 +1068,58 @@ fn crlf_and_comments() {
 #[test]
 fn stick_tables_keep_clients_on_their_server() {
     let p = ok("backend b\n stick-table type ip size 200k expire 30m nopurge\n stick on src\n server s1 1.1.1.1:1\n");
-    let stick = p.config.proxies[0].stick.expect("a stick table");
-    assert_eq!(stick.size, 200 * 1024);
-    assert_eq!(stick.expire, Some(Duration::from_secs(1800)));
+    let stick = p.config.proxies[0].stick.clone().expect("a stick table");
+    assert_eq!(stick.table.size, 200 * 1024);
+    assert_eq!(stick.table.expire, Some(Duration::from_secs(1800)));
+    assert_eq!(stick.match_on, Some(StickSample::Src));
+    assert_eq!(stick.store_request, Some(StickSample::Src));
     let w = warnings("backend b\n stick-table type ip size 1k\n server s1 1.1.1.1:1\n");
-    assert!(
-        has(
-            &w,
-            "t.cfg:2: warning: 'stick-table' is used only by 'stick on src'"
-        ),
-        "{w:?}"
-    );
+    assert!(has(&w, "t.cfg:2: warning: 'stick-table' is used only by 'stick' rules, and there are none: ignored"), "{w:?}");
     let e = errs("backend b\n stick on src\n server s1 1.1.1.1:1\n");
     assert!(
-        has(&e, "t.cfg:2: 'stick on src' needs a 'stick-table'"),
+        has(
+            &e,
+            "t.cfg:2: 'stick' rules need a 'stick-table' in the same section"
+        ),
         "{e:?}"
     );
     let e = errs("backend b\n stick on src\n stick-table type ip\n server s1 1.1.1.1:1\n");
     assert!(has(&e, "t.cfg:3: 'stick-table' needs 'size N'"), "{e:?}");
+    // String tables for HTTP: a cookie, a header or a parameter, and the server's own cookie.
+    let p = ok("backend b\n mode http\n stick-table type string len 64 size 10k expire 1h\n\
+                stick match req.cook(SID)\n stick store-response res.cook(SID)\n server s1 1.1.1.1:1\n");
+    let stick = p.config.proxies[0].stick.clone().unwrap();
+    assert_eq!(
+        (stick.table.kind, stick.table.key_len),
+        (StickKind::String, 64)
+    );
+    assert_eq!(
+        stick.match_on,
+        Some(StickSample::RequestCookie("SID".into()))
+    );
+    assert_eq!(stick.store_request, None);
+    assert_eq!(stick.store_response_cookie.as_deref(), Some("SID"));
+    let e = errs("backend b\n stick-table type string size 1k\n stick on hdr(X-Tenant)\n stick on src\n\
+                  backend c\n stick-table type ip size 1k\n stick on url_param(u)\n\
+                  backend d\n mode http\n stick-table type ip size 1k\n stick on dst\n stick frob src\n");
+    assert_eq!(
+        e,
+        [
+            "t.cfg:3: this 'stick' rule reads HTTP requests: it needs 'mode http'",
+            "t.cfg:4: warning: 'stick on' after the one at line 3: ignored",
+            "t.cfg:7: this 'stick' rule needs a table of type string",
+            "t.cfg:7: this 'stick' rule reads HTTP requests: it needs 'mode http'",
+            "t.cfg:10: warning: 'stick-table' is used only by 'stick' rules, and there are none: ignored",
+            "t.cfg:11: 'stick on': unsupported sample 'dst' (expected src, req.cook(NAME), req.hdr(NAME) or url_param(NAME))",
+            "t.cfg:12: unknown 'stick frob' (expected on, match, store-request or store-response)",
+        ],
+        "{e:?}"
+    );
+    let w = diagnostics_of(
+        "backend b\n mode http\n stick-table type string size 1k\n stick on hdr(X-Tenant)\n stick on src\n",
+    );
+    assert_eq!(
+        w,
+        ["t.cfg:5: warning: 'stick on' after the one at line 4: ignored"]
+    );
 }

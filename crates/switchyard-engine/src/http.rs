@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
@@ -41,7 +41,8 @@ use tokio::net::TcpStream;
 
 use crate::select::{Hint, Lease, NoServer};
 use crate::session::{connect_server, BackendSession, ConnectReport, Failure};
-use crate::state::{Backend, Frontend, Process, Server, SessionInfo};
+use crate::state::{Backend, Counters, Frontend, Process, Server, SessionInfo};
+use crate::stick::StickKey;
 
 /// Idle server connections kept per backend; more are closed when released.
 const POOL_LIMIT: usize = 256;
@@ -313,39 +314,22 @@ impl Exchange {
 
     fn count_out(&mut self, bytes: u64) {
         self.bytes_out += bytes;
-        let conn = &self.shared.conn;
-        conn.frontend
-            .counters
-            .bytes_out
-            .fetch_add(bytes, Ordering::Relaxed);
-        if let Some(backend) = &self.backend {
-            backend
-                .counters
-                .bytes_out
-                .fetch_add(bytes, Ordering::Relaxed);
-        }
-        if let Some(server) = &self.server {
-            server
-                .counters
-                .bytes_out
-                .fetch_add(bytes, Ordering::Relaxed);
-        }
+        self.count(bytes, |c| &c.bytes_out);
     }
 
     fn count_in(&self, bytes: u64) {
-        let conn = &self.shared.conn;
-        conn.frontend
-            .counters
-            .bytes_in
-            .fetch_add(bytes, Ordering::Relaxed);
-        if let Some(backend) = &self.backend {
-            backend
-                .counters
-                .bytes_in
-                .fetch_add(bytes, Ordering::Relaxed);
-        }
-        if let Some(server) = &self.server {
-            server.counters.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        self.count(bytes, |c| &c.bytes_in);
+    }
+
+    /// Adds to one byte counter of the frontend, the backend and the server.
+    fn count(&self, bytes: u64, field: fn(&Counters) -> &AtomicU64) {
+        let backend = self.backend.as_ref().map(|b| &b.counters);
+        let server = self.server.as_ref().map(|s| &s.counters);
+        for counters in [Some(&self.shared.conn.frontend.counters), backend, server]
+            .into_iter()
+            .flatten()
+        {
+            field(counters).fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
@@ -548,6 +532,22 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         prefer = server.clone();
     }
     let key = balance_key(&backend.balance, &request);
+    let stick_key = |sample: &Option<config::StickSample>| {
+        let table = backend.stick.as_ref()?;
+        stick_key(
+            sample.as_ref()?,
+            &request,
+            conn.client_addr.ip(),
+            table.settings.key_len,
+        )
+    };
+    let (stick_match, stick_store) = match backend.stick.as_ref() {
+        Some(table) => (
+            stick_key(&table.rules.match_on),
+            stick_key(&table.rules.store_request),
+        ),
+        None => (None, None),
+    };
     let upgrade = client_upgrade(&request);
     let client_upgraded = upgrade.then(|| hyper::upgrade::on(&mut request));
 
@@ -574,12 +574,29 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         *outgoing.headers_mut() = headers.clone();
         outgoing
     };
-    let mut body = Some(body.boxed());
+    // Request bodies count as bytes in for the frontend and the backend as they stream.
+    let sinks = [
+        Arc::clone(&frontend.counters),
+        Arc::clone(&backend.counters),
+    ];
+    let counted = body.map_frame(move |frame| {
+        if let Some(data) = frame.data_ref() {
+            for counters in &sinks {
+                counters
+                    .bytes_in
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        frame
+    });
+    let mut body = Some(counted.boxed());
 
     let hint = Hint {
         client: Some(conn.client_addr.ip()),
         key: key.as_deref(),
         prefer: prefer.as_ref(),
+        stick_match: stick_match.as_ref(),
+        stick_store: stick_store.as_ref(),
     };
     let mut fresh_only = false;
     let (response, lease, sender) = loop {
@@ -688,9 +705,6 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             }
         }
     };
-    if let Ok(mut server) = exchange_info_server(&shared) {
-        let _ = &mut server;
-    }
     exchange.lease = Some(lease);
     let server = exchange.server.clone();
     let (mut head, server_body) = response.into_parts();
@@ -707,6 +721,13 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         }
     }
 
+    if let (Some(table), Some(server)) = (backend.stick.as_ref(), server.as_ref()) {
+        if let Some(name) = table.rules.store_response_cookie.as_deref() {
+            if let Some(value) = response_cookie(&head.headers, name) {
+                table.store(&StickKey::text(value, table.settings.key_len), &server.name);
+            }
+        }
+    }
     if let (Some(cookie), Some(server)) = (settings.cookie.as_ref(), server.as_ref()) {
         exchange.server_cookie = set_cookie(
             cookie,
@@ -729,11 +750,6 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         complete: false,
     };
     Response::from_parts(head, body)
-}
-
-/// Placeholder kept small: the registry shows the first server of the connection.
-fn exchange_info_server(_shared: &Shared) -> Result<(), ()> {
-    Ok(())
 }
 
 async fn handshake(stream: TcpStream) -> hyper::Result<SendRequest<RequestBody>> {
@@ -1137,18 +1153,61 @@ fn set_cookie(
 fn balance_key<B>(balance: &config::Balance, request: &Request<B>) -> Option<Vec<u8>> {
     match balance {
         config::Balance::Uri => Some(request.uri().path().as_bytes().to_vec()),
-        config::Balance::UrlParam(name) => request.uri().query().and_then(|query| {
-            query.split('&').find_map(|pair| {
-                let (key, value) = pair.split_once('=')?;
-                (key == name).then(|| value.as_bytes().to_vec())
-            })
-        }),
+        config::Balance::UrlParam(name) => request
+            .uri()
+            .query()
+            .and_then(|query| query_param(query, name))
+            .map(|value| value.as_bytes().to_vec()),
         config::Balance::Hdr(name) => request
             .headers()
             .get(name.as_str())
             .map(|v| v.as_bytes().to_vec()),
         _ => None,
     }
+}
+
+/// The key a stick rule takes from the request; `None` when the request lacks it.
+fn stick_key<B>(
+    sample: &config::StickSample,
+    request: &Request<B>,
+    client: IpAddr,
+    len: usize,
+) -> Option<StickKey> {
+    match sample {
+        config::StickSample::Src => Some(StickKey::Ip(client)),
+        config::StickSample::RequestCookie(name) => request_cookies(request.headers())
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| StickKey::text(value, len)),
+        config::StickSample::Header(name) => request
+            .headers()
+            .get(name.as_str())
+            .and_then(|v| v.to_str().ok())
+            .map(|value| StickKey::text(value, len)),
+        config::StickSample::UrlParam(name) => {
+            query_param(request.uri().query()?, name).map(|value| StickKey::text(value, len))
+        }
+    }
+}
+
+/// The value of `name` in a `key=value&...` query string.
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').find_map(|pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key == name).then_some(value)
+    })
+}
+
+/// The value of cookie `name` set by a response's `Set-Cookie` headers.
+fn response_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|text| {
+            let pair = text.split(';').next()?;
+            let (n, value) = pair.split_once('=')?;
+            (n.trim() == name).then(|| value.trim())
+        })
 }
 
 /// A short local HTML page for errors Switchyard answers itself.

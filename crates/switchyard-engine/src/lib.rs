@@ -456,9 +456,10 @@ async fn build_backend(
         // Same table settings: the clients keep their servers across a reload.
         stick: proxy
             .stick
-            .map(|settings| match previous.and_then(|b| b.stick.as_ref()) {
-                Some(table) if table.settings == settings => Arc::clone(table),
-                _ => Arc::new(stick::StickTable::new(settings)),
+            .as_ref()
+            .map(|rules| match previous.and_then(|b| b.stick.as_ref()) {
+                Some(table) if table.rules == *rules => Arc::clone(table),
+                _ => Arc::new(stick::StickTable::new(rules.clone())),
             }),
         http: (proxy.mode == config::Mode::Http).then(|| http::BackendHttp::new(proxy)),
     })

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use switchyard_balance::{PickRequest, ServerView};
 
 use crate::state::{Backend, Server};
+use crate::stick::StickKey;
 
 /// A connection slot on a server, released when dropped.
 #[derive(Debug)]
@@ -28,12 +29,16 @@ impl Drop for Lease {
 /// What the request tells the selection beyond the backend's state.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Hint<'a> {
-    /// Client address: `balance source` and `stick on src`.
+    /// Client address: `balance source`.
     pub client: Option<IpAddr>,
     /// Request data hashed by `balance uri|url_param|hdr` (HTTP).
     pub key: Option<&'a [u8]>,
     /// The server a persistence cookie names: taken first while it is usable.
     pub prefer: Option<&'a Arc<Server>>,
+    /// Looked up in the backend's stick table (`stick on|match`).
+    pub stick_match: Option<&'a StickKey>,
+    /// Stored in the stick table with the server picked (`stick on|store-request`).
+    pub stick_store: Option<&'a StickKey>,
 }
 
 /// Why no server could be assigned.
@@ -120,11 +125,12 @@ fn attempt(backend: &Arc<Backend>, hint: Hint<'_>, avoid: Option<&Arc<Server>>) 
     let servers = backend.servers.load();
     // Persistence first: a cookie's server, else the stick table's, while that server is
     // usable (and not the server a redispatch is moving away from).
-    let sticky = backend.stick.as_ref().zip(hint.client);
+    let table = backend.stick.as_ref();
     let remembered = match hint.prefer {
         Some(server) => Some(Arc::clone(server)),
-        None => sticky
-            .and_then(|(table, ip)| table.lookup(ip))
+        None => table
+            .zip(hint.stick_match)
+            .and_then(|(table, key)| table.lookup(key))
             .and_then(|name| servers.iter().find(|s| s.name == name).cloned()),
     };
     let usable = remembered.filter(|s| s.usable() && !avoid.is_some_and(|a| Arc::ptr_eq(s, a)));
@@ -138,8 +144,8 @@ fn attempt(backend: &Arc<Backend>, hint: Hint<'_>, avoid: Option<&Arc<Server>>) 
         return Attempt::Full;
     }
     let picked = pick(backend, &servers, hint, avoid);
-    if let (Attempt::Leased(lease), Some((table, ip))) = (&picked, sticky) {
-        table.store(ip, &lease.server.name);
+    if let (Attempt::Leased(lease), Some((table, key))) = (&picked, table.zip(hint.stick_store)) {
+        table.store(key, &lease.server.name);
     }
     picked
 }

@@ -273,8 +273,16 @@ impl Session {
         backend: &Arc<Backend>,
         outcome: &mut Outcome,
     ) -> Option<(TcpStream, Lease)> {
+        // In TCP, only the client address can key a stick table (the parser sees to it).
+        let stick_key = crate::stick::StickKey::Ip(self.client_addr.ip());
+        let stick = backend.stick.as_ref().map(|t| &t.rules);
+        let by_src = |rule: &Option<switchyard_config::StickSample>| {
+            (*rule == Some(switchyard_config::StickSample::Src)).then_some(&stick_key)
+        };
         let hint = select::Hint {
             client: Some(self.client_addr.ip()),
+            stick_match: stick.and_then(|r| by_src(&r.match_on)),
+            stick_store: stick.and_then(|r| by_src(&r.store_request)),
             ..select::Hint::default()
         };
         let mut report = ConnectReport::default();

@@ -1,5 +1,6 @@
-//! `stick-table type ip` with `stick on src`: a client goes back to the server it was sent to
-//! before, while that server is usable, as HAProxy's source persistence does.
+//! `stick-table` with `stick` rules: a key (the client address, or in HTTP a cookie, header
+//! or parameter) goes back to the server it was sent to before, while that server is usable,
+//! as HAProxy's stick tables do.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -8,10 +9,30 @@ use std::time::{Duration, Instant};
 
 use switchyard_config as config;
 
+/// What a table is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StickKey {
+    Ip(IpAddr),
+    Text(Box<str>),
+}
+
+impl StickKey {
+    /// A string key, cut to the table's `len` (at a character boundary).
+    pub fn text(value: &str, len: usize) -> StickKey {
+        let mut end = value.len().min(len);
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        StickKey::Text(value[..end].into())
+    }
+}
+
 #[derive(Debug)]
 pub struct StickTable {
     pub settings: config::StickTable,
-    entries: Mutex<HashMap<IpAddr, Entry>>,
+    /// The rules of the section (`stick on|match|store-request|store-response`).
+    pub rules: config::Stick,
+    entries: Mutex<HashMap<StickKey, Entry>>,
 }
 
 #[derive(Debug)]
@@ -21,14 +42,15 @@ struct Entry {
 }
 
 impl StickTable {
-    pub fn new(settings: config::StickTable) -> StickTable {
+    pub fn new(rules: config::Stick) -> StickTable {
         StickTable {
-            settings,
+            settings: rules.table,
+            rules,
             entries: Mutex::new(HashMap::new()),
         }
     }
 
-    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<StickKey, Entry>> {
         self.entries
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -40,13 +62,13 @@ impl StickTable {
             .is_some_and(|expire| now.duration_since(entry.used) > expire)
     }
 
-    /// The server `client` sticks to, if any (a match refreshes the entry).
-    pub fn lookup(&self, client: IpAddr) -> Option<String> {
+    /// The server `key` sticks to, if any (a match refreshes the entry).
+    pub fn lookup(&self, key: &StickKey) -> Option<String> {
         let now = Instant::now();
         let mut entries = self.entries();
-        let entry = entries.get_mut(&client)?;
+        let entry = entries.get_mut(key)?;
         if self.expired(entry, now) {
-            entries.remove(&client);
+            entries.remove(key);
             return None;
         }
         entry.used = now;
@@ -55,10 +77,10 @@ impl StickTable {
 
     /// Records that `client` went to `server`; when full, expired entries and then the least
     /// recently used ones make room.
-    pub fn store(&self, client: IpAddr, server: &str) {
+    pub fn store(&self, key: &StickKey, server: &str) {
         let now = Instant::now();
         let mut entries = self.entries();
-        if let Some(entry) = entries.get_mut(&client) {
+        if let Some(entry) = entries.get_mut(key) {
             if entry.server != server {
                 entry.server = server.to_string();
             }
@@ -70,7 +92,7 @@ impl StickTable {
             self.make_room(&mut entries, limit, now);
         }
         entries.insert(
-            client,
+            key.clone(),
             Entry {
                 server: server.to_string(),
                 used: now,
@@ -80,7 +102,7 @@ impl StickTable {
 
     /// Evicts in batches (a sixteenth of the table at least), so a full table costs one scan
     /// per many new clients rather than one per client.
-    fn make_room(&self, entries: &mut HashMap<IpAddr, Entry>, limit: usize, now: Instant) {
+    fn make_room(&self, entries: &mut HashMap<StickKey, Entry>, limit: usize, now: Instant) {
         entries.retain(|_, e| !self.expired(e, now));
         if entries.len() < limit {
             return;
@@ -117,38 +139,55 @@ pub const NO_EXPIRY: Option<Duration> = None;
 mod tests {
     use super::*;
 
-    fn ip(last: u8) -> IpAddr {
-        IpAddr::from([10, 0, 0, last])
+    fn ip(last: u8) -> StickKey {
+        StickKey::Ip(IpAddr::from([10, 0, 0, last]))
+    }
+
+    fn table(size: u64, expire: Option<Duration>) -> StickTable {
+        let settings = config::StickTable {
+            kind: config::StickKind::Ip,
+            size,
+            expire,
+            key_len: 32,
+        };
+        StickTable::new(config::Stick {
+            table: settings,
+            match_on: Some(config::StickSample::Src),
+            store_request: Some(config::StickSample::Src),
+            store_response_cookie: None,
+        })
     }
 
     #[test]
     fn entries_are_matched_refreshed_and_the_least_recent_evicted() {
-        let table = StickTable::new(config::StickTable {
-            size: 2,
-            expire: NO_EXPIRY,
-        });
-        table.store(ip(1), "s1");
-        table.store(ip(2), "s2");
-        assert_eq!(table.lookup(ip(1)).as_deref(), Some("s1"));
+        let table = table(2, NO_EXPIRY);
+        table.store(&ip(1), "s1");
+        table.store(&ip(2), "s2");
+        assert_eq!(table.lookup(&ip(1)).as_deref(), Some("s1"));
         // ip(2) is now the least recently used: it makes room for ip(3).
-        table.store(ip(3), "s3");
+        table.store(&ip(3), "s3");
         assert_eq!(table.len(), 2);
-        assert_eq!(table.lookup(ip(2)), None);
-        assert_eq!(table.lookup(ip(3)).as_deref(), Some("s3"));
-        table.store(ip(1), "s2");
-        assert_eq!(table.lookup(ip(1)).as_deref(), Some("s2"));
+        assert_eq!(table.lookup(&ip(2)), None);
+        assert_eq!(table.lookup(&ip(3)).as_deref(), Some("s3"));
+        table.store(&ip(1), "s2");
+        assert_eq!(table.lookup(&ip(1)).as_deref(), Some("s2"));
+    }
+
+    #[test]
+    fn text_keys_are_cut_at_the_table_length() {
+        assert_eq!(StickKey::text("abcdef", 4), StickKey::Text("abcd".into()));
+        // Never inside a character.
+        assert_eq!(StickKey::text("ab\u{e9}", 3), StickKey::Text("ab".into()));
+        assert_eq!(StickKey::text("ab", 32), StickKey::Text("ab".into()));
     }
 
     #[test]
     fn expired_entries_are_forgotten() {
-        let table = StickTable::new(config::StickTable {
-            size: 10,
-            expire: Some(Duration::from_millis(20)),
-        });
-        table.store(ip(1), "s1");
-        assert_eq!(table.lookup(ip(1)).as_deref(), Some("s1"));
+        let table = table(10, Some(Duration::from_millis(20)));
+        table.store(&ip(1), "s1");
+        assert_eq!(table.lookup(&ip(1)).as_deref(), Some("s1"));
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(table.lookup(ip(1)), None);
+        assert_eq!(table.lookup(&ip(1)), None);
         assert!(table.is_empty());
     }
 }

@@ -510,3 +510,45 @@ fn wrk_load_gets_no_errors() {
     assert!(!text.contains("Socket errors"), "{text}");
     assert!(!text.contains("Non-2xx"), "{text}");
 }
+
+#[test]
+fn string_stick_tables_follow_server_cookies_and_headers() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (by_cookie, by_header) = (free_port(), free_port());
+    let servers = format!(
+        "    server a 127.0.0.1:{}\n    server b 127.0.0.1:{}\n",
+        a.port, b.port
+    );
+    let _sy = start(&format!(
+        "{DEFAULTS}listen c\n    bind 127.0.0.1:{by_cookie}\n    balance roundrobin\n\
+         \x20   stick-table type string len 32 size 1k expire 10m\n\
+         \x20   stick match req.cook(JSESSIONID)\n    stick store-response res.cook(JSESSIONID)\n{servers}\
+         listen h\n    bind 127.0.0.1:{by_header}\n    balance roundrobin\n\
+         \x20   stick-table type string size 1k\n    stick on hdr(X-Tenant)\n{servers}"
+    ));
+    let first = |out: String| out.chars().next().unwrap_or('?');
+    // The server that set the session cookie gets every request that carries it, although
+    // round robin alone would alternate.
+    let home = first(curl(&[&format!("http://127.0.0.1:{by_cookie}/set-cookie")]).0);
+    for _ in 0..6 {
+        let (out, _) = curl(&[
+            "-H",
+            "Cookie: JSESSIONID=abc",
+            &format!("http://127.0.0.1:{by_cookie}/"),
+        ]);
+        assert_eq!(first(out), home);
+    }
+    // Without the cookie: plain round robin.
+    let plain: std::collections::HashSet<char> = (0..4)
+        .map(|_| first(curl(&[&format!("http://127.0.0.1:{by_cookie}/")]).0))
+        .collect();
+    assert_eq!(plain.len(), 2, "{plain:?}");
+    for tenant in ["blue", "green", "red"] {
+        let header = format!("X-Tenant: {tenant}");
+        let url = format!("http://127.0.0.1:{by_header}/");
+        let once = first(curl(&["-H", &header, &url]).0);
+        for _ in 0..3 {
+            assert_eq!(first(curl(&["-H", &header, &url]).0), once, "{tenant}");
+        }
+    }
+}
