@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Switchyard benchmark: direct vs Switchyard vs HAProxy, in one run, on loopback.
 #
-#   bench/run.sh            # BENCH_SECONDS (default 10) per measured run, ~7-8 minutes
-#   bench/run.sh --quick    # 3 s per measured run, ~2-3 minutes
+#   bench/run.sh            # BENCH_SECONDS (default 10) per measured run, ~13 minutes
+#   bench/run.sh --quick    # 2 s per measured run, 1 warm-up second, ~3.5 minutes
 #
 # See bench/README.md for what is measured and how to read the ratios.
 set -uo pipefail
@@ -12,7 +12,7 @@ usage() {
     cat <<'EOF'
 usage: bench/run.sh [--quick] [--help]
 
-  --quick     3 s per measured run (overrides BENCH_SECONDS)
+  --quick     2 s per measured run (overrides BENCH_SECONDS), 1 s warm-up
 
 environment:
   BENCH_SECONDS     seconds per measured run (default 10)
@@ -20,18 +20,28 @@ environment:
   BENCH_THREADS     nbthread for BOTH proxies (default 1)
   BENCH_PROXY_CPUS  taskset CPU list for BOTH proxies (default: the last BENCH_THREADS CPUs)
   BENCH_WARMUP      seconds of unrecorded pgbench -S warm-up per path (default 2, 0 = none)
+  BENCH_CONN_CLIENTS  concurrent clients of the short-connection test (default 32)
+  BENCH_LAT_RATE    requests/s of the open-loop latency test (default 5000)
+  BENCH_LAT_CONNS   persistent connections of the latency test (default 16)
+  BENCH_IDLE_CONNS  idle proxied connections for the memory test (default 10000; lowered
+                    to fit the open-files limit)
+  BENCH_SOURCES     client source addresses 127.0.0.1..N for short/idle connections (default 8)
+  BENCH_HTTP        1 = also run wrk through mode http (default), 0 = skip
   BENCH_OUT         report path (default bench/results/<date>-<git short sha>.md)
   SWITCHYARD_BIN    switchyard binary (default <repo>/target/release/switchyard;
                     built with `cargo build --release -p switchyard` if missing)
+  SWITCHYARD_BENCH_BIN  load generator (default <repo>/target/release/switchyard-bench;
+                    `cargo build --release -p switchyard-bench` is run first to keep it current)
   HAPROXY_BIN       haproxy binary (default: haproxy from PATH)
   PG_BINDIR         PostgreSQL bin dir (default: newest /usr/lib/postgresql/*/bin)
 EOF
 }
 
 DURATION="${BENCH_SECONDS:-10}"
+QUICK=0
 for arg in "$@"; do
     case "$arg" in
-        --quick) DURATION=3 ;;
+        --quick) DURATION=2; QUICK=1 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -39,6 +49,16 @@ done
 REPS="${BENCH_REPS:-3}"
 THREADS="${BENCH_THREADS:-1}"
 WARMUP="${BENCH_WARMUP:-2}"
+[[ "$QUICK" == 1 && -z "${BENCH_WARMUP:-}" ]] && WARMUP=1
+CONN_CLIENTS="${BENCH_CONN_CLIENTS:-32}"   # short TCP connections: concurrent clients
+MSG_SIZE=64                                 # request (= echo) size of the echo tests
+LAT_RATE="${BENCH_LAT_RATE:-5000}"         # open-loop latency: requests/s in total
+LAT_CONNS="${BENCH_LAT_CONNS:-16}"         # ... over this many persistent connections
+IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"    # memory: idle proxied connections
+SOURCES="${BENCH_SOURCES:-8}"              # client source addresses 127.0.0.1..N
+HTTP="${BENCH_HTTP:-1}"
+WRK_THREADS=2
+WRK_CONNS=32
 PGB_CLIENTS=16      # pgbench -S persistent connections
 PGB_C_CLIENTS=8     # pgbench -S -C (connection per transaction)
 PGB_JOBS=2
@@ -55,6 +75,11 @@ have() { command -v "$1" >/dev/null 2>&1; }
 [[ "$DURATION" =~ ^[0-9]+$ && "$DURATION" -ge 1 ]] || die "BENCH_SECONDS must be a positive integer"
 [[ "$REPS" =~ ^[0-9]+$ && "$REPS" -ge 1 ]] || die "BENCH_REPS must be a positive integer"
 [[ "$THREADS" =~ ^[0-9]+$ && "$THREADS" -ge 1 ]] || die "BENCH_THREADS must be a positive integer"
+for v in CONN_CLIENTS LAT_CONNS IDLE_CONNS SOURCES; do
+    [[ "${!v}" =~ ^[0-9]+$ && "${!v}" -ge 1 ]] || die "$v must be a positive integer"
+done
+[[ "$LAT_RATE" =~ ^[0-9]+$ && "$LAT_RATE" -ge 1 ]] || die "BENCH_LAT_RATE must be a positive integer"
+(( SOURCES <= 254 )) || die "BENCH_SOURCES must be at most 254"
 
 # ---------------------------------------------------------------------------- cleanup
 WORK=""
@@ -99,6 +124,7 @@ missing_deps() {
     [[ -n "${PG_BINDIR:-$(find_pg_bindir)}" ]] || m+=(postgresql)
     have taskset || m+=(taskset)
     have python3 || m+=(python3)
+    [[ "$HTTP" == 1 ]] && ! have wrk && m+=(wrk)
     echo "${m[*]}"
 }
 
@@ -109,8 +135,8 @@ if [[ -n "$(missing_deps)" ]]; then
         bash "$REPO_ROOT/scripts/ensure-deps.sh" || die "scripts/ensure-deps.sh failed"
     elif have apt-get; then
         SUDO=""; [[ $EUID -ne 0 ]] && SUDO="sudo"
-        $SUDO apt-get install -y haproxy iperf3 postgresql util-linux python3 ||
-            { $SUDO apt-get update && $SUDO apt-get install -y haproxy iperf3 postgresql util-linux python3; } ||
+        $SUDO apt-get install -y haproxy iperf3 postgresql util-linux python3 wrk ||
+            { $SUDO apt-get update && $SUDO apt-get install -y haproxy iperf3 postgresql util-linux python3 wrk; } ||
             die "apt-get install failed"
     fi
     [[ -z "$(missing_deps)" ]] || die "still missing: $(missing_deps)"
@@ -132,6 +158,41 @@ if [[ ! -x "$SWITCHYARD_BIN" ]]; then
     fi
     [[ -x "$SWITCHYARD_BIN" ]] || die "built, but $SWITCHYARD_BIN still missing; set SWITCHYARD_BIN"
 fi
+
+# The load generator and test servers (crates/switchyard-bench). Rebuilt when cargo is there, so
+# that it matches the checkout (a no-op when it is up to date).
+if [[ -n "${SWITCHYARD_BENCH_BIN:-}" ]]; then
+    BENCH_BIN="$SWITCHYARD_BENCH_BIN"
+else
+    BENCH_BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/switchyard-bench"
+    [[ "$BENCH_BIN" == /* ]] || BENCH_BIN="$REPO_ROOT/$BENCH_BIN"
+    if have cargo; then
+        log "building the load generator (cargo build --release -p switchyard-bench)"
+        (cd "$REPO_ROOT" && cargo build --release -q -p switchyard-bench) ||
+            log "WARNING: cargo build -p switchyard-bench failed; using the existing binary if any"
+    fi
+fi
+[[ -x "$BENCH_BIN" ]] || die "load generator $BENCH_BIN not found; build it (cargo build --release -p switchyard-bench) or set SWITCHYARD_BENCH_BIN"
+
+# Open files: the memory test needs ~2 descriptors per idle connection in each proxy (client
+# side + server side). Raise the limit as far as allowed (the hard limit only moves with
+# CAP_SYS_RESOURCE) and lower the number of idle connections to what fits.
+NOFILE_WANT=$((2 * IDLE_CONNS + 1000))
+hard="$(ulimit -Hn)"
+if [[ "$hard" != unlimited ]] && (( hard < NOFILE_WANT )); then
+    ulimit -Hn "$NOFILE_WANT" 2>/dev/null || true
+fi
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE="$(ulimit -Sn)"
+[[ "$NOFILE" == unlimited ]] && NOFILE=1048576
+IDLE_REQUESTED="$IDLE_CONNS"
+if (( 2 * IDLE_CONNS + 300 > NOFILE )); then
+    IDLE_CONNS=$(((NOFILE - 300) / 2))
+    (( IDLE_CONNS >= 100 )) || die "open-files limit $NOFILE is too low for the memory test"
+    log "WARNING: open-files limit is $NOFILE (hard limit not raisable here): memory test with $IDLE_CONNS idle connections instead of $IDLE_REQUESTED"
+fi
+# maxconn must admit the idle connections; HAProxy sizes its own FD limit from it (2 per conn)
+MAXCONN=$((IDLE_CONNS + 20)); (( MAXCONN < 4096 )) && MAXCONN=4096
 
 NCPU="$(nproc)"
 if [[ -n "${BENCH_PROXY_CPUS:-}" ]]; then
@@ -200,29 +261,47 @@ ratio() { # a b -> a/b
     awk -v a="$1" -v b="$2" 'BEGIN { if (a == "NA" || b == "NA" || b + 0 == 0) print "NA"; else printf "%.3f\n", a / b }'
 }
 
+rss_kib() { # pid -> VmRSS in KiB
+    awk '/^VmRSS:/ { print $2; exit }' "/proc/$1/status" 2>/dev/null
+}
+
+cpu_ticks() { # pid -> utime + stime of all its threads, in clock ticks
+    # the command name (field 2) may contain spaces: count fields after the last ')'
+    sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }'
+}
+CLK_TCK="$(getconf CLK_TCK 2>/dev/null || echo 100)"
+
+kv() { # key line -> value of key=value in line
+    tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2; exit }'
+}
+
 fmt() { # number -> fixed precision by magnitude
     awk -v x="$1" 'BEGIN { if (x == "NA") print "NA"; else if (x + 0 >= 100) printf "%.0f\n", x;
                            else if (x + 0 >= 1) printf "%.2f\n", x; else printf "%.3f\n", x }'
 }
 
 # ---------------------------------------------------------------------------- ports
-read -r PG_PORT IPERF_PORT SY_PG SY_IPERF HAP_PG HAP_IPERF <<<"$(free_ports 6)"
-[[ -n "$HAP_IPERF" ]] || die "could not pick free ports"
+read -r PG_PORT IPERF_PORT ECHO_PORT HTTP_PORT SY_PG SY_IPERF SY_ECHO SY_HTTP HAP_PG HAP_IPERF HAP_ECHO HAP_HTTP \
+    <<<"$(free_ports 12)"
+[[ -n "$HAP_HTTP" ]] || die "could not pick free ports"
 declare -A PG_PORT_OF=([direct]=$PG_PORT [switchyard]=$SY_PG [haproxy]=$HAP_PG)
 declare -A IPERF_PORT_OF=([direct]=$IPERF_PORT [switchyard]=$SY_IPERF [haproxy]=$HAP_IPERF)
+declare -A ECHO_PORT_OF=([direct]=$ECHO_PORT [switchyard]=$SY_ECHO [haproxy]=$HAP_ECHO)
+declare -A HTTP_PORT_OF=([direct]=$HTTP_PORT [switchyard]=$SY_HTTP [haproxy]=$HAP_HTTP)
 
 # ---------------------------------------------------------------------------- proxy config
 # One template for both proxies; only the bind ports differ.
 TIMEOUT_S=$((DURATION * 2 + 60))
-gen_config() { # pg_bind_port iperf_bind_port
+gen_config() { # pg_bind_port iperf_bind_port echo_bind_port http_bind_port
     cat <<EOF
 # generated by bench/run.sh -- identical for Switchyard and HAProxy except the bind ports
 global
-    maxconn 4096
+    maxconn $MAXCONN
     nbthread $THREADS
 
 defaults
     mode tcp
+    maxconn $MAXCONN
     timeout connect 5s
     timeout client ${TIMEOUT_S}s
     timeout server ${TIMEOUT_S}s
@@ -236,15 +315,27 @@ listen bench_iperf
     bind 127.0.0.1:$2
     balance roundrobin
     server s1 127.0.0.1:$IPERF_PORT
+
+listen bench_echo
+    bind 127.0.0.1:$3
+    balance roundrobin
+    server s1 127.0.0.1:$ECHO_PORT
+
+listen bench_http
+    mode http
+    bind 127.0.0.1:$4
+    balance roundrobin
+    server s1 127.0.0.1:$HTTP_PORT
 EOF
 }
-gen_config "$SY_PG" "$SY_IPERF" >"$WORK/switchyard.cfg"
-gen_config "$HAP_PG" "$HAP_IPERF" >"$WORK/haproxy.cfg"
+gen_config "$SY_PG" "$SY_IPERF" "$SY_ECHO" "$SY_HTTP" >"$WORK/switchyard.cfg"
+gen_config "$HAP_PG" "$HAP_IPERF" "$HAP_ECHO" "$HAP_HTTP" >"$WORK/haproxy.cfg"
 
 # ---------------------------------------------------------------------------- start backends
-log "work dir $WORK; duration ${DURATION}s x $REPS reps; proxies: nbthread $THREADS, taskset -c $PROXY_CPUS"
+log "work dir $WORK; duration ${DURATION}s x $REPS reps; proxies: nbthread $THREADS, taskset -c $PROXY_CPUS; open files $NOFILE"
 log "switchyard: $SWITCHYARD_BIN"
 log "haproxy:    $HAPROXY_BIN"
+log "load generator: $BENCH_BIN"
 
 log "starting PostgreSQL ($PG_BINDIR) on 127.0.0.1:$PG_PORT"
 as_pg "$PG_BINDIR/initdb" -D "$WORK/pgdata" -A trust -U postgres -E UTF8 --no-instructions \
@@ -266,22 +357,67 @@ iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" >"$WORK/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 wait_port "$IPERF_PORT" || die "iperf3 server did not start"
 
-log "starting switchyard on :$SY_PG (pg), :$SY_IPERF (iperf)"
-SWITCHYARD_LOG="${SWITCHYARD_LOG:-error}" taskset -c "$PROXY_CPUS" "$SWITCHYARD_BIN" -f "$WORK/switchyard.cfg" \
-    >"$WORK/switchyard.log" 2>&1 &
-SY_PID=$!; PIDS+=($SY_PID)
-log "starting haproxy on :$HAP_PG (pg), :$HAP_IPERF (iperf)"
-taskset -c "$PROXY_CPUS" "$HAPROXY_BIN" -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
-HAP_PID=$!; PIDS+=($HAP_PID)
+log "starting echo server on 127.0.0.1:$ECHO_PORT and HTTP server on 127.0.0.1:$HTTP_PORT"
+"$BENCH_BIN" serve --echo "127.0.0.1:$ECHO_PORT" --http "127.0.0.1:$HTTP_PORT" --threads "$NCPU" \
+    >"$WORK/servers.log" 2>&1 &
+PIDS+=($!)
+wait_port "$ECHO_PORT" && wait_port "$HTTP_PORT" || { cat "$WORK/servers.log" >&2; die "test servers did not start"; }
 
-for spec in "switchyard:$SY_PID:$SY_PG:$SY_IPERF" "haproxy:$HAP_PID:$HAP_PG:$HAP_IPERF"; do
-    IFS=: read -r name pid p1 p2 <<<"$spec"
-    if ! wait_port "$p1" || ! wait_port "$p2" || ! kill -0 "$pid" 2>/dev/null; then
-        cat "$WORK/$name.log" >&2
-        die "$name did not start (config: $WORK/$name.cfg)"
+SY_PID=""; HAP_PID=""
+start_proxy() { # name: start it (pinned), wait for all its ports, check that it forwards
+    local name="$1" pid port
+    if [[ "$name" == switchyard ]]; then
+        SWITCHYARD_LOG="${SWITCHYARD_LOG:-error}" taskset -c "$PROXY_CPUS" "$SWITCHYARD_BIN" -f "$WORK/switchyard.cfg" \
+            >>"$WORK/switchyard.log" 2>&1 &
+        SY_PID=$!; pid=$SY_PID
+    else
+        taskset -c "$PROXY_CPUS" "$HAPROXY_BIN" -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 &
+        HAP_PID=$!; pid=$HAP_PID
     fi
-    out="$("$PSQL" -X -A -t -p "$p1" -c 'select 42' 2>&1)"
-    [[ "$out" == 42 ]] || { cat "$WORK/$name.log" >&2; die "query through $name failed: $out"; }
+    PIDS+=("$pid")
+    for port in "${PG_PORT_OF[$name]}" "${IPERF_PORT_OF[$name]}" "${ECHO_PORT_OF[$name]}" "${HTTP_PORT_OF[$name]}"; do
+        if ! wait_port "$port" || ! kill -0 "$pid" 2>/dev/null; then
+            cat "$WORK/$name.log" >&2
+            die "$name did not start (config: $WORK/$name.cfg)"
+        fi
+    done
+}
+
+stop_proxy() { # name: stop it and wait until it has exited
+    local name="$1" pid
+    if [[ "$name" == switchyard ]]; then pid="$SY_PID"; else pid="$HAP_PID"; fi
+    [[ -n "$pid" ]] || return 0
+    kill "$pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    forget_pid "$pid"
+}
+
+forget_pid() { # pid: no longer ours to stop on exit (it has been waited for)
+    local p keep=()
+    for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+probe() { # path: one echo round trip and one HTTP request through it
+    "$BENCH_BIN" latency --target "127.0.0.1:${ECHO_PORT_OF[$1]}" -c 1 -r 100 -d 0.1 --warmup 0 >/dev/null 2>&1 &&
+        { [[ "$HTTP" != 1 ]] || python3 - "${HTTP_PORT_OF[$1]}" <<'EOF'
+import sys, urllib.request
+with urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=5) as r:
+    sys.exit(0 if r.status == 200 and r.read() == b"hello, world\n" else 1)
+EOF
+        }
+}
+
+for name in switchyard haproxy; do
+    log "starting $name on :${PG_PORT_OF[$name]} (pg), :${IPERF_PORT_OF[$name]} (iperf), :${ECHO_PORT_OF[$name]} (echo), :${HTTP_PORT_OF[$name]} (http)"
+    start_proxy "$name"
+done
+for name in direct switchyard haproxy; do
+    out="$("$PSQL" -X -A -t -p "${PG_PORT_OF[$name]}" -c 'select 42' 2>&1)"
+    [[ "$out" == 42 ]] || { cat "$WORK/$name.log" >&2 2>/dev/null; die "query through $name failed: $out"; }
+    probe "$name" || { cat "$WORK/$name.log" >&2 2>/dev/null; die "echo/HTTP through $name failed"; }
 done
 log "all paths answer"
 
@@ -322,29 +458,145 @@ run_pgbench() { # tag path rep extra-args...  -> records tps (+ latency)
     printf '  %-9s %-10s rep %d: %12s tps   latency avg %s ms\n' "$tag" "$path" "$rep" "${tps:-FAIL}" "${lat:-NA}"
 }
 
-run_iperf() { # tag path rep parallel
+proxy_pid() { # path -> pid of its proxy (nothing for direct)
+    case "$1" in switchyard) echo "$SY_PID" ;; haproxy) echo "$HAP_PID" ;; esac
+}
+
+run_iperf() { # tag path rep parallel -> records Gbit/s and, for proxies, CPU ms per Gbit
     local tag="$1" path="$2" rep="$3" par="$4"
-    local port="${IPERF_PORT_OF[$path]}" gbps="" try
+    local port="${IPERF_PORT_OF[$path]}" out="" gbps="" gbit="" try pid c0 c1 cpu_ms="" per=""
     if ! alive "$path"; then
         log "$tag $path rep $rep: proxy is not running"; record "$tag" "$path" "$rep" FAIL; return
     fi
+    pid="$(proxy_pid "$path")"
     for try in 1 2 3; do   # the iperf3 server serves one test at a time; retry if still busy
+        [[ -n "$pid" ]] && c0="$(cpu_ticks "$pid")"
         iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -P "$par" -J >"$WORK/iperf-$tag-$path-$rep.json" 2>&1
-        gbps="$(python3 - "$WORK/iperf-$tag-$path-$rep.json" <<'EOF'
+        [[ -n "$pid" ]] && c1="$(cpu_ticks "$pid")"
+        # received Gbit/s and Gbit received in total
+        out="$(python3 - "$WORK/iperf-$tag-$path-$rep.json" <<'EOF'
 import json, sys
 try:
-    d = json.load(open(sys.argv[1]))
-    print("%.3f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))
+    d = json.load(open(sys.argv[1]))["end"]["sum_received"]
+    print("%.3f %.4f" % (d["bits_per_second"] / 1e9, d["bytes"] * 8 / 1e9))
 except Exception:
     pass
 EOF
 )"
+        read -r gbps gbit <<<"$out"
         [[ -n "$gbps" ]] && break
         sleep 1
     done
     record "$tag" "$path" "$rep" "${gbps:-FAIL}"
-    printf '  %-9s %-10s rep %d: %12s Gbit/s\n' "$tag" "$path" "$rep" "${gbps:-FAIL}"
+    if [[ -n "$pid" && -n "$gbit" && -n "$c0" && -n "$c1" ]]; then
+        # CPU time of the proxy process (all threads, user + system) per Gbit carried
+        cpu_ms="$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN { printf "%.0f", 1000 * t / hz }')"
+        per="$(awk -v ms="$cpu_ms" -v g="$gbit" 'BEGIN { if (g > 0) printf "%.2f", ms / g }')"
+        record "$tag.cpu" "$path" "$rep" "${per:-FAIL}"
+    fi
+    printf '  %-9s %-10s rep %d: %12s Gbit/s%s\n' "$tag" "$path" "$rep" "${gbps:-FAIL}" \
+        "${per:+   proxy CPU ${cpu_ms} ms for ${gbit} Gbit = ${per} ms/Gbit}"
     sleep 0.5
+}
+
+run_connrate() { # path rep -> connections/s
+    local path="$1" rep="$2" out cps errs
+    if ! alive "$path"; then
+        log "conns $path rep $rep: proxy is not running"; record conns "$path" "$rep" FAIL; return
+    fi
+    out="$("$BENCH_BIN" connrate --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$CONN_CLIENTS" -d "$DURATION" \
+        --size "$MSG_SIZE" --sources "$SOURCES" --threads "$NCPU" 2>&1)"
+    printf '%s\n' "$out" >"$WORK/conns-$path-$rep.log"
+    cps="$(kv conns_per_sec "$out")"; errs="$(kv errors "$out")"
+    [[ -n "$cps" ]] || log "conns $path rep $rep: failed: $out"
+    [[ -n "$errs" && "$errs" != 0 ]] && log "conns $path rep $rep: $errs failed connections"
+    record conns "$path" "$rep" "${cps:-FAIL}"
+    printf '  %-9s %-10s rep %d: %12s conn/s   (%s errors)\n' conns "$path" "$rep" "${cps:-FAIL}" "${errs:-?}"
+    sleep 0.5
+}
+
+run_latency() { # path rep -> p50/p99/p99.9 in microseconds
+    local path="$1" rep="$2" out p50 p99 p999 lost lag
+    if ! alive "$path"; then
+        log "lat $path rep $rep: proxy is not running"; record lat.p50 "$path" "$rep" FAIL; return
+    fi
+    out="$("$BENCH_BIN" latency --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$LAT_CONNS" -r "$LAT_RATE" \
+        -d "$DURATION" --warmup 0.5 --size "$MSG_SIZE" 2>&1)"
+    printf '%s\n' "$out" >"$WORK/lat-$path-$rep.log"
+    p50="$(kv p50_us "$out")"; p99="$(kv p99_us "$out")"; p999="$(kv p999_us "$out")"
+    lost="$(kv lost "$out")"; lag="$(kv sched_lag_p99_us "$out")"
+    [[ -n "$p50" ]] || log "lat $path rep $rep: failed: $out"
+    [[ -n "$lost" && "$lost" != 0 ]] && log "lat $path rep $rep: $lost requests without an answer"
+    record lat.p50 "$path" "$rep" "${p50:-FAIL}"
+    record lat.p99 "$path" "$rep" "${p99:-FAIL}"
+    record lat.p999 "$path" "$rep" "${p999:-FAIL}"
+    printf '  %-9s %-10s rep %d: p50 %8s us  p99 %8s us  p99.9 %8s us   (sender lag p99 %s us)\n' \
+        lat "$path" "$rep" "${p50:-FAIL}" "${p99:-FAIL}" "${p999:-FAIL}" "${lag:-?}"
+}
+
+wrk_ms() { # wrk latency text (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
+    awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0;
+                           else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000; printf "%.3f\n", n }'
+}
+
+run_wrk() { # path rep -> requests/s and p99 latency
+    local path="$1" rep="$2" out rps p99 errs
+    if ! alive "$path"; then
+        log "http $path rep $rep: proxy is not running"; record http.rps "$path" "$rep" FAIL; return
+    fi
+    out="$(wrk -t "$WRK_THREADS" -c "$WRK_CONNS" -d "${DURATION}s" --latency "http://127.0.0.1:${HTTP_PORT_OF[$path]}/" 2>&1)"
+    printf '%s\n' "$out" >"$WORK/wrk-$path-$rep.log"
+    rps="$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$out")"
+    p99="$(awk '$1 == "99%" { print $2; exit }' <<<"$out")"
+    [[ -n "$p99" ]] && p99="$(wrk_ms "$p99")"
+    errs="$(grep -E 'Socket errors|Non-2xx' <<<"$out" | tr -s ' ' | paste -sd';')"
+    [[ -n "$rps" ]] || log "http $path rep $rep: wrk failed: $(tail -2 <<<"$out")"
+    [[ -n "$errs" ]] && log "http $path rep $rep: $errs"
+    record http.rps "$path" "$rep" "${rps:-FAIL}"
+    [[ -n "$p99" ]] && record http.p99 "$path" "$rep" "$p99"
+    printf '  %-9s %-10s rep %d: %12s req/s   p99 %s ms\n' http "$path" "$rep" "${rps:-FAIL}" "${p99:-NA}"
+    sleep 0.5
+}
+
+established_to() { # port -> number of established connections to 127.0.0.1:port
+    ss -Htn state established "( dport = :$1 )" 2>/dev/null | wc -l
+}
+
+run_idle() { # path rep -> KiB of proxy RSS per idle proxied connection (fresh proxy process)
+    local path="$1" rep="$2" pid r0 r1 hp out connected per i
+    # a fresh process, so that memory kept by earlier tests (allocator, pools) does not hide growth
+    stop_proxy "$path"
+    start_proxy "$path"
+    probe "$path" || log "idle $path rep $rep: probe through the fresh proxy failed"
+    pid="$(proxy_pid "$path")"
+    sleep 0.5
+    r0="$(rss_kib "$pid")"
+    "$BENCH_BIN" hold --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -n "$IDLE_CONNS" --sources "$SOURCES" \
+        --hold $((DURATION + 60)) >"$WORK/idle-$path-$rep.log" 2>&1 &
+    hp=$!; PIDS+=("$hp")
+    for i in $(seq 600); do   # up to 60 s to open them all
+        grep -q '^ready' "$WORK/idle-$path-$rep.log" 2>/dev/null && break
+        kill -0 "$hp" 2>/dev/null || break
+        sleep 0.1
+    done
+    out="$(grep -m1 '^ready' "$WORK/idle-$path-$rep.log")"
+    connected="$(kv connected "$out")"
+    sleep 1   # let the proxy settle (lazy frees, timers)
+    r1="$(rss_kib "$pid")"
+    kill "$hp" 2>/dev/null; wait "$hp" 2>/dev/null; forget_pid "$hp"
+    if [[ -z "$connected" || "$connected" == 0 || -z "$r0" || -z "$r1" ]]; then
+        log "idle $path rep $rep: failed ($(tail -2 "$WORK/idle-$path-$rep.log"))"
+        record idle.kib "$path" "$rep" FAIL
+        return
+    fi
+    (( connected < IDLE_CONNS )) && log "idle $path rep $rep: only $connected of $IDLE_CONNS connections opened: $out"
+    per="$(awk -v a="$r0" -v b="$r1" -v n="$connected" 'BEGIN { printf "%.2f", (b - a) / n }')"
+    record idle.kib "$path" "$rep" "$per"
+    record idle.base "$path" "$rep" "$(awk -v a="$r0" 'BEGIN { printf "%.1f", a / 1024 }')"
+    printf '  %-9s %-10s rep %d: %12s KiB/conn   (RSS %s KiB idle, %s KiB with %s connections)\n' \
+        idle "$path" "$rep" "$per" "$r0" "$r1" "$connected"
+    # let the connections drain before the next measurement
+    for i in $(seq 200); do (( $(established_to "${ECHO_PORT_OF[$path]}") < 10 )) && break; sleep 0.1; done
 }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -367,11 +619,33 @@ for rep in $(seq 1 "$REPS"); do
     for path in "${PATHS[@]}"; do run_pgbench pgSC "$path" "$rep" -S -C -c "$PGB_C_CLIENTS"; done
 done
 
-echo "== 3. iperf3 -t $DURATION -P 1 / -P 4 (bulk TCP)"
+echo "== 3. iperf3 -t $DURATION -P 1 / -P 4 (bulk TCP; proxy CPU time per Gbit)"
 for par in 1 4; do
     for rep in $(seq 1 "$REPS"); do
         for path in "${PATHS[@]}"; do run_iperf "iperfP$par" "$path" "$rep" "$par"; done
     done
+done
+
+echo "== 4. short TCP connections: $CONN_CLIENTS clients x (connect, ${MSG_SIZE} B request, echo, close) for ${DURATION}s"
+for rep in $(seq 1 "$REPS"); do
+    for path in "${PATHS[@]}"; do run_connrate "$path" "$rep"; done
+done
+
+echo "== 5. open-loop latency: $LAT_RATE req/s of ${MSG_SIZE} B over $LAT_CONNS persistent connections for ${DURATION}s"
+for rep in $(seq 1 "$REPS"); do
+    for path in "${PATHS[@]}"; do run_latency "$path" "$rep"; done
+done
+
+if [[ "$HTTP" == 1 ]]; then
+    echo "== 6. HTTP: wrk -t $WRK_THREADS -c $WRK_CONNS -d ${DURATION}s, mode http on both proxies"
+    for rep in $(seq 1 "$REPS"); do
+        for path in "${PATHS[@]}"; do run_wrk "$path" "$rep"; done
+    done
+fi
+
+echo "== 7. memory: $IDLE_CONNS idle proxied connections, RSS growth of a fresh proxy process"
+for rep in $(seq 1 "$REPS"); do
+    for path in switchyard haproxy; do run_idle "$path" "$rep"; done
 done
 
 ELAPSED=$((SECONDS - T0))
@@ -380,13 +654,30 @@ alive switchyard || log "WARNING: switchyard exited during the run (log: $WORK/s
 alive haproxy || log "WARNING: haproxy exited during the run (log: $WORK/haproxy.log)"
 
 # ---------------------------------------------------------------------------- summary
-# metric key | label | unit | higher is better?
+# metric key | label | unit | higher is better? | "tail" = left out of the noise warning (tail
+# percentiles vary far more from run to run than medians and rates; read their raw runs)
 METRICS=(
     "pgS.tps|pgbench -S TPS (c=$PGB_CLIENTS)|tps|1"
     "pgS.lat|pgbench -S avg latency (c=$PGB_CLIENTS)|ms|0"
     "pgSC.tps|pgbench -S -C TPS (c=$PGB_C_CLIENTS)|tps|1"
     "iperfP1|iperf3 -P 1|Gbit/s|1"
     "iperfP4|iperf3 -P 4|Gbit/s|1"
+    "iperfP1.cpu|proxy CPU per Gbit (iperf3 -P 1)|ms/Gbit|0"
+    "iperfP4.cpu|proxy CPU per Gbit (iperf3 -P 4)|ms/Gbit|0"
+    "conns|short TCP conns (c=$CONN_CLIENTS)|conn/s|1"
+    "lat.p50|echo latency p50 ($LAT_RATE/s)|us|0"
+    "lat.p99|echo latency p99 ($LAT_RATE/s)|us|0|tail"
+    "lat.p999|echo latency p99.9 ($LAT_RATE/s)|us|0|tail"
+)
+if [[ "$HTTP" == 1 ]]; then
+    METRICS+=(
+        "http.rps|HTTP wrk req/s (c=$WRK_CONNS)|req/s|1"
+        "http.p99|HTTP wrk p99 (closed loop)|ms|0|tail"
+    )
+fi
+METRICS+=(
+    "idle.kib|RSS per idle conn (n=$IDLE_CONNS)|KiB|0"
+    "idle.base|proxy RSS, fresh, no conns|MiB|0"
 )
 
 declare -A MED
@@ -404,9 +695,9 @@ table() { # style: text | md
         echo "| measurement | unit | direct | switchyard | haproxy | sy/direct | hap/direct | sy/hap |"
         echo "|---|---|---:|---:|---:|---:|---:|---:|"
     else
-        printf '%-32s %-6s %10s %11s %10s %10s %11s %8s\n' \
+        printf '%-36s %-7s %10s %11s %10s %10s %11s %8s\n' \
             measurement unit direct switchyard haproxy sy/direct hap/direct sy/hap
-        printf '%s\n' "--------------------------------------------------------------------------------------------------"
+        printf '%s\n' "-------------------------------------------------------------------------------------------------------"
     fi
     for m in "${METRICS[@]}"; do
         IFS='|' read -r key label unit _ <<<"$m"
@@ -415,7 +706,7 @@ table() { # style: text | md
             printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
                 "$(fmt "$h")" "$(ratio "$s" "$d")" "$(ratio "$h" "$d")" "$(ratio "$s" "$h")"
         else
-            printf '%-32s %-6s %10s %11s %10s %10s %11s %8s\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
+            printf '%-36s %-7s %10s %11s %10s %10s %11s %8s\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
                 "$(fmt "$h")" "$(ratio "$s" "$d")" "$(ratio "$h" "$d")" "$(ratio "$s" "$h")"
         fi
     done
@@ -423,18 +714,26 @@ table() { # style: text | md
 
 # Largest run-to-run spread of any cell: the noise floor of this run.
 MAX_SPREAD="$(for m in "${METRICS[@]}"; do
-    IFS='|' read -r key _ _ _ <<<"$m"
+    IFS='|' read -r key _ _ _ kind <<<"$m"
+    [[ "$kind" == tail ]] && continue
     # shellcheck disable=SC2086
     for path in "${PATHS[@]}"; do spread ${RAW["$key:$path"]:-}; done
 done | tr -d '%' | grep -E '^[0-9.]+$' | sort -g | tail -1)"
 NOISE_NOTE=""
 if [[ -n "$MAX_SPREAD" ]] && awk -v s="$MAX_SPREAD" 'BEGIN { exit !(s > 10) }'; then
-    NOISE_NOTE="WARNING: run-to-run spread up to ${MAX_SPREAD}% (load average at start $LOAD_START, at end $LOAD_END); treat ratio differences smaller than that as noise"
+    NOISE_NOTE="WARNING: run-to-run spread up to ${MAX_SPREAD}% (load average at start $LOAD_START, at end $LOAD_END); treat ratio differences smaller than that as noise (tail percentiles not counted: check their raw runs)"
 fi
 
+# Added latency: proxy median minus direct median, per percentile.
+added() { # metric path -> microseconds added over direct
+    awk -v p="${MED[$1:$2]}" -v d="${MED[$1:direct]}" 'BEGIN { if (p == "NA" || d == "NA") print "NA"; else printf "%.1f", p - d }'
+}
+ADDED_NOTE="added latency over direct (echo, $LAT_RATE req/s, medians): switchyard p50 +$(added lat.p50 switchyard) us, p99 +$(added lat.p99 switchyard) us, p99.9 +$(added lat.p999 switchyard) us; haproxy p50 +$(added lat.p50 haproxy) us, p99 +$(added lat.p99 haproxy) us, p99.9 +$(added lat.p999 haproxy) us"
+
 echo
-echo "== medians of $REPS interleaved runs, ${DURATION}s each (latency: lower is better; everything else: higher)"
+echo "== medians of $REPS interleaved runs, ${DURATION}s each (latency, CPU, memory: lower is better; everything else: higher)"
 table text
+echo "$ADDED_NOTE"
 [[ -n "$NOISE_NOTE" ]] && echo "$NOISE_NOTE"
 
 # ---------------------------------------------------------------------------- report
@@ -461,8 +760,9 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "- One run of \`bench/run.sh\` on one machine; everything on loopback (127.0.0.1)."
     echo "- Three paths to the same backends: **direct** (client → server), **switchyard** and **haproxy**"
     echo "  (client → proxy → server). Both proxies run concurrently, each from the same generated config"
-    echo "  (only the bind ports differ; see below): tcp mode, \`nbthread $THREADS\`, no logging, same timeouts,"
-    echo "  each pinned with \`taskset -c $PROXY_CPUS\`. Clients and servers are not pinned."
+    echo "  (only the bind ports differ; see below): tcp mode (one \`mode http\` section for wrk),"
+    echo "  \`nbthread $THREADS\`, \`maxconn $MAXCONN\`, no logging, same timeouts, each pinned with"
+    echo "  \`taskset -c $PROXY_CPUS\`. Clients and servers are not pinned."
     echo "- Each configuration is run $REPS times for ${DURATION}s, interleaved (direct, switchyard, haproxy,"
     echo "  direct, switchyard, haproxy, …) so that drift in machine load hits all paths alike;"
     echo "  the table shows the **median** of the $REPS runs. All raw runs are listed at the end."
@@ -474,16 +774,40 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "     scale $PGB_SCALE): TPS and average latency."
     echo "  2. \`pgbench -S -C -c $PGB_C_CLIENTS -j $PGB_JOBS -T $DURATION\` (a new connection per transaction): TPS."
     echo "  3. \`iperf3 -t $DURATION -P 1\` and \`-P 4\` (control + data connections all through the proxy):"
-    echo "     receiver throughput in Gbit/s."
+    echo "     receiver throughput in Gbit/s, and the proxy's CPU time (utime + stime of the process from"
+    echo "     \`/proc/PID/stat\`, before/after) divided by the Gbit received: ms of CPU per Gbit."
+    echo "  4. Short TCP connections (\`switchyard-bench connrate\`): $CONN_CLIENTS concurrent clients, each in a"
+    echo "     loop: connect, send $MSG_SIZE bytes, read the echo, close, for ${DURATION}s, against an echo server;"
+    echo "     client sockets spread over source addresses 127.0.0.1-$SOURCES. Connections/s."
+    echo "  5. Open-loop latency (\`switchyard-bench latency\`): $LAT_RATE requests/s of $MSG_SIZE bytes, round robin"
+    echo "     over $LAT_CONNS persistent connections to the echo server, sent on schedule whether or not"
+    echo "     earlier answers arrived (no coordinated omission); latency from send to echo received,"
+    echo "     first 0.5 s not recorded. p50, p99, p99.9 in µs."
+    if [[ "$HTTP" == 1 ]]; then
+        echo "  6. HTTP: \`wrk -t $WRK_THREADS -c $WRK_CONNS -d ${DURATION}s\` through a \`mode http\` listen section (keep-alive)"
+        echo "     to a minimal HTTP/1.1 server (\`switchyard-bench serve --http\`, 13-byte body): requests/s"
+        echo "     and wrk's p99 (closed loop: it hides queueing, unlike 5)."
+    fi
+    echo "  7. Memory: for each proxy a fresh process is started (same config), its VmRSS read from"
+    echo "     \`/proc/PID/status\` after one probe, then $IDLE_CONNS connections are opened through it to the echo"
+    echo "     server (one round trip each) and held idle; after 1 s VmRSS is read again."
+    echo "     (RSS with connections − RSS before) / connections, in KiB per connection. Direct: NA."
+    if (( IDLE_CONNS < IDLE_REQUESTED )); then
+        echo "     ($IDLE_CONNS instead of $IDLE_REQUESTED connections: the open-files limit here is $NOFILE and"
+        echo "     each proxied connection takes two descriptors in the proxy.)"
+    fi
     echo "- PostgreSQL is a throwaway instance (fsync=off, synchronous_commit=off, full_page_writes=off,"
     echo "  max_connections=300)."
     echo "- Ratios: sy/direct and hap/direct are the fraction of direct performance each proxy keeps"
-    echo "  (for latency: the multiple of direct latency); sy/hap compares Switchyard against HAProxy"
-    echo "  (>1 is better for Switchyard for TPS and Gbit/s; <1 is better for latency)."
+    echo "  (for latency, CPU and memory: the multiple of direct); sy/hap compares Switchyard against"
+    echo "  HAProxy (>1 is better for Switchyard for TPS, Gbit/s, conn/s and req/s; <1 is better for"
+    echo "  latency, CPU per Gbit and memory)."
     echo
     echo "## Results (medians)"
     echo
     table md
+    echo
+    echo "${ADDED_NOTE^}."
     if [[ -n "$NOISE_NOTE" ]]; then
         echo
         echo "**$NOISE_NOTE.**"
@@ -498,6 +822,8 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "- haproxy: \`$HAPROXY_BIN\` ($(version_of "$HAPROXY_BIN" -v))"
     echo "- PostgreSQL: $(version_of "$PG_BINDIR/postgres" --version); pgbench: $(version_of "$PGBENCH" --version)"
     echo "- iperf3: $(version_of iperf3 --version)"
+    [[ "$HTTP" == 1 ]] && echo "- wrk: $(wrk -v 2>&1 | head -1)"
+    echo "- Load generator: \`$BENCH_BIN\` (crates/switchyard-bench); open-files limit $NOFILE"
     echo
     echo "## Proxy configuration"
     echo
@@ -525,6 +851,12 @@ version_of() { "$@" 2>&1 | head -1; }
             echo "| $label ($unit) | $path | $(echo ${RAW["$key:$path"]:-}) | ${MED[$key:$path]} | $(spread ${RAW["$key:$path"]:-}) |"
         done
     done
+    echo
+    echo "Latency runs (p50/p99/p99.9 in µs; sender lag = how late the generator sent, p99):"
+    echo
+    echo '```'
+    for f in "$WORK"/lat-*.log; do [[ -e "$f" ]] && echo "$(basename "$f" .log): $(head -1 "$f")"; done
+    echo '```'
     if [[ -s "$WORK/switchyard.log" || -s "$WORK/haproxy.log" ]]; then
         echo
         echo "## Proxy stderr"
