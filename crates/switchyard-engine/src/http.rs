@@ -39,8 +39,8 @@ use switchyard_log::TerminationCause as Cause;
 use switchyard_log::{ClientCookie, HttpLogRecord, ServerCookie, SessionState, TcpLogRecord};
 use tokio::net::TcpStream;
 
-use crate::select::{Hint, Lease, NoServer};
-use crate::session::{connect_server, BackendSession, ConnectReport, Failure};
+use crate::select::{Hint, Lease};
+use crate::session::{connect_server, BackendSession, ConnectReport};
 use crate::state::{Backend, Counters, Frontend, Process, Server, SessionInfo};
 use crate::stick::StickKey;
 
@@ -622,18 +622,12 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             let failed = exchange.report.failure.unwrap_or(crate::session::Failed {
                 cause: Cause::Internal,
                 state: SessionState::Connect,
-                failure: Failure::Connect,
             });
             exchange.server = exchange.report.server.take();
             exchange.cause = failed.cause;
             exchange.state = failed.state;
-            let status = match failed.failure {
-                Failure::NoServer(NoServer::QueueTimeout | NoServer::QueueFull) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            return error_page(status, exchange);
+            // No server, a full or timed-out queue, every attempt refused: HAProxy's 503.
+            return error_page(StatusCode::SERVICE_UNAVAILABLE, exchange);
         };
         exchange.server = Some(Arc::clone(&lease.server));
         let (mut sender, reused) = match connection {
@@ -737,9 +731,11 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             &exchange.method,
         );
     }
+    // Read before the hop-by-hop headers go: the server may say it closes.
+    let server_closes = response_closes(&head);
     strip_hop_by_hop(&mut head.headers, false);
     exchange.count_out(head_size_of_response(&head));
-    if close == CloseMode::KeepAlive && !response_closes(&head) {
+    if close == CloseMode::KeepAlive && !server_closes {
         exchange.reusable = Some(sender);
     }
     let body = ResponseBody {

@@ -414,23 +414,11 @@ pub(crate) enum Connected<T> {
     Reused(T),
 }
 
-/// Why no server connection was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// The client left while a server was being chosen.
-    ClientGone,
-    /// No server could be assigned (none usable, queue full or timed out).
-    NoServer(NoServer),
-    /// Every connection attempt failed.
-    Connect,
-}
-
-/// The termination state a failure is logged with, and what it was.
+/// The termination state a failure to get a server connection is logged with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Failed {
     pub cause: TerminationCause,
     pub state: SessionState,
-    pub failure: Failure,
 }
 
 /// How assigning a server and connecting to it went: what the log line reports.
@@ -447,12 +435,8 @@ pub(crate) struct ConnectReport {
 }
 
 impl ConnectReport {
-    fn fail(&mut self, cause: TerminationCause, state: SessionState, failure: Failure) {
-        self.failure = Some(Failed {
-            cause,
-            state,
-            failure,
-        });
+    fn fail(&mut self, cause: TerminationCause, state: SessionState) {
+        self.failure = Some(Failed { cause, state });
     }
 }
 
@@ -487,7 +471,7 @@ where
                     biased;
                     assigned = select::assign(backend, hint, avoid.as_ref(), queue_timeout) => assigned,
                     () = client_gone() => {
-                        report.fail(TerminationCause::ClientAbort, SessionState::Queue, Failure::ClientGone);
+                        report.fail(TerminationCause::ClientAbort, SessionState::Queue);
                         return None;
                     }
                 };
@@ -511,7 +495,7 @@ where
                                 (TerminationCause::Resource, SessionState::Queue)
                             }
                         };
-                        report.fail(cause, state, Failure::NoServer(reason));
+                        report.fail(cause, state);
                         return None;
                     }
                 }
@@ -564,7 +548,7 @@ where
                     } else {
                         TerminationCause::ServerAbort
                     };
-                    report.fail(cause, SessionState::Connect, Failure::Connect);
+                    report.fail(cause, SessionState::Connect);
                     return None;
                 }
                 attempt += 1;
