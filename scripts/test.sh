@@ -4,6 +4,7 @@
 #   scripts/test.sh           # deps (apt) + cargo fmt --check + clippy -D warnings + all tests
 #   scripts/test.sh --quick   # deps + tests only (no fmt, no clippy)
 #   scripts/test.sh --no-deps # skip the apt step (anything else is as above)
+#   scripts/test.sh --no-fuzz # skip the bounded fuzzing step (FUZZ_SECONDS per target, 10)
 #
 # Every step runs even if an earlier one failed (except the dependency step), so one run shows
 # all problems; the exit code is the first failing step's. Tests run with cargo-nextest when it
@@ -14,13 +15,15 @@ cd "$(dirname "$0")/.."
 
 quick=0
 deps=1
+fuzz=1
 runner_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=1 ;;
         --no-deps) deps=0 ;;
+        --no-fuzz) fuzz=0 ;;
         --) shift; runner_args=("$@"); break ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "test.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -90,6 +93,14 @@ step() {
 if [ "$quick" -eq 0 ]; then
     step "format (cargo fmt --check)" cargo fmt --all -- --check
     step "lint (cargo clippy -D warnings)" cargo clippy --workspace --all-targets -- -D warnings
+fi
+
+# Every cargo-fuzz target for a bounded time (scripts/fuzz.sh installs cargo-fuzz when
+# missing): a crash fails the run like a failed test. Before the tests, so the test runner's
+# summary stays the last thing printed.
+if [ "$quick" -eq 0 ] && [ "$fuzz" -eq 1 ]; then
+    step "fuzz (scripts/fuzz.sh, ${FUZZ_SECONDS:-10} s per target)" \
+        bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
 fi
 
 if [ "$use_nextest" -eq 1 ]; then

@@ -64,6 +64,7 @@
 
 mod addr;
 mod diagnostic;
+mod exposure;
 mod lexer;
 pub mod model;
 mod parser;
@@ -72,6 +73,24 @@ mod vrrp;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
-pub use parser::{parse_files, parse_sources, Parsed, Source};
+pub use parser::{Parsed, Source};
 pub use units::{parse_duration, parse_size};
 pub use vrrp::{TrackBackend, VrrpInstance, VrrpScript};
+
+/// Reads and parses files in order, like `haproxy -f a -f b`. An unreadable file is reported
+/// as an error at line 0 of that file; the other files are still checked.
+pub fn parse_files(paths: &[impl AsRef<std::path::Path>]) -> Result<Parsed, Diagnostics> {
+    parser::parse_files(paths).map(with_exposure_warnings)
+}
+
+/// Parses configuration texts in order, as if they were files.
+pub fn parse_sources(sources: &[Source]) -> Result<Parsed, Diagnostics> {
+    parser::parse_sources(sources).map(with_exposure_warnings)
+}
+
+/// Valid but dangerous settings (an admin socket or page open to the network) are warnings
+/// found on the whole model, after parsing.
+fn with_exposure_warnings(mut parsed: Parsed) -> Parsed {
+    parsed.warnings.extend(exposure::warnings(&parsed.config));
+    parsed
+}

@@ -173,9 +173,16 @@ fn postgres_primary_standby() {
 #[test]
 fn runtime_api_empty_backend() {
     let p = load("runtime_api.cfg");
+    let messages = messages(&p);
+    assert_eq!(messages.len(), 2, "{messages:?}");
     assert_eq!(
-        messages(&p),
-        ["4: 'stats timeout' is not implemented yet, ignored"]
+        messages[0],
+        "4: 'stats timeout' is not implemented yet, ignored"
+    );
+    // An admin socket on every address is valid, as in HAProxy, but named at `-c` time.
+    assert!(
+        messages[1].starts_with("3: 'stats socket' on 0.0.0.0:9999 with 'level admin'"),
+        "{messages:?}"
     );
     let c = &p.config;
     let sock = &c.global.stats_sockets[0];

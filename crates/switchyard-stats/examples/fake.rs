@@ -181,6 +181,7 @@ async fn main() {
             admin: Admin::Localhost,
         }),
         prometheus_uri: Some("/metrics".into()),
+        header_timeout: switchyard_stats::DEFAULT_HEADER_TIMEOUT,
     };
     println!("http://{addr}/stats  http://{addr}/metrics");
     let (_stop, stopped) = tokio::sync::watch::channel(false);

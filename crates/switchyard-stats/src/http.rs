@@ -102,6 +102,7 @@ pub async fn serve<S: Source>(
             }
         };
         let handler = Arc::clone(&handler);
+        let header_timeout = handler.settings.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             let _ = stream.set_nodelay(true);
@@ -111,7 +112,7 @@ pub async fn serve<S: Source>(
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(header_timeout)
                 .max_buf_size(64 * 1024)
                 .serve_connection(TokioIo::new(stream), service);
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;

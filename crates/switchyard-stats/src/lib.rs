@@ -61,7 +61,15 @@ pub struct Settings {
     pub page: Option<Page>,
     /// The exact path the Prometheus exporter answers on.
     pub prometheus_uri: Option<String>,
+    /// How long a client may take to send a request's headers: `timeout http-request`, else
+    /// `timeout client` up to [`DEFAULT_HEADER_TIMEOUT`] (database configurations often set
+    /// `timeout client` in minutes, far too long for a page's headers). Cuts slowloris
+    /// clients.
+    pub header_timeout: Duration,
 }
+
+/// The longest header timeout of a stats proxy without `timeout http-request`.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The stats page's settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -161,6 +169,18 @@ impl Settings {
             proxy: proxy.name.clone(),
             page,
             prometheus_uri: stats.prometheus_uri.clone(),
+            // A zero timeout would close every connection at once: taken as unset.
+            header_timeout: proxy
+                .timeouts
+                .http_request
+                .filter(|t| !t.is_zero())
+                .unwrap_or_else(|| {
+                    proxy
+                        .timeouts
+                        .client
+                        .filter(|t| !t.is_zero())
+                        .map_or(DEFAULT_HEADER_TIMEOUT, |c| c.min(DEFAULT_HEADER_TIMEOUT))
+                }),
         })
     }
 }
@@ -181,6 +201,31 @@ mod tests {
         assert!(!Admin::Localhost.allows(remote));
         assert!(Admin::Always.allows(remote));
         assert!(!Admin::Never.allows(local));
+    }
+
+    #[test]
+    fn header_timeout_follows_http_request_then_client_capped() {
+        let timeout = |timeouts: &str| {
+            let text = format!(
+                "listen stats\n    mode http\n    bind 127.0.0.1:8404\n    stats enable\n{timeouts}"
+            );
+            let parsed = switchyard_config::parse_sources(&[switchyard_config::Source {
+                name: "t.cfg".into(),
+                text,
+            }])
+            .expect("valid configuration");
+            Settings::from_proxy(&parsed.config.proxies[0])
+                .expect("settings")
+                .header_timeout
+        };
+        let secs = Duration::from_secs;
+        assert_eq!(
+            timeout("    timeout http-request 2s\n    timeout client 1m\n"),
+            secs(2)
+        );
+        assert_eq!(timeout("    timeout client 3s\n"), secs(3));
+        assert_eq!(timeout("    timeout client 30m\n"), DEFAULT_HEADER_TIMEOUT);
+        assert_eq!(timeout(""), DEFAULT_HEADER_TIMEOUT);
     }
 
     #[test]

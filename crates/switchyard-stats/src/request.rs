@@ -154,11 +154,18 @@ pub fn basic_credentials(header: &[u8]) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// Compares credentials in a time that does not depend on where they differ: every byte up
+/// to the longer length is looked at (a length mismatch runs the same loop instead of
+/// returning early), and `black_box` keeps the optimizer from turning the accumulation into an
+/// early exit.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= std::hint::black_box(x ^ y);
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    diff == 0
 }
 
 /// Whether a browser's `Origin` header names the host the request was sent to. Admin POSTs
@@ -285,6 +292,38 @@ mod tests {
         assert!(!authorized(Some(&[0xff, 0xfe]), &auths));
         assert!(!authorized(None, &auths));
         assert!(!authorized(Some(header("admin:s3cret:x").as_bytes()), &[]));
+    }
+
+    #[test]
+    fn constant_time_comparison_is_exact() {
+        assert!(constant_time_eq(b"", b""));
+        assert!(constant_time_eq(b"s3cret", b"s3cret"));
+        // A difference anywhere, a prefix, an extension (even by a NUL byte): not equal.
+        assert!(!constant_time_eq(b"s3cret", b"x3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3crex"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cre"));
+        assert!(!constant_time_eq(b"s3cre", b"s3cret"));
+        assert!(!constant_time_eq(b"s3cret", b"s3cret\0"));
+        assert!(!constant_time_eq(b"", b"\0"));
+    }
+
+    #[test]
+    fn every_stats_user_is_checked() {
+        let auths = vec![
+            ("alice".to_string(), "one".to_string()),
+            ("bob".to_string(), "two".to_string()),
+        ];
+        let header = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        assert!(authorized(Some(header("alice:one").as_bytes()), &auths));
+        assert!(authorized(Some(header("bob:two").as_bytes()), &auths));
+        // One user's password does not open another's account.
+        assert!(!authorized(Some(header("alice:two").as_bytes()), &auths));
+        assert!(!authorized(Some(header("bob:one").as_bytes()), &auths));
     }
 
     #[test]

@@ -126,8 +126,8 @@ async fn read_packet(
 }
 
 /// The payload range of the packet starting at `offset` (3-byte little-endian length, 1-byte
-/// sequence id), if all of it is in `buf`.
-fn packet_at(buf: &[u8], offset: usize) -> Option<std::ops::Range<usize>> {
+/// sequence id), if all of it is in `buf`. Public for the fuzz targets.
+pub fn packet_at(buf: &[u8], offset: usize) -> Option<std::ops::Range<usize>> {
     let header = buf.get(offset..offset.checked_add(4)?)?;
     let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
     let start = offset + 4;
