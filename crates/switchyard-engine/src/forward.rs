@@ -137,11 +137,15 @@ pub async fn forward(
         &down_bytes,
         |n| sink.add_downstream(n),
     );
+    // Pinned here, once: handing the futures to `join_pumps` by value would store each twice
+    // in the session's task (argument and pinned copy), and an idle session is mostly this.
+    tokio::pin!(up);
+    tokio::pin!(down);
     let watchdog = watchdog(limits, &last_activity, &half_closed, epoch);
 
     let ending = tokio::select! {
         biased;
-        ending = join_pumps(up, down) => ending,
+        ending = join_pumps(up.as_mut(), down.as_mut()) => ending,
         side = watchdog => Ending::TimedOut(side),
     };
     let transferred = Transferred {
@@ -154,20 +158,18 @@ pub async fn forward(
 /// Runs both directions; the first error ends the session at once, as HAProxy closes both
 /// sides on an error in either.
 async fn join_pumps(
-    up: impl std::future::Future<Output = Result<(), Side>>,
-    down: impl std::future::Future<Output = Result<(), Side>>,
+    mut up: std::pin::Pin<&mut impl std::future::Future<Output = Result<(), Side>>>,
+    mut down: std::pin::Pin<&mut impl std::future::Future<Output = Result<(), Side>>>,
 ) -> Ending {
-    tokio::pin!(up);
-    tokio::pin!(down);
     let mut up_done = false;
     let mut down_done = false;
     while !(up_done && down_done) {
         tokio::select! {
-            result = &mut up, if !up_done => {
+            result = up.as_mut(), if !up_done => {
                 if let Err(side) = result { return Ending::Aborted(side); }
                 up_done = true;
             }
-            result = &mut down, if !down_done => {
+            result = down.as_mut(), if !down_done => {
                 if let Err(side) = result { return Ending::Aborted(side); }
                 down_done = true;
             }

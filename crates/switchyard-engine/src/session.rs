@@ -112,7 +112,9 @@ impl Session {
         let process = Arc::clone(&self.process);
         let frontend = Arc::clone(&self.frontend);
         if self.accept_proxy {
-            match read_proxy_header(&self.client, frontend.timeouts.client).await {
+            // Boxed, as the other setup steps below: a task's allocation is as large as its
+            // largest state, and an idle session should not keep the size of its setup.
+            match Box::pin(read_proxy_header(&self.client, frontend.timeouts.client)).await {
                 Ok(Some(addresses)) => {
                     self.client_addr = addresses.source;
                     self.local_addr = addresses.destination;
@@ -139,7 +141,7 @@ impl Session {
                 _slots,
             } = self;
             let timeout = frontend.timeouts.client.unwrap_or(Duration::from_secs(5));
-            let client = match tls.accept(client, timeout).await {
+            let client = match Box::pin(tls.accept(client, timeout)).await {
                 Ok(client) => client,
                 Err(error) => {
                     tracing::debug!(frontend = %frontend.name, client = %client_addr, %error, "TLS handshake failed");
@@ -231,7 +233,7 @@ impl Session {
         }
     }
 
-    async fn proxy(self, info: &SessionInfo) -> Outcome {
+    async fn proxy(&self, info: &SessionInfo) -> Outcome {
         let mut outcome = Outcome {
             backend: self.frontend.backend.clone(),
             server: None,
@@ -255,7 +257,7 @@ impl Session {
             return outcome;
         };
         outcome.backend_session = Some(BackendSession::start(&backend));
-        if let Some((server_stream, lease)) = self.connect(&backend, &mut outcome).await {
+        if let Some((server_stream, lease)) = Box::pin(self.connect(&backend, &mut outcome)).await {
             outcome.server = Some(Arc::clone(&lease.server));
             if let Ok(mut server) = info.server.lock() {
                 *server = Some((backend.name.clone(), lease.server.name.clone()));
