@@ -1073,16 +1073,21 @@ fn find_keyword<'a>(args: &[&'a str]) -> Option<Vec<&'a str>> {
 /// letters (1..=26), digits (27) and "other" (28, which also marks a word's start and end),
 /// plus row 0 marking which classes occur at all. Two texts with the same transitions have
 /// distance 0.
+/// A character's class: letters 1..=26, digits 27, anything else 28.
+fn class(b: u8) -> usize {
+    match b.to_ascii_lowercase() {
+        c @ b'a'..=b'z' => usize::from(c - b'a') + 1,
+        b'0'..=b'9' => 27,
+        _ => 28,
+    }
+}
+
 fn fingerprint(words: &[&str]) -> [u8; 1024] {
     let mut fp = [0u8; 1024];
     for w in words {
         let mut from = 28usize;
         for b in w.bytes() {
-            let to = match b.to_ascii_lowercase() {
-                c @ b'a'..=b'z' => usize::from(c - b'a') + 1,
-                b'0'..=b'9' => 27,
-                _ => 28,
-            };
+            let to = class(b);
             // The presence row: without it, ties (and so suggestions) differ from HAProxy's.
             fp[to] = 1;
             fp[32 * from + to] = fp[32 * from + to].wrapping_add(1);
@@ -1091,6 +1096,38 @@ fn fingerprint(words: &[&str]) -> [u8; 1024] {
         fp[32 * from + 28] = fp[32 * from + 28].wrapping_add(1);
     }
     fp
+}
+
+/// [`fingerprint`] of a few short keywords as (index, count) pairs: a keyword has a few
+/// dozen transitions, so comparing against it need not walk 1,024 cells.
+fn sparse_fingerprint(words: &[&str]) -> Vec<(usize, u8)> {
+    let mut cells: Vec<(usize, u8)> = Vec::with_capacity(48);
+    let mut bump = |index: usize, presence: bool| match cells.iter_mut().find(|(i, _)| *i == index)
+    {
+        Some((_, count)) if !presence => *count = count.wrapping_add(1),
+        Some(_) => {}
+        None => cells.push((index, 1)),
+    };
+    for w in words {
+        let mut from = 28usize;
+        for b in w.bytes() {
+            let to = class(b);
+            bump(to, true);
+            bump(32 * from + to, false);
+            from = to;
+        }
+        bump(32 * from + 28, false);
+    }
+    cells
+}
+
+/// `distance(dense, fingerprint of sparse)`, where `weight` is the sum of `dense`: the cells
+/// `sparse` leaves at zero contribute their own value, so only its cells need a look.
+fn distance_to_sparse(dense: &[u8; 1024], weight: u32, sparse: &[(usize, u8)]) -> u32 {
+    sparse.iter().fold(weight, |d, &(index, count)| {
+        let own = dense.get(index).copied().unwrap_or(0);
+        d - u32::from(own) + u32::from(own.abs_diff(count))
+    })
 }
 
 fn distance(a: &[u8; 1024], b: &[u8; 1024]) -> u32 {
@@ -1116,11 +1153,16 @@ pub fn help_message(words: &[&str]) -> String {
 
 fn build_usage(args: &[&str], is_help: bool) -> String {
     let args: Vec<&str> = args.iter().copied().take_while(|a| !a.is_empty()).collect();
-    // In registration order, with HAProxy's own keywords: both decide ties.
-    let table: Vec<(Vec<&str>, &str)> = REGISTRATION_ORDER
-        .iter()
-        .filter_map(|kw| Some((kw.split(' ').collect(), registered_entry(kw)?)))
-        .collect();
+    // In registration order, with HAProxy's own keywords: both decide ties. Built once: an
+    // unknown-command flood on the socket must not cost a table build per command.
+    static TABLE: std::sync::OnceLock<Vec<(Vec<&'static str>, &'static str)>> =
+        std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        REGISTRATION_ORDER
+            .iter()
+            .filter_map(|kw| Some((kw.split(' ').collect(), registered_entry(kw)?)))
+            .collect()
+    });
     let prefix = |kw: &[&str]| kw.iter().zip(&args).take_while(|(k, a)| k == a).count();
     let length = table.iter().map(|(kw, _)| prefix(kw)).max().unwrap_or(0);
     let mut out = String::from(if is_help {
@@ -1141,12 +1183,13 @@ fn build_usage(args: &[&str], is_help: bool) -> String {
             .take(MAX_KEYWORDS.saturating_sub(length))
             .collect();
         let rest_fp = fingerprint(&rest);
+        let rest_weight: u32 = rest_fp.iter().map(|&c| u32::from(c)).sum();
         let rest_len: usize = rest.iter().map(|w| w.len()).sum();
         let mut matches: Vec<(u32, &str)> = Vec::new();
         for (kw, usage) in candidates.clone() {
             let tail = &kw[length..];
             let total = rest_len + tail.iter().map(|w| w.len()).sum::<usize>();
-            let d = distance(&rest_fp, &fingerprint(tail));
+            let d = distance_to_sparse(&rest_fp, rest_weight, &sparse_fingerprint(tail));
             let worst = if matches.len() < MAX_MATCHES {
                 u32::MAX
             } else {
@@ -1186,6 +1229,31 @@ fn build_usage(args: &[&str], is_help: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The sparse comparison gives exactly the dense distance, wrapped counts included.
+    #[test]
+    fn sparse_distance_is_the_dense_distance() {
+        let long = "z".repeat(300);
+        let texts: [&[&str]; 6] = [
+            &["show", "stat"],
+            &["shwo", "sevrers", "state"],
+            &["a"],
+            &[""],
+            &[long.as_str(), "x9-"],
+            &["set", "server", "weight", "be/s1", "10%"],
+        ];
+        for a in texts {
+            let dense = fingerprint(a);
+            let weight: u32 = dense.iter().map(|&c| u32::from(c)).sum();
+            for b in texts {
+                assert_eq!(
+                    distance_to_sparse(&dense, weight, &sparse_fingerprint(b)),
+                    distance(&dense, &fingerprint(b)),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
 
     /// Each help entry has exactly one place in the registration order.
     #[test]
