@@ -551,9 +551,9 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     let upgrade = client_upgrade(&request);
     let client_upgraded = upgrade.then(|| hyper::upgrade::on(&mut request));
 
-    let (parts, body) = request.into_parts();
-    let headers = forward_headers(
-        &parts.headers,
+    let (mut parts, body) = request.into_parts();
+    let mut headers = forward_headers(
+        std::mem::take(&mut parts.headers),
         conn.client_addr.ip(),
         frontend
             .http
@@ -566,12 +566,12 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     );
     let bodyless = body.is_end_stream();
     let retryable = bodyless && idempotent(&parts.method);
-    let build = |body: RequestBody| {
+    let build = |body: RequestBody, headers: HeaderMap| {
         let mut outgoing = Request::new(body);
         *outgoing.method_mut() = parts.method.clone();
         *outgoing.uri_mut() = parts.uri.clone();
         *outgoing.version_mut() = parts.version;
-        *outgoing.headers_mut() = headers.clone();
+        *outgoing.headers_mut() = headers;
         outgoing
     };
     // Request bodies count as bytes in for the frontend and the backend as they stream.
@@ -642,9 +642,18 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                 }
             },
         };
+        // The headers are copied only when this request may have to go again (see below).
+        let headers = if reused && retryable {
+            headers.clone()
+        } else {
+            std::mem::take(&mut headers)
+        };
         let outgoing = match body.take() {
-            Some(body) => build(body),
-            None => build(Empty::new().map_err(|never| match never {}).boxed()),
+            Some(body) => build(body, headers),
+            None => build(
+                Empty::new().map_err(|never| match never {}).boxed(),
+                headers,
+            ),
         };
         let sent = Instant::now();
         let response_timeout = backend.timeouts.server;
@@ -667,11 +676,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             Err(None) => {
                 exchange.cause = Cause::ServerTimeout;
                 exchange.state = SessionState::Headers;
-                lease
-                    .server
-                    .counters
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                count_response_error(&lease.server, &backend);
                 return error_page(StatusCode::GATEWAY_TIMEOUT, exchange);
             }
             Err(Some(error)) => {
@@ -686,15 +691,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                 }
                 exchange.cause = Cause::ServerAbort;
                 exchange.state = SessionState::Headers;
-                lease
-                    .server
-                    .counters
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                backend
-                    .counters
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                count_response_error(&lease.server, &backend);
                 return error_page(StatusCode::BAD_GATEWAY, exchange);
             }
         }
@@ -746,6 +743,13 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         complete: false,
     };
     Response::from_parts(head, body)
+}
+
+/// No usable response from the server (`eresp`).
+fn count_response_error(server: &Server, backend: &Backend) {
+    for counters in [&server.counters, &backend.counters] {
+        counters.response_errors.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 async fn handshake(stream: TcpStream) -> hyper::Result<SendRequest<RequestBody>> {
@@ -887,34 +891,33 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
         .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in named {
+    // One walk over the names present rather than a hashed removal per candidate: most
+    // messages carry none of these, or only `Connection`.
+    let hop_by_hop = |name: &HeaderName| {
+        *name == header::CONNECTION
+            || *name == header::TE
+            || *name == header::TRAILER
+            || *name == header::TRANSFER_ENCODING
+            || (*name == header::UPGRADE && !keep_upgrade)
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection"
+            || named.contains(name)
+    };
+    let present: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
+    for name in present {
         headers.remove(name);
-    }
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(name);
-    }
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
     }
 }
 
 /// The request headers as the server gets them.
 fn forward_headers(
-    original: &HeaderMap,
+    mut headers: HeaderMap,
     client: IpAddr,
     forwardfor: Option<&config::ForwardFor>,
     cookie: Option<&config::Cookie>,
     close: CloseMode,
     upgrade: bool,
 ) -> HeaderMap {
-    let mut headers = original.clone();
     strip_hop_by_hop(&mut headers, upgrade);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -1284,7 +1287,7 @@ mod tests {
         };
         let client: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
         let headers = forward_headers(
-            &original,
+            original.clone(),
             client,
             Some(&forward),
             None,
@@ -1295,14 +1298,21 @@ mod tests {
         assert!(!headers.contains_key(header::CONNECTION));
         let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
         assert_eq!(xff, ["192.0.2.1", "10.0.0.7"]);
-        let headers = forward_headers(&original, client, None, None, CloseMode::ServerClose, false);
+        let headers = forward_headers(
+            original.clone(),
+            client,
+            None,
+            None,
+            CloseMode::ServerClose,
+            false,
+        );
         assert_eq!(headers[header::CONNECTION], "close");
         let if_none = config::ForwardFor {
             if_none: true,
             ..forward.clone()
         };
         let headers = forward_headers(
-            &original,
+            original.clone(),
             client,
             Some(&if_none),
             None,
@@ -1315,7 +1325,7 @@ mod tests {
             ..forward
         };
         let headers = forward_headers(
-            &original,
+            original.clone(),
             client,
             Some(&except),
             None,

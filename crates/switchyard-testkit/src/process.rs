@@ -277,6 +277,22 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
+/// A process's open descriptors and resident memory in KiB (`/proc/PID/fd`, `VmRSS`), for
+/// leak and memory checks; zeros when the process is gone.
+pub fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}
+
 /// Runs `cmd` to completion with piped output, killing it (SIGKILL) if it takes longer than
 /// `timeout`. A non-zero exit is *not* an error here; inspect `Output::status`.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {

@@ -15,21 +15,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// The proxy's open descriptors and resident memory (KiB).
-fn fds_and_rss(pid: u32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (fds, rss)
-}
-
 /// `CurrConns` from `show info`.
 fn current_connections(stats: u16) -> u64 {
     cli(stats, "show info")
@@ -72,7 +57,7 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
     );
     let mut proxy = Switchyard::start(BIN, &cfg).unwrap();
     let pid = proxy.pid();
-    let (fds_before, rss_before) = fds_and_rss(pid);
+    let (fds_before, rss_before) = switchyard_testkit::fds_and_rss(pid);
     let rt = runtime();
     let target = SocketAddr::from(([127, 0, 0, 1], front));
     let served_now = Arc::new(AtomicUsize::new(0));
@@ -121,7 +106,7 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
     std::thread::sleep(Duration::from_secs(3));
     let served_held = served_now.load(Ordering::Relaxed);
     let conns_held = current_connections(stats);
-    let (fds_held, rss_held) = fds_and_rss(pid);
+    let (fds_held, rss_held) = switchyard_testkit::fds_and_rss(pid);
     let _ = release.send(true);
     let outcomes: Vec<Flood> = rt.block_on(async {
         let mut out = Vec::with_capacity(tasks.len());
@@ -158,7 +143,7 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let conns_after = current_connections(stats);
-    let (fds_after, rss_after) = fds_and_rss(pid);
+    let (fds_after, rss_after) = switchyard_testkit::fds_and_rss(pid);
     let mut probe = TcpStream::connect(("127.0.0.1", front)).unwrap();
     probe
         .set_read_timeout(Some(Duration::from_secs(5)))

@@ -707,21 +707,6 @@ fn a_blackholed_backend_is_taken_out_and_only_its_in_flight_connections_fail() {
     assert_eq!(after.failed, 0, "{:?}", after.errors);
 }
 
-/// The proxy's open descriptors and resident memory (KiB).
-fn fds_and_rss(pid: u32) -> (usize, u64) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (fds, rss)
-}
-
 /// `count` connection cycles through the proxy with `clients` threads; returns failures.
 fn cycles(front: u16, count: usize, clients: usize) -> usize {
     let per_client = count / clients;
@@ -763,7 +748,7 @@ fn ten_thousand_connection_cycles_leak_no_descriptor_and_bounded_memory() {
     let settle = |limit: usize| {
         let started = Instant::now();
         loop {
-            let (fds, rss) = fds_and_rss(pid);
+            let (fds, rss) = switchyard_testkit::fds_and_rss(pid);
             if fds <= limit || started.elapsed() > Duration::from_secs(5) {
                 return (fds, rss);
             }
