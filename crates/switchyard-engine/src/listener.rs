@@ -112,7 +112,9 @@ impl Listener {
                         tls: self.tls.clone(),
                         _slots: permits,
                     };
-                    tokio::spawn(session.run());
+                    // Boxed before spawning: the task then moves a pointer instead of
+                    // copying the session's whole future through each layer of the spawn.
+                    tokio::spawn(Box::pin(session.run()));
                 }
                 Err(error) => {
                     // Running out of descriptors or memory: back off briefly instead of
