@@ -196,7 +196,13 @@ async fn pump(
         Side::Server => Side::Client,
     };
     loop {
-        if from.readable().await.is_err() {
+        // `poll_read_ready` rather than `readable()`: it waits in the socket's own waker slot
+        // instead of keeping a waiter in this future, which an idle session holds for its
+        // whole life. Each (socket, direction) has one pump, so the single slot suffices.
+        if std::future::poll_fn(|cx| from.poll_read_ready(cx))
+            .await
+            .is_err()
+        {
             return Err(from_side);
         }
         let mut buffer = take_buffer();
@@ -251,7 +257,9 @@ async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
         match to.try_write(data) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => to.writable().await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| to.poll_write_ready(cx)).await?
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
