@@ -297,24 +297,53 @@ fn warm_up(load: &Load, started: Instant) {
     assert_eq!(w.failed, 0, "failures before any fault: {:?}", w.errors);
 }
 
+/// Two loopback backends behind the proxy, with the client load running and warmed up.
+struct Loaded {
+    b1: ChildGuard,
+    b1_port: u16,
+    b2: ChildGuard,
+    proxy: Switchyard,
+    load: Load,
+    started: Instant,
+}
+
+fn two_backends_under_load(balance: &str) -> Loaded {
+    let (p1, p2, front) = (free_port(), free_port(), free_port());
+    let b1 = backend("b1", "127.0.0.1", p1, None);
+    let b2 = backend("b2", "127.0.0.1", p2, None);
+    let cfg = config(
+        &format!("127.0.0.1:{front}"),
+        &format!("127.0.0.1:{p1}"),
+        &format!("127.0.0.1:{p2}"),
+        balance,
+    );
+    let proxy = Switchyard::start(BIN, &cfg).unwrap();
+    let started = Instant::now();
+    let load = Load::start(SocketAddr::from(([127, 0, 0, 1], front)), CLIENTS, None);
+    warm_up(&load, started);
+    Loaded {
+        b1,
+        b1_port: p1,
+        b2,
+        proxy,
+        load,
+        started,
+    }
+}
+
 #[test]
 fn a_paused_backend_is_taken_out_and_only_its_in_flight_connections_fail() {
     if !require_command("python3", "python3") {
         return;
     }
-    let (p1, p2, front) = (free_port(), free_port(), free_port());
-    let b1 = backend("b1", "127.0.0.1", p1, None);
-    let _b2 = backend("b2", "127.0.0.1", p2, None);
-    let cfg = config(
-        &format!("127.0.0.1:{front}"),
-        &format!("127.0.0.1:{p1}"),
-        &format!("127.0.0.1:{p2}"),
-        "roundrobin",
-    );
-    let mut proxy = Switchyard::start(BIN, &cfg).unwrap();
-    let started = Instant::now();
-    let load = Load::start(SocketAddr::from(([127, 0, 0, 1], front)), CLIENTS, None);
-    warm_up(&load, started);
+    let Loaded {
+        b1,
+        b1_port: _,
+        b2: _b2,
+        mut proxy,
+        load,
+        started: _,
+    } = two_backends_under_load("roundrobin");
 
     // SIGSTOP: the kernel still completes handshakes into the listen backlog, so only the
     // L7 check tells the process is gone; sessions already on it hang until it is DOWN.
@@ -379,19 +408,14 @@ fn a_killed_backend_costs_at_most_the_connections_in_flight() {
     if !require_command("python3", "python3") {
         return;
     }
-    let (p1, p2, front) = (free_port(), free_port(), free_port());
-    let b1 = backend("b1", "127.0.0.1", p1, None);
-    let _b2 = backend("b2", "127.0.0.1", p2, None);
-    let cfg = config(
-        &format!("127.0.0.1:{front}"),
-        &format!("127.0.0.1:{p1}"),
-        &format!("127.0.0.1:{p2}"),
-        "roundrobin",
-    );
-    let mut proxy = Switchyard::start(BIN, &cfg).unwrap();
-    let started = Instant::now();
-    let load = Load::start(SocketAddr::from(([127, 0, 0, 1], front)), CLIENTS, None);
-    warm_up(&load, started);
+    let Loaded {
+        b1,
+        b1_port,
+        b2: _b2,
+        mut proxy,
+        load,
+        started: _,
+    } = two_backends_under_load("roundrobin");
 
     let killed = Instant::now();
     assert!(b1.signal(libc::SIGKILL));
@@ -424,7 +448,7 @@ fn a_killed_backend_costs_at_most_the_connections_in_flight() {
 
     // The process restarts on the same port: back UP, serving again.
     let restarted = Instant::now();
-    let _b1 = backend("b1", "127.0.0.1", p1, None);
+    let _b1 = backend("b1", "127.0.0.1", b1_port, None);
     let up = wait_log(
         proxy.child(),
         "Server echo/b1 is UP",
@@ -448,19 +472,14 @@ fn a_slowed_backend_keeps_serving_and_leastconn_sends_it_less() {
     if !require_command("python3", "python3") {
         return;
     }
-    let (p1, p2, front) = (free_port(), free_port(), free_port());
-    let b1 = backend("b1", "127.0.0.1", p1, None);
-    let _b2 = backend("b2", "127.0.0.1", p2, None);
-    let cfg = config(
-        &format!("127.0.0.1:{front}"),
-        &format!("127.0.0.1:{p1}"),
-        &format!("127.0.0.1:{p2}"),
-        "leastconn",
-    );
-    let mut proxy = Switchyard::start(BIN, &cfg).unwrap();
-    let started = Instant::now();
-    let load = Load::start(SocketAddr::from(([127, 0, 0, 1], front)), CLIENTS, None);
-    warm_up(&load, started);
+    let Loaded {
+        b1,
+        b1_port: _,
+        b2: _b2,
+        mut proxy,
+        load,
+        started,
+    } = two_backends_under_load("leastconn");
     let before = window(&load.snapshot(), started, Instant::now());
 
     // 150 ms per answer on b1 (below `timeout check`: slow, not dead).
