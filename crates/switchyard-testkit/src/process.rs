@@ -277,6 +277,27 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
+/// Runs `promtool check metrics` on an exposition: whether it passed, and everything it said
+/// (lint findings included). Panics if promtool cannot be run: callers check for it first.
+pub fn promtool_check(metrics: &str) -> (bool, String) {
+    let dir = TempDir::new("switchyard-promtool").expect("a temp dir for promtool");
+    let file = dir.path().join("metrics.txt");
+    std::fs::write(&file, metrics).expect("writing the metrics for promtool");
+    let out = run_with_timeout(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("promtool check metrics < '{}'", file.display())),
+        Duration::from_secs(60),
+    )
+    .expect("running promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
 /// A process's open descriptors and resident memory in KiB (`/proc/PID/fd`, `VmRSS`), for
 /// leak and memory checks; zeros when the process is gone.
 pub fn fds_and_rss(pid: u32) -> (usize, u64) {

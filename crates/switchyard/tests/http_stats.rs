@@ -9,10 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use switchyard_testkit::{
-    cli, free_port, greeter, greeting_through, require_command, run_with_timeout, Switchyard,
-    TempDir,
-};
+use switchyard_testkit::{cli, free_port, greeter, greeting_through, require_command, Switchyard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -303,25 +300,8 @@ fn http_counters_in_show_stat_and_metrics() {
         "{metrics}"
     );
     if require_command("promtool", "prometheus") {
-        let dir = TempDir::new("switchyard-http-promtool").unwrap();
-        let file = dir.path().join("metrics.txt");
-        std::fs::write(&file, &metrics).unwrap();
-        let out = run_with_timeout(
-            Command::new("sh")
-                .arg("-c")
-                .arg(format!("promtool check metrics < '{}'", file.display())),
-            Duration::from_secs(60),
-        )
-        .unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success() && said.trim().is_empty(),
-            "promtool: {said}"
-        );
+        let (passed, said) = switchyard_testkit::promtool_check(&metrics);
+        assert!(passed && said.trim().is_empty(), "promtool: {said}");
     }
 
     // `clear counters` zeroes the request rate's maximum; `all` the counts as well.

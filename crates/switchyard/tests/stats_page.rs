@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchyard_testkit::{
-    cli, free_port, greeter, greeting_through, have_command, require_command, run_with_timeout,
-    tool_missing, ChildGuard, Switchyard, TempDir,
+    cli, free_port, greeter, greeting_through, have_command, require_command, tool_missing,
+    ChildGuard, Switchyard, TempDir,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -713,23 +713,9 @@ fn metrics_pass_promtool() {
         greeting_through(p.front);
     }
     assert_eq!(cli(p.cli, "set server be/s2 state drain"), "\n");
-    let dir = TempDir::new("switchyard-promtool").unwrap();
-    let file = dir.path().join("metrics.txt");
     let body = get(p.stats, "/metrics", None).body;
-    std::fs::write(&file, &body).unwrap();
-    let out = run_with_timeout(
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!("promtool check metrics < '{}'", file.display())),
-        Duration::from_secs(60),
-    )
-    .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "promtool: {said}\n{body}");
+    let (passed, said) = switchyard_testkit::promtool_check(&body);
+    assert!(passed, "promtool: {said}\n{body}");
     assert!(said.trim().is_empty(), "promtool lint findings: {said}");
     let families = body.lines().filter(|l| l.starts_with("# TYPE ")).count();
     let samples = body.lines().filter(|l| !l.starts_with('#')).count();
