@@ -233,9 +233,9 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
 struct Exchange {
     shared: Arc<Shared>,
     backend: Option<Arc<Backend>>,
-    date: SystemTime,
-    started: Instant,
-    request_line: String,
+    /// What only the `option httplog` line needs; `None` when no line will be written, so
+    /// that requests without logging neither format the request line nor read the clocks.
+    logged: Option<Logged>,
     method: Method,
     report: ConnectReport,
     server: Option<Arc<Server>>,
@@ -253,16 +253,25 @@ struct Exchange {
     reusable: Option<SendRequest<RequestBody>>,
 }
 
+/// The log line's request line and times, taken when the request arrives.
+struct Logged {
+    date: SystemTime,
+    started: Instant,
+    request_line: String,
+}
+
+/// The frontend writes an `option httplog` line per request.
+fn logs_requests(frontend: &Frontend) -> bool {
+    frontend.log.logger.is_some() && frontend.http.as_ref().is_some_and(|h| h.httplog)
+}
+
 impl Exchange {
     fn log(&self) {
         let frontend = &self.shared.conn.frontend;
-        let Some(logger) = frontend.log.logger.as_ref() else {
+        let (Some(logger), Some(logged)) = (frontend.log.logger.as_ref(), self.logged.as_ref())
+        else {
             return;
         };
-        let httplog = frontend.http.as_ref().is_some_and(|h| h.httplog);
-        if !httplog {
-            return;
-        }
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let process = &self.shared.conn.process;
         let session = TcpLogRecord {
@@ -292,7 +301,7 @@ impl Exchange {
             retries: self.report.retries,
             redispatched: self.report.redispatched,
             backend_queue: self.report.backend_queue,
-            ..TcpLogRecord::new(self.shared.conn.client_addr, self.date, &frontend.name)
+            ..TcpLogRecord::new(self.shared.conn.client_addr, logged.date, &frontend.name)
         };
         let record = HttpLogRecord {
             session,
@@ -300,11 +309,11 @@ impl Exchange {
             // of the idle time, not measured separately.
             tr_request: Some(0),
             tr_response: self.response_time.map(millis),
-            ta: millis(self.started.elapsed()),
+            ta: millis(logged.started.elapsed()),
             status: self.status,
             client_cookie: self.client_cookie,
             server_cookie: self.server_cookie,
-            request_line: &self.request_line,
+            request_line: &logged.request_line,
         };
         logger.log(
             switchyard_config::Level::Info,
@@ -485,9 +494,11 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     let mut exchange = Exchange {
         shared: Arc::clone(&shared),
         backend: backend.clone(),
-        date: SystemTime::now(),
-        started: Instant::now(),
-        request_line: request_line(&request),
+        logged: logs_requests(&frontend).then(|| Logged {
+            date: SystemTime::now(),
+            started: Instant::now(),
+            request_line: request_line(&request),
+        }),
         method: request.method().clone(),
         report: ConnectReport::default(),
         server: None,
@@ -655,7 +666,8 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                 headers,
             ),
         };
-        let sent = Instant::now();
+        // `%Tr` is only logged: no clock read without a log line.
+        let sent = exchange.logged.is_some().then(Instant::now);
         let response_timeout = backend.timeouts.server;
         let result = async {
             sender.ready().await?;
@@ -670,7 +682,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         };
         match result {
             Ok(response) => {
-                exchange.response_time = Some(sent.elapsed());
+                exchange.response_time = sent.map(|sent| sent.elapsed());
                 break (response, lease, sender);
             }
             Err(None) => {
@@ -839,8 +851,22 @@ fn version_text(version: Version) -> &'static str {
 }
 
 fn head_size_of_request<B>(request: &Request<B>) -> u64 {
-    let line = request.method().as_str().len() + request.uri().to_string().len() + 12;
+    let line = request.method().as_str().len() + display_len(request.uri()) + 12;
     (line + headers_size(request.headers())) as u64
+}
+
+/// The length of `value`'s text, counted as it is formatted rather than allocated.
+fn display_len(value: &impl std::fmt::Display) -> usize {
+    struct Count(usize);
+    impl std::fmt::Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = std::fmt::write(&mut count, format_args!("{value}"));
+    count.0
 }
 
 fn head_size_of_response(head: &http::response::Parts) -> u64 {
