@@ -740,9 +740,9 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             &exchange.method,
         );
     }
-    // Read before the hop-by-hop headers go: the server may say it closes.
-    let server_closes = response_closes(&head);
-    strip_hop_by_hop(&mut head.headers, false);
+    // The server may say it closes, in the hop-by-hop headers that go here.
+    let connection_close = strip_hop_by_hop(&mut head.headers, false);
+    let server_closes = head.version == Version::HTTP_10 || connection_close;
     exchange.count_out(head_size_of_response(&head));
     if close == CloseMode::KeepAlive && !server_closes {
         exchange.reusable = Some(sender);
@@ -906,20 +906,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-fn response_closes(head: &http::response::Parts) -> bool {
-    head.version == Version::HTTP_10
-        || connection_tokens(&head.headers).any(|t| t.eq_ignore_ascii_case("close"))
-}
-
 /// Hop-by-hop headers (RFC 9110 section 7.6.1) and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    // One walk over the names present rather than a hashed removal per candidate: most
-    // messages carry none of these, or only `Connection`.
-    let hop_by_hop = |name: &HeaderName| {
+/// Returns whether `Connection` said `close`.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
+    let fixed = |name: &HeaderName| {
         *name == header::CONNECTION
             || *name == header::TE
             || *name == header::TRAILER
@@ -927,12 +917,39 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             || (*name == header::UPGRADE && !keep_upgrade)
             || name.as_str() == "keep-alive"
             || name.as_str() == "proxy-connection"
-            || named.contains(name)
     };
+    // Most messages carry none of these: one walk over the names present settles that
+    // without hashing a lookup or allocating. Only `Connection` can name others.
+    let mut connection = false;
+    let mut any = false;
+    for name in headers.keys() {
+        if *name == header::CONNECTION {
+            connection = true;
+            any = true;
+            break;
+        }
+        any |= fixed(name);
+    }
+    if !any {
+        return false;
+    }
+    let mut closes = false;
+    let named: Vec<HeaderName> = if connection {
+        connection_tokens(headers)
+            .inspect(|t| closes |= t.eq_ignore_ascii_case("close"))
+            .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    // One walk over the names present rather than a hashed removal per candidate.
+    let hop_by_hop = |name: &HeaderName| fixed(name) || named.contains(name);
     let present: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
     for name in present {
         headers.remove(name);
     }
+    closes
 }
 
 /// The request headers as the server gets them.
@@ -1359,6 +1376,28 @@ mod tests {
             false,
         );
         assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn connection_close_is_reported_and_its_named_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        assert!(!strip_hop_by_hop(&mut headers, false));
+        assert_eq!(headers.len(), 1);
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("X-Trace, Close"),
+        );
+        headers.insert("x-trace", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        assert!(strip_hop_by_hop(&mut headers, false));
+        assert_eq!(headers.len(), 1);
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        assert!(!strip_hop_by_hop(&mut headers, false));
+        assert_eq!(headers.len(), 1);
     }
 
     #[test]
