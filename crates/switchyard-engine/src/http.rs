@@ -150,6 +150,8 @@ struct Shared {
     /// When the last response ended (`None`: a request is in progress): the keep-alive
     /// watchdog closes the connection once it has been idle for `timeout http-keep-alive`.
     idle_since: Mutex<Option<Instant>>,
+    /// `timeout server` for the response headers.
+    response_timer: ReusedTimer,
 }
 
 impl Shared {
@@ -165,6 +167,45 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .map(|since| since.elapsed())
+    }
+}
+
+/// One timer re-armed for each of a connection's requests, which come one at a time.
+/// Moving a registered timer's deadline later is one atomic update, where a timer per
+/// request is inserted into and removed from the runtime's timer wheel under its lock.
+#[derive(Default)]
+struct ReusedTimer(Mutex<Option<Pin<Box<tokio::time::Sleep>>>>);
+
+impl ReusedTimer {
+    /// `future`'s output, or `None` if `limit` passes first (as `tokio::time::timeout`).
+    async fn within<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut future = std::pin::pin!(future);
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            let mut timer = self
+                .0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let sleep = match timer.as_mut() {
+                Some(sleep) => {
+                    if !armed {
+                        sleep.as_mut().reset(deadline);
+                    }
+                    sleep
+                }
+                None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+            };
+            armed = true;
+            if sleep.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -189,6 +230,7 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
     let shared = Arc::new(Shared {
         conn,
         idle_since: Mutex::new(Some(Instant::now())),
+        response_timer: ReusedTimer::default(),
     });
     let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |request| {
@@ -674,9 +716,9 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             sender.send_request(outgoing).await
         };
         let result = match response_timeout {
-            Some(limit) => match tokio::time::timeout(limit, result).await {
-                Ok(result) => result.map_err(Some),
-                Err(_) => Err(None),
+            Some(limit) => match shared.response_timer.within(limit, result).await {
+                Some(result) => result.map_err(Some),
+                None => Err(None),
             },
             None => result.await.map_err(Some),
         };
@@ -1398,6 +1440,26 @@ mod tests {
         );
         assert!(!strip_hop_by_hop(&mut headers, false));
         assert_eq!(headers.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reused_timer_times_each_request_on_its_own() {
+        let timer = ReusedTimer::default();
+        let limit = Duration::from_millis(100);
+        let times_out = || async {
+            let started = Instant::now();
+            let late = tokio::time::sleep(Duration::from_secs(5));
+            assert_eq!(timer.within(limit, late).await, None);
+            let took = started.elapsed();
+            assert!(took >= limit && took < Duration::from_secs(5), "{took:?}");
+        };
+        assert_eq!(timer.within(limit, async { 1 }).await, Some(1));
+        times_out().await; // a new timer
+        let quick = tokio::time::sleep(Duration::from_millis(20));
+        assert_eq!(timer.within(limit, quick).await, Some(())); // a fired one, re-armed
+        times_out().await; // one still armed for an earlier deadline, pushed later
+        tokio::time::sleep(limit).await;
+        times_out().await;
     }
 
     #[test]
