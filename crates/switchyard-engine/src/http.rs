@@ -20,9 +20,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -249,24 +249,98 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
     let tick = keep_alive.map_or(Duration::from_secs(3600), |k| {
         (k / 4).max(Duration::from_millis(10))
     });
+    // The connection is polled at every wake-up of the task (a few per request); the kill
+    // order and the keep-alive tick only when their own waker fired, where `select!` would
+    // poll all three each time.
+    let side = Arc::new(SideWake::default());
+    let side_waker = Waker::from(Arc::clone(&side));
+    let kill = info.kill.notified();
+    tokio::pin!(kill);
+    let ticker = tokio::time::sleep(tick);
+    tokio::pin!(ticker);
     let mut closing = false;
-    loop {
-        tokio::select! {
-            result = connection.as_mut() => {
-                if let Err(error) = result {
-                    tracing::debug!(frontend = %frontend.name, client = %shared.conn.client_addr, %error, "HTTP connection ended");
+    let ended = std::future::poll_fn(|cx| {
+        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+            return Poll::Ready(Some(result));
+        }
+        if !side.woken(cx.waker()) {
+            return Poll::Pending;
+        }
+        let mut side_cx = Context::from_waker(&side_waker);
+        if kill.as_mut().poll(&mut side_cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        while !closing && ticker.as_mut().poll(&mut side_cx).is_ready() {
+            let expired = keep_alive
+                .zip(shared.idle_for())
+                .is_some_and(|(limit, idle)| idle >= limit);
+            if expired {
+                // Closes now if idle; a request that just started still completes.
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+                if let Poll::Ready(result) = connection.as_mut().poll(cx) {
+                    return Poll::Ready(Some(result));
                 }
-                return;
+            } else {
+                ticker.as_mut().reset(tokio::time::Instant::now() + tick);
             }
-            () = info.kill.notified() => return,
-            () = tokio::time::sleep(tick), if !closing => {
-                let expired = keep_alive.zip(shared.idle_for()).is_some_and(|(limit, idle)| idle >= limit);
-                if expired {
-                    // Closes now if idle; a request that just started still completes.
-                    connection.as_mut().graceful_shutdown();
-                    closing = true;
-                }
+        }
+        Poll::Pending
+    })
+    .await;
+    if let Some(Err(error)) = ended {
+        tracing::debug!(frontend = %frontend.name, client = %shared.conn.client_addr, %error, "HTTP connection ended");
+    }
+}
+
+/// The waker `serve` gives the kill order and the keep-alive tick: it notes that one of
+/// them fired, then wakes the connection's task.
+struct SideWake {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Default for SideWake {
+    fn default() -> SideWake {
+        SideWake {
+            // Polled once at the start, to register.
+            fired: AtomicBool::new(true),
+            task: Mutex::new(None),
+        }
+    }
+}
+
+impl SideWake {
+    /// Keeps `task` as the waker to wake, then says whether a side waker fired since the
+    /// last call (the waker is stored first, so a wake-up in between is not lost).
+    fn woken(&self, task: &Waker) -> bool {
+        {
+            let mut current = self
+                .task
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if !current.as_ref().is_some_and(|c| c.will_wake(task)) {
+                *current = Some(task.clone());
             }
+        }
+        self.fired.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl std::task::Wake for SideWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(task) = task {
+            task.wake();
         }
     }
 }
