@@ -881,7 +881,11 @@ fn count_response_error(server: &Server, backend: &Backend) {
 }
 
 async fn handshake(stream: TcpStream) -> hyper::Result<SendRequest<RequestBody>> {
+    // Requests are mostly a head without a body: one flat buffer and write(2) cost less
+    // than hyper's queue of buffers for writev(2). Responses keep the queue, which sends
+    // large bodies without copying them.
     let (sender, connection) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await?;
     tokio::spawn(async move {
