@@ -16,6 +16,7 @@
 //! `Upgrade` requests (WebSocket) that the server answers with `101` become a tunnel between
 //! the two upgraded connections, bounded by `timeout tunnel` (else `timeout client`).
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -85,7 +86,8 @@ pub struct BackendHttp {
     pub forwardfor: Option<config::ForwardFor>,
     pub close: CloseMode,
     pub cookie: Option<config::Cookie>,
-    pool: Mutex<Vec<Idle>>,
+    /// Oldest first: connections are pushed as they become idle and never reordered.
+    pool: Mutex<VecDeque<Idle>>,
 }
 
 impl BackendHttp {
@@ -94,30 +96,46 @@ impl BackendHttp {
             forwardfor: proxy.options.forwardfor.clone(),
             close: CloseMode::of(&proxy.options),
             cookie: proxy.cookie.clone(),
-            pool: Mutex::new(Vec::new()),
+            pool: Mutex::new(VecDeque::new()),
         }
     }
 
-    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn pool(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
         self.pool
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// An idle, still open connection to `server`.
+    /// An idle, still open connection to `server`: the most recently used, the least
+    /// likely to meet the server's own keep-alive timeout. Expired connections leave from
+    /// the front of the pool, so a request looks at a few entries rather than all.
     fn take_idle(&self, server: &Arc<Server>) -> Option<SendRequest<RequestBody>> {
         let mut pool = self.pool();
-        pool.retain(|idle| !idle.sender.is_closed() && idle.since.elapsed() < POOL_IDLE);
-        let index = pool
-            .iter()
-            .position(|idle| Arc::ptr_eq(&idle.server, server))?;
-        Some(pool.swap_remove(index).sender)
+        if let Some(cutoff) = Instant::now().checked_sub(POOL_IDLE) {
+            while pool.front().is_some_and(|idle| idle.since <= cutoff) {
+                pool.pop_front();
+            }
+        }
+        // A closed connection found on the way goes; others wait for their turn (their
+        // task has already ended, so holding them only holds memory).
+        loop {
+            let index = pool
+                .iter()
+                .rposition(|idle| Arc::ptr_eq(&idle.server, server))?;
+            let idle = pool.remove(index)?;
+            if !idle.sender.is_closed() {
+                return Some(idle.sender);
+            }
+        }
     }
 
     fn put_idle(&self, server: Arc<Server>, sender: SendRequest<RequestBody>) {
         let mut pool = self.pool();
+        if pool.len() >= POOL_LIMIT {
+            pool.retain(|idle| !idle.sender.is_closed());
+        }
         if pool.len() < POOL_LIMIT {
-            pool.push(Idle {
+            pool.push_back(Idle {
                 server,
                 sender,
                 since: Instant::now(),
