@@ -129,16 +129,20 @@ impl BackendHttp {
         }
     }
 
-    fn put_idle(&self, server: Arc<Server>, sender: SendRequest<RequestBody>) {
+    /// `now` is when the connection's last response ended.
+    fn put_idle(&self, server: Arc<Server>, sender: SendRequest<RequestBody>, now: Instant) {
         let mut pool = self.pool();
         if pool.len() >= POOL_LIMIT {
             pool.retain(|idle| !idle.sender.is_closed());
         }
         if pool.len() < POOL_LIMIT {
+            // Pushed in the order of `since` as long as the clock read comes before the
+            // lock; a request finishing a few nanoseconds earlier on another thread may
+            // come after one later: it only expires that much later.
             pool.push_back(Idle {
                 server,
                 sender,
-                since: Instant::now(),
+                since: now,
             });
         }
     }
@@ -478,6 +482,7 @@ impl Exchange {
 
     /// The response is complete (or abandoned): log, release, pool.
     fn finish(mut self, complete: bool) {
+        let now = Instant::now();
         if complete {
             if let (Some(sender), Some(server), Some(backend)) = (
                 self.reusable.take(),
@@ -485,14 +490,14 @@ impl Exchange {
                 self.backend.as_ref(),
             ) {
                 if let Some(http) = backend.http.as_ref() {
-                    http.put_idle(server, sender);
+                    http.put_idle(server, sender, now);
                 }
             }
         }
         self.log();
         self.lease.take();
         self.backend_session.take();
-        self.shared.set_idle(Some(Instant::now()));
+        self.shared.set_idle(Some(now));
     }
 }
 
@@ -989,22 +994,17 @@ fn version_text(version: Version) -> &'static str {
 }
 
 fn head_size_of_request<B>(request: &Request<B>) -> u64 {
-    let line = request.method().as_str().len() + display_len(request.uri()) + 12;
+    let line = request.method().as_str().len() + uri_len(request.uri()) + 12;
     (line + headers_size(request.headers())) as u64
 }
 
-/// The length of `value`'s text, counted as it is formatted rather than allocated.
-fn display_len(value: &impl std::fmt::Display) -> usize {
-    struct Count(usize);
-    impl std::fmt::Write for Count {
-        fn write_str(&mut self, s: &str) -> std::fmt::Result {
-            self.0 += s.len();
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = std::fmt::write(&mut count, format_args!("{value}"));
-    count.0
+/// The length of `uri` as its `Display` writes it (`scheme://authority/path?query`), from
+/// its parts rather than by formatting it.
+fn uri_len(uri: &http::Uri) -> usize {
+    uri.scheme().map_or(0, |s| s.as_str().len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1)
 }
 
 fn head_size_of_response(head: &http::response::Parts) -> u64 {
@@ -1556,6 +1556,23 @@ mod tests {
         times_out().await; // one still armed for an earlier deadline, pushed later
         tokio::time::sleep(limit).await;
         times_out().await;
+    }
+
+    #[test]
+    fn uri_lengths_match_their_text() {
+        for text in [
+            "/",
+            "/orders/42?user=ann&x=1",
+            "/?",
+            "*",
+            "db.example:443",
+            "http://db.example/a?b",
+            "https://db.example:8443",
+            "http://user@db.example:80/p/q?",
+        ] {
+            let uri: http::Uri = text.parse().unwrap();
+            assert_eq!(uri_len(&uri), uri.to_string().len(), "{text}");
+        }
     }
 
     #[test]
