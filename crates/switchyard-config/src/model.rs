@@ -156,6 +156,8 @@ pub struct Global {
     /// `noreuseport`: listeners without `SO_REUSEPORT` (then a new process cannot bind next
     /// to a running one; `-x` socket transfer still works).
     pub noreuseport: bool,
+    /// `nosplice`: never forward with `splice(2)` (bulk flows are copied through user space).
+    pub nosplice: bool,
     /// `grace`: after a stop signal, keep accepting this long before stopping (time for a
     /// front load balancer's checks to notice and move traffic away).
     pub grace: Option<Duration>,

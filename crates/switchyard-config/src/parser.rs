@@ -540,6 +540,7 @@ impl Parser {
             }
             "daemon" => g.daemon = true,
             "noreuseport" => g.noreuseport = true,
+            "nosplice" => g.nosplice = true,
             "grace" => {
                 if let Some(v) = single_arg(sink, w, span) {
                     match parse_duration(v) {
@@ -755,7 +756,6 @@ fn is_unimplemented_global(kw: &str) -> bool {
         "nopoll",
         "nokqueue",
         "noevports",
-        "nosplice",
         "nogetaddrinfo",
         "debug",
         "zero-warning",

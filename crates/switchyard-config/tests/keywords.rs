@@ -84,8 +84,11 @@ global
     pidfile /run/sw.pid
     hard-stop-after 1m
     runtime-state-file /var/lib/switchyard/state.json
+    nosplice
 "#);
     let g = &p.config.global;
+    assert!(g.nosplice);
+    assert!(!ok("global\n maxconn 10\n").config.global.nosplice);
     assert_eq!(g.maxconn, Some(5000));
     assert_eq!(g.logs.len(), 4);
     let l = &g.logs[0];

@@ -293,8 +293,8 @@ impl Runtime {
             .sessions
             .get(id)
             .ok_or_else(|| ControlError("No such session (use 'show sess').".into()))?;
-        // notify_one keeps the permit if the session is between two awaits.
-        session.kill.notify_one();
+        // The order stays set, so a session between two awaits still sees it.
+        session.kill.kill(crate::state::KillCause::Admin);
         Ok(())
     }
 
@@ -325,7 +325,7 @@ impl Runtime {
         let origin = crate::state::ServerOrigin::Runtime {
             spec: spec.to_string(),
         };
-        let built = crate::new_server(&server, origin, &self.resolvers)
+        let built = crate::new_server(&server, origin, &self.resolvers, &self.process.sessions)
             .await
             .map_err(|e| ControlError(format!("{e:#}")))?;
         built

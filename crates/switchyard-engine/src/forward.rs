@@ -1,27 +1,57 @@
 //! Full-duplex forwarding between a client and a server connection, with half-close and
 //! HAProxy's inactivity timeouts.
 //!
-//! Both directions run in the same task and share the two sockets by reference, so there is
-//! no `Arc` per connection and no cross-task wake-up. A buffer is taken from a small
-//! per-thread pool only once a socket is readable and is given back as soon as the bytes are
-//! written: an idle connection holds no buffer at all.
+//! The relay is one hand-written state machine polled by the session's task: both
+//! directions, the inactivity timer and the byte counters live in a few hundred bytes, and
+//! the two sockets are shared by reference, so there is no `Arc` per connection and no
+//! cross-task wake-up. An idle connection holds no buffer and no pipe: a buffer is taken
+//! from a small per-thread pool only once a socket is readable and given back as soon as
+//! its bytes are written.
+//!
+//! Bulk flows move with `splice(2)` (as HAProxy's `option splice-auto`): once a read fills
+//! a whole buffer, that direction goes socket → pipe → socket inside the kernel, without
+//! copying the bytes through user space. Small request/response traffic (database
+//! queries) never fills a buffer and keeps the cheaper plain read/write path.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::os::fd::{AsFd, OwnedFd};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
 
+use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Size of one forwarding buffer (HAProxy's default `tune.bufsize`).
 const BUFFER_SIZE: usize = 16 * 1024;
 /// Buffers kept per thread for reuse; more than this are freed.
 const POOL_LIMIT: usize = 256;
+/// Capacity asked for each pipe, and bytes moved by one `splice` into it.
+const PIPE_CHUNK: usize = 256 * 1024;
+/// Pipes kept per thread for reuse (each is two descriptors).
+const PIPE_POOL_LIMIT: usize = 64;
 
 thread_local! {
     static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Kernel splicing for bulk flows; `global nosplice` turns it off process-wide.
+static SPLICE_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Bytes forwarded with `splice` since start (lets tests see which path was taken).
+static SPLICED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Enables or disables `splice(2)` for sessions that start forwarding from now on.
+pub fn set_splice(enabled: bool) {
+    SPLICE_ENABLED.store(enabled, Ordering::Relaxed);
 }
 
 fn take_buffer() -> Box<[u8]> {
@@ -38,11 +68,75 @@ fn give_buffer(buffer: Box<[u8]>) {
     });
 }
 
+/// A non-blocking pipe used as the kernel-side buffer of a spliced direction.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+fn take_pipe() -> io::Result<Pipe> {
+    if let Some(pipe) = PIPES.with(|pipes| pipes.borrow_mut().pop()) {
+        return Ok(pipe);
+    }
+    let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    // Larger than the default 64 KiB: fewer splice calls per byte. Refused past the user's
+    // pipe quota, then the pipe keeps its default size.
+    let _ = nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(&write),
+        nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_CHUNK as i32),
+    );
+    Ok(Pipe { read, write })
+}
+
+/// Only empty pipes go back to the pool; one still holding bytes is closed with them.
+fn give_pipe(pipe: Pipe) {
+    PIPES.with(|pipes| {
+        let mut pipes = pipes.borrow_mut();
+        if pipes.len() < PIPE_POOL_LIMIT {
+            pipes.push(pipe);
+        }
+    });
+}
+
+fn splice_between(from: impl AsFd, to: impl AsFd, length: usize) -> io::Result<usize> {
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    Ok(splice(from, None, to, None, length, flags)?)
+}
+
+/// Milliseconds of a cheap monotonic clock (`CLOCK_MONOTONIC_COARSE`, a few ms of
+/// resolution): the relay stamps activity on every chunk, and timeouts need no better.
+fn coarse_now_ms() -> u64 {
+    use nix::time::{clock_gettime, ClockId};
+    clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
+        .map(|t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+        .unwrap_or(0)
+}
+
+/// The coarse clock's resolution in ms, added to limits so a timeout never fires early.
+fn coarse_resolution_ms() -> u64 {
+    static RESOLUTION: OnceLock<u64> = OnceLock::new();
+    *RESOLUTION.get_or_init(|| {
+        use nix::time::{clock_getres, ClockId};
+        clock_getres(ClockId::CLOCK_MONOTONIC_COARSE)
+            .map(|t| (t.tv_sec() as u64 * 1000 + (t.tv_nsec() as u64).div_ceil(1_000_000)).max(1))
+            .unwrap_or(10)
+    })
+}
+
 /// Which side a failure or timeout belongs to (first letter of HAProxy's termination state).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Client,
     Server,
+}
+
+impl Side {
+    fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
 }
 
 /// How forwarding ended.
@@ -105,204 +199,421 @@ pub trait ByteSink: Sync {
 }
 
 /// Forwards until both directions are closed, an error occurs, or a timeout expires.
-pub async fn forward(
-    client: &TcpStream,
-    server: &TcpStream,
+///
+/// A named future rather than an `async fn`: an async fn keeps its arguments next to the
+/// locals made from them, and an idle session is mostly this state.
+pub fn forward<'a>(
+    client: &'a TcpStream,
+    server: &'a TcpStream,
     limits: Limits,
-    sink: &dyn ByteSink,
-) -> (Ending, Transferred) {
-    let epoch = Instant::now();
-    let last_activity = AtomicU64::new(0);
-    let half_closed = std::sync::atomic::AtomicBool::new(false);
-    let up_bytes = AtomicU64::new(0);
-    let down_bytes = AtomicU64::new(0);
-
-    let up = pump(
+    sink: &'a dyn ByteSink,
+) -> Forward<'a> {
+    let open = IdleLimit::from(limits.current(false));
+    let half_closed = IdleLimit::from(limits.current(true));
+    // The timer is armed for the first limit now and only re-armed when it fires (see
+    // `poll_timer`), so activity costs a clock read, not a timer-wheel update.
+    let first = open.wait_ms().map_or(NEVER, Duration::from_millis);
+    Forward {
+        timer: tokio::time::sleep(first),
+        relay: Relay {
+            open,
+            half_closed,
+            up: Direction::new(),
+            down: Direction::new(),
+            last_activity_ms: coarse_now_ms(),
+            is_half_closed: false,
+            splice: SPLICE_ENABLED.load(Ordering::Relaxed),
+        },
         client,
         server,
-        Side::Client,
-        &last_activity,
-        &half_closed,
-        epoch,
-        &up_bytes,
-        |n| sink.add_upstream(n),
-    );
-    let down = pump(
-        server,
-        client,
-        Side::Server,
-        &last_activity,
-        &half_closed,
-        epoch,
-        &down_bytes,
-        |n| sink.add_downstream(n),
-    );
-    // Pinned here, once: handing the futures to `join_pumps` by value would store each twice
-    // in the session's task (argument and pinned copy), and an idle session is mostly this.
-    tokio::pin!(up);
-    tokio::pin!(down);
-    let watchdog = watchdog(limits, &last_activity, &half_closed, epoch);
-
-    let ending = tokio::select! {
-        biased;
-        ending = join_pumps(up.as_mut(), down.as_mut()) => ending,
-        side = watchdog => Ending::TimedOut(side),
-    };
-    let transferred = Transferred {
-        upstream: up_bytes.load(Ordering::Relaxed),
-        downstream: down_bytes.load(Ordering::Relaxed),
-    };
-    (ending, transferred)
+        sink,
+    }
 }
 
-/// Runs both directions; the first error ends the session at once, as HAProxy closes both
-/// sides on an error in either.
-async fn join_pumps(
-    mut up: std::pin::Pin<&mut impl std::future::Future<Output = Result<(), Side>>>,
-    mut down: std::pin::Pin<&mut impl std::future::Future<Output = Result<(), Side>>>,
-) -> Ending {
-    let mut up_done = false;
-    let mut down_done = false;
-    while !(up_done && down_done) {
-        tokio::select! {
-            result = up.as_mut(), if !up_done => {
-                if let Err(side) = result { return Ending::Aborted(side); }
-                up_done = true;
+/// A timer deadline that is never reached (no inactivity limit applies).
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+pin_project_lite::pin_project! {
+    /// The relay of one session, see [`forward`].
+    pub struct Forward<'a> {
+        #[pin]
+        timer: Sleep,
+        relay: Relay,
+        client: &'a TcpStream,
+        server: &'a TcpStream,
+        sink: &'a dyn ByteSink,
+    }
+}
+
+impl Future for Forward<'_> {
+    type Output = (Ending, Transferred);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.relay
+            .poll(cx, this.client, this.server, *this.sink, this.timer)
+    }
+}
+
+/// An inactivity limit in ms and the side blamed when it expires; `ms == 0` is none.
+#[derive(Debug, Clone, Copy)]
+struct IdleLimit {
+    ms: u32,
+    side: Side,
+}
+
+impl IdleLimit {
+    fn from(limit: Option<(Duration, Side)>) -> IdleLimit {
+        match limit {
+            // HAProxy's timeouts stop at 2^31 - 1 ms; at least 1 ms keeps 0 meaning none.
+            Some((limit, side)) => IdleLimit {
+                ms: limit.as_millis().clamp(1, i32::MAX as u128) as u32,
+                side,
+            },
+            None => IdleLimit {
+                ms: 0,
+                side: Side::Client,
+            },
+        }
+    }
+
+    /// How long to wait, in coarse-clock ms: the coarse clock may lag by its resolution at
+    /// both stamps, so waiting that much longer keeps a timeout from firing early.
+    fn wait_ms(self) -> Option<u64> {
+        (self.ms > 0).then(|| u64::from(self.ms) + coarse_resolution_ms())
+    }
+}
+
+struct Relay {
+    /// The limit while both directions are open, and once one is half-closed.
+    open: IdleLimit,
+    half_closed: IdleLimit,
+    /// Client to server.
+    up: Direction,
+    /// Server to client.
+    down: Direction,
+    /// Last time bytes moved either way, from `coarse_now_ms`.
+    last_activity_ms: u64,
+    /// One direction has seen a FIN: the `*-fin` timeouts apply.
+    is_half_closed: bool,
+    splice: bool,
+}
+
+impl Relay {
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        client: &TcpStream,
+        server: &TcpStream,
+        sink: &dyn ByteSink,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Poll<(Ending, Transferred)> {
+        let was_half_closed = self.is_half_closed;
+        let moves = [
+            (client, server, Side::Client),
+            (server, client, Side::Server),
+        ];
+        for (from, to, from_side) in moves {
+            let other_done = match from_side {
+                Side::Client => self.down.is_done(),
+                Side::Server => self.up.is_done(),
+            };
+            let direction = match from_side {
+                Side::Client => &mut self.up,
+                Side::Server => &mut self.down,
+            };
+            let before = direction.total;
+            let progress = direction.poll(cx, from, to, from_side, self.splice, other_done);
+            let moved = direction.total - before;
+            if moved > 0 {
+                match from_side {
+                    Side::Client => sink.add_upstream(moved),
+                    Side::Server => sink.add_downstream(moved),
+                }
+                self.last_activity_ms = coarse_now_ms();
             }
-            result = down.as_mut(), if !down_done => {
-                if let Err(side) = result { return Ending::Aborted(side); }
-                down_done = true;
+            match progress {
+                // As HAProxy, an error on either side closes both at once.
+                Poll::Ready(Err(side)) => {
+                    return Poll::Ready((Ending::Aborted(side), self.transferred()))
+                }
+                Poll::Ready(Ok(())) => self.is_half_closed = true,
+                Poll::Pending => {}
+            }
+        }
+        if self.up.is_done() && self.down.is_done() {
+            return Poll::Ready((Ending::Closed, self.transferred()));
+        }
+        if self.is_half_closed && !was_half_closed {
+            // The *-fin limit may be shorter: bring the timer forward if it must fire sooner
+            // (a later deadline is handled when it fires). Never to "now": a timer due
+            // before every other one costs the runtime a wake-up of its driver.
+            if let Some(limit_ms) = self.half_closed.wait_ms() {
+                let idle_ms = coarse_now_ms().saturating_sub(self.last_activity_ms);
+                let due = tokio::time::Instant::now()
+                    + Duration::from_millis(limit_ms.saturating_sub(idle_ms));
+                if due < timer.deadline() {
+                    timer.as_mut().reset(due);
+                }
+            }
+        }
+        match self.poll_timer(cx, timer) {
+            Some(side) => Poll::Ready((Ending::TimedOut(side), self.transferred())),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Returns the side to blame once the session has been idle longer than its limit.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Option<Side> {
+        let limit = if self.is_half_closed {
+            self.half_closed
+        } else {
+            self.open
+        };
+        let limit_ms = limit.wait_ms()?;
+        loop {
+            if timer.as_mut().poll(cx).is_pending() {
+                return None;
+            }
+            let idle_ms = coarse_now_ms().saturating_sub(self.last_activity_ms);
+            if idle_ms >= limit_ms {
+                return Some(limit.side);
+            }
+            let wait = Duration::from_millis(limit_ms - idle_ms);
+            timer.as_mut().reset(tokio::time::Instant::now() + wait);
+        }
+    }
+
+    fn transferred(&self) -> Transferred {
+        Transferred {
+            upstream: self.up.total,
+            downstream: self.down.total,
+        }
+    }
+}
+
+/// One direction of the relay.
+struct Direction {
+    stage: Stage,
+    /// Bytes written to the destination so far.
+    total: u64,
+    /// A read filled a whole buffer: this is a bulk flow, move it with `splice`.
+    bulk: bool,
+}
+
+enum Stage {
+    /// Waiting for the source to become readable; holds nothing.
+    Idle,
+    /// Bytes `start..end` of `buffer` are still to be written.
+    Buffered {
+        buffer: Box<[u8]>,
+        start: usize,
+        end: usize,
+    },
+    /// `pending` bytes wait in the pipe to be spliced to the destination.
+    Piped { pipe: Pipe, pending: usize },
+    /// The source sent FIN and it was passed on.
+    Done,
+}
+
+impl Direction {
+    fn new() -> Direction {
+        Direction {
+            stage: Stage::Idle,
+            total: 0,
+            bulk: false,
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+
+    /// Moves bytes from `from` to `to` until one of them would block (`Pending`), the source
+    /// ended and the FIN was passed on (`Ok`), or a socket failed (`Err`, the side to blame).
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &TcpStream,
+        to: &TcpStream,
+        from_side: Side,
+        splice_allowed: bool,
+        other_done: bool,
+    ) -> Poll<Result<(), Side>> {
+        let to_side = from_side.other();
+        loop {
+            match &mut self.stage {
+                Stage::Done => return Poll::Ready(Ok(())),
+                Stage::Idle => {
+                    // `poll_read_ready` waits in the socket's own waker slot; each
+                    // (socket, direction) has one reader, so the single slot suffices.
+                    if ready!(from.poll_read_ready(cx)).is_err() {
+                        return Poll::Ready(Err(from_side));
+                    }
+                    let read = if self.bulk && splice_allowed {
+                        self.splice_in(from)
+                    } else {
+                        self.read_in(from)
+                    };
+                    match read {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            self.stage = Stage::Done;
+                            if other_done {
+                                // Both directions are over: the caller closes both sockets
+                                // now, and the close sends the FIN (HAProxy saves this
+                                // shutdown() too).
+                                return Poll::Ready(Ok(()));
+                            }
+                            // FIN: pass on the half-close; the other direction keeps flowing.
+                            return Poll::Ready(match shutdown_write(to) {
+                                Ok(()) => Ok(()),
+                                Err(_) => Err(to_side),
+                            });
+                        }
+                        Err(e) if is_retry(&e) => {}
+                        Err(_) => return Poll::Ready(Err(from_side)),
+                    }
+                }
+                Stage::Buffered { buffer, start, end } => match to.try_write(&buffer[*start..*end])
+                {
+                    Ok(0) => return Poll::Ready(Err(to_side)),
+                    Ok(written) => {
+                        *start += written;
+                        self.total += written as u64;
+                        if *start == *end {
+                            if let Stage::Buffered { buffer, .. } =
+                                std::mem::replace(&mut self.stage, Stage::Idle)
+                            {
+                                give_buffer(buffer);
+                            }
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if ready!(to.poll_write_ready(cx)).is_err() {
+                            return Poll::Ready(Err(to_side));
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Poll::Ready(Err(to_side)),
+                },
+                Stage::Piped { pipe, pending } => {
+                    let moved = to.try_io(Interest::WRITABLE, || {
+                        splice_between(&pipe.read, to, *pending)
+                    });
+                    match moved {
+                        Ok(0) => return Poll::Ready(Err(to_side)),
+                        Ok(written) => {
+                            *pending -= written;
+                            self.total += written as u64;
+                            SPLICED_BYTES.fetch_add(written as u64, Ordering::Relaxed);
+                            if *pending == 0 {
+                                if let Stage::Piped { pipe, .. } =
+                                    std::mem::replace(&mut self.stage, Stage::Idle)
+                                {
+                                    give_pipe(pipe);
+                                }
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            if ready!(to.poll_write_ready(cx)).is_err() {
+                                return Poll::Ready(Err(to_side));
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return Poll::Ready(Err(to_side)),
+                    }
+                }
             }
         }
     }
-    Ending::Closed
-}
 
-/// Copies `from` to `to` until `from` sends FIN (then propagates it) or an error occurs.
-/// Errors are attributed to the side whose socket failed.
-#[allow(clippy::too_many_arguments)]
-async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    from_side: Side,
-    last_activity: &AtomicU64,
-    half_closed: &std::sync::atomic::AtomicBool,
-    epoch: Instant,
-    total: &AtomicU64,
-    count: impl Fn(u64),
-) -> Result<(), Side> {
-    let to_side = match from_side {
-        Side::Client => Side::Server,
-        Side::Server => Side::Client,
-    };
-    loop {
-        // `poll_read_ready` rather than `readable()`: it waits in the socket's own waker slot
-        // instead of keeping a waiter in this future, which an idle session holds for its
-        // whole life. Each (socket, direction) has one pump, so the single slot suffices.
-        if std::future::poll_fn(|cx| from.poll_read_ready(cx))
-            .await
-            .is_err()
-        {
-            return Err(from_side);
-        }
+    /// Reads into a pooled buffer. `Ok(false)` is end of stream.
+    fn read_in(&mut self, from: &TcpStream) -> io::Result<bool> {
         let mut buffer = take_buffer();
-        let read = match from.try_read(&mut buffer) {
+        match from.try_read(&mut buffer) {
             Ok(0) => {
                 give_buffer(buffer);
-                half_closed.store(true, Ordering::Relaxed);
-                // Propagate the half-close; the other direction keeps flowing.
-                return match socket2::SockRef::from(to).shutdown(Shutdown::Write) {
-                    Ok(()) => Ok(()),
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-                    Err(_) => Err(to_side),
-                };
+                Ok(false)
             }
-            Ok(n) => {
-                if n < buffer.len() {
-                    // A short read means the socket is drained: drop the readiness now instead
-                    // of paying one more read() that would only return EAGAIN. Tokio keeps
-                    // readiness that arrived after we observed it, so no wake-up is lost.
+            Ok(read) => {
+                if read == buffer.len() {
+                    self.bulk = true;
+                } else {
+                    // A short read means the socket is drained: drop the readiness now
+                    // instead of paying one more read() that would only return EAGAIN.
+                    // Tokio keeps readiness that arrived after we observed it, so no
+                    // wake-up is lost.
                     let _ = from.try_io(Interest::READABLE, || {
                         Err::<(), _>(io::ErrorKind::WouldBlock.into())
                     });
                 }
-                n
+                self.stage = Stage::Buffered {
+                    buffer,
+                    start: 0,
+                    end: read,
+                };
+                Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(e) => {
                 give_buffer(buffer);
-                continue;
+                Err(e)
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                give_buffer(buffer);
-                continue;
-            }
+        }
+    }
+
+    /// Splices from the socket into a pooled pipe. `Ok(false)` is end of stream.
+    fn splice_in(&mut self, from: &TcpStream) -> io::Result<bool> {
+        let pipe = match take_pipe() {
+            Ok(pipe) => pipe,
             Err(_) => {
-                give_buffer(buffer);
-                return Err(from_side);
+                // Out of descriptors for a pipe: this direction copies through user space.
+                self.bulk = false;
+                return self.read_in(from);
             }
         };
-        let result = write_all(to, &buffer[..read]).await;
-        give_buffer(buffer);
-        if result.is_err() {
-            return Err(to_side);
+        match from.try_io(Interest::READABLE, || {
+            splice_between(from, &pipe.write, PIPE_CHUNK)
+        }) {
+            Ok(0) => {
+                give_pipe(pipe);
+                Ok(false)
+            }
+            Ok(read) => {
+                self.stage = Stage::Piped {
+                    pipe,
+                    pending: read,
+                };
+                Ok(true)
+            }
+            Err(e) => {
+                give_pipe(pipe);
+                Err(e)
+            }
         }
-        total.fetch_add(read as u64, Ordering::Relaxed);
-        count(read as u64);
-        last_activity.store(epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
 }
 
-async fn write_all(to: &TcpStream, mut data: &[u8]) -> io::Result<()> {
-    while !data.is_empty() {
-        match to.try_write(data) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                std::future::poll_fn(|cx| to.poll_write_ready(cx)).await?
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+/// Errors after which the read is simply tried again (tokio has cleared the readiness).
+fn is_retry(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
 
-/// Completes with the side to blame when the session has been idle longer than allowed.
-async fn watchdog(
-    limits: Limits,
-    last_activity: &AtomicU64,
-    half_closed: &std::sync::atomic::AtomicBool,
-    epoch: Instant,
-) -> Side {
-    loop {
-        let Some((limit, side)) = limits.current(half_closed.load(Ordering::Relaxed)) else {
-            // No timeout configured: wait until a half-close may bring a *-fin timeout.
-            if limits.client_fin.is_none() && limits.server_fin.is_none() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        let idle_since = Duration::from_millis(last_activity.load(Ordering::Relaxed));
-        let deadline = epoch + idle_since + limit;
-        let now = Instant::now();
-        if now >= deadline {
-            return side;
-        }
-        // Re-check at the deadline, or sooner so a half-close switches to the fin timeout.
-        let mut wait = deadline - now;
-        if !half_closed.load(Ordering::Relaxed)
-            && (limits.client_fin.is_some() || limits.server_fin.is_some())
-        {
-            wait = wait.min(Duration::from_millis(500));
-        }
-        tokio::time::sleep(wait).await;
+/// Half-closes the write side, treating an already disconnected socket as done.
+fn shutdown_write(to: &TcpStream) -> io::Result<()> {
+    match socket2::SockRef::from(to).shutdown(Shutdown::Write) {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        other => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
@@ -383,5 +694,110 @@ mod tests {
         drop(client);
         let (ending, _) = forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await;
         assert_eq!(ending, Ending::Aborted(Side::Client));
+    }
+    /// A pattern that does not repeat at any power-of-two period, so a misplaced, dropped
+    /// or duplicated chunk shows.
+    fn pattern(length: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed;
+        (0..length)
+            .map(|_| {
+                state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                (state >> 16) as u8
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn bulk_flows_are_spliced_intact_both_ways() {
+        let (proxy_client, client) = pair().await;
+        let (server, proxy_server) = pair().await;
+        let spliced_before = SPLICED_BYTES.load(Ordering::Relaxed);
+        let task = tokio::spawn(async move {
+            forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await
+        });
+        let up = pattern(8 << 20, 1);
+        let down = pattern(6 << 20, 2);
+        // Each end writes and reads at once, so neither direction stalls the other.
+        let exchange = |stream: TcpStream, send: Vec<u8>| async move {
+            let (mut read, mut write) = stream.into_split();
+            let writer = async move {
+                write.write_all(&send).await.unwrap();
+                write.shutdown().await.unwrap();
+            };
+            let reader = async move {
+                let mut received = Vec::new();
+                read.read_to_end(&mut received).await.unwrap();
+                received
+            };
+            tokio::join!(writer, reader).1
+        };
+        let (at_server, at_client) =
+            tokio::join!(exchange(server, down.clone()), exchange(client, up.clone()));
+        assert!(at_server == up, "upstream bytes differ");
+        assert!(at_client == down, "downstream bytes differ");
+        let (ending, transferred) = task.await.unwrap();
+        assert_eq!(ending, Ending::Closed);
+        assert_eq!(transferred.upstream, up.len() as u64);
+        assert_eq!(transferred.downstream, down.len() as u64);
+        let spliced = SPLICED_BYTES.load(Ordering::Relaxed) - spliced_before;
+        assert!(
+            spliced > (up.len() + down.len()) as u64 / 2,
+            "only {spliced} bytes went through splice"
+        );
+    }
+
+    #[tokio::test]
+    async fn half_close_switches_to_the_fin_timeout() {
+        let (proxy_client, mut client) = pair().await;
+        let (_server, proxy_server) = pair().await;
+        let limits = Limits {
+            client: Some(Duration::from_secs(30)),
+            server: Some(Duration::from_secs(30)),
+            client_fin: Some(Duration::from_millis(150)),
+            ..no_limits()
+        };
+        let task =
+            tokio::spawn(
+                async move { forward(&proxy_client, &proxy_server, limits, &NoSink).await },
+            );
+        client.shutdown().await.unwrap();
+        let shut = Instant::now();
+        let (ending, _) = tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the fin timeout did not end the session")
+            .unwrap();
+        assert_eq!(ending, Ending::TimedOut(Side::Client));
+        let waited = shut.elapsed();
+        assert!(
+            waited >= Duration::from_millis(150),
+            "ended after {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn activity_postpones_the_timeout() {
+        let (proxy_client, mut client) = pair().await;
+        let (mut server, proxy_server) = pair().await;
+        let limits = Limits {
+            client: Some(Duration::from_millis(200)),
+            server: Some(Duration::from_millis(200)),
+            ..no_limits()
+        };
+        let started = Instant::now();
+        let task =
+            tokio::spawn(
+                async move { forward(&proxy_client, &proxy_server, limits, &NoSink).await },
+            );
+        // Traffic every 50 ms for 600 ms: three limits' worth, never idle for one.
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            client.write_all(b"x").await.unwrap();
+            let mut byte = [0u8; 1];
+            server.read_exact(&mut byte).await.unwrap();
+        }
+        assert!(!task.is_finished(), "timed out despite traffic");
+        let (ending, _) = task.await.unwrap();
+        assert_eq!(ending, Ending::TimedOut(Side::Client));
+        assert!(started.elapsed() >= Duration::from_millis(800));
     }
 }

@@ -132,6 +132,7 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         // Each session needs two descriptors: take all the process is allowed.
         let nofile = listener::raise_nofile_limit();
+        forward::set_splice(!config.global.nosplice);
         let maxconn = config
             .global
             .maxconn
@@ -178,6 +179,7 @@ impl Engine {
                     Arc::clone(&changes),
                     before,
                     &sections,
+                    &process.sessions,
                     &mut notices,
                 )
                 .await?,
@@ -323,6 +325,7 @@ impl Engine {
     pub async fn run(self) {
         let runtime = self.runtime;
         health::spawn_checks(&runtime.backends, &runtime.stop);
+        let floor = tokio::spawn(timer_floor());
         let mut tasks = Vec::new();
         for (listener, frontend) in self.listeners {
             let process = Arc::clone(&runtime.process);
@@ -332,6 +335,18 @@ impl Engine {
         for task in tasks {
             let _ = task.await;
         }
+        floor.abort();
+    }
+}
+
+/// Keeps a timer due within the next half second at all times. Tokio wakes its own driver
+/// (an eventfd write, then one more `epoll_wait`) whenever a new timer is due before every
+/// pending one; under this floor the connect and inactivity timeouts each session arms,
+/// seconds away, never are: two system calls fewer per connection, for two wake-ups a
+/// second.
+async fn timer_floor() {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -378,6 +393,7 @@ async fn build_backend(
     changes: Arc<Notify>,
     previous: Option<&Arc<Backend>>,
     sections: &resolve::Sections,
+    sessions: &Arc<state::SessionRegistry>,
     notices: &mut Vec<String>,
 ) -> anyhow::Result<Backend> {
     let before = previous.map(|b| b.servers.load_full());
@@ -404,7 +420,7 @@ async fn build_backend(
                 continue;
             }
         }
-        let built = new_server(server, origin, sections)
+        let built = new_server(server, origin, sections, sessions)
             .await
             .with_context(|| format!("{}: server '{}/{}'", server.span, proxy.name, server.name))?;
         servers.push(Arc::new(built));
@@ -470,6 +486,7 @@ pub(crate) async fn new_server(
     server: &config::Server,
     origin: state::ServerOrigin,
     sections: &resolve::Sections,
+    sessions: &Arc<state::SessionRegistry>,
 ) -> anyhow::Result<Server> {
     let dynamic = matches!(origin, state::ServerOrigin::Runtime { .. });
     let resolution = resolve::resolution_for(server, dynamic, sections)?;
@@ -514,7 +531,7 @@ pub(crate) async fn new_server(
         check,
         health: std::sync::Mutex::new(health),
         recheck: Notify::new(),
-        kill: watch::channel(state::KillOrder::default()).0,
+        sessions: Arc::clone(sessions),
         origin,
         initial: state::InitialSettings {
             addr,

@@ -80,6 +80,13 @@ impl Listener {
         frontend: Arc<Frontend>,
         mut stop: watch::Receiver<bool>,
     ) {
+        // A listener bound to one address accepts only on it: no getsockname() per
+        // connection then, only for wildcard binds.
+        let bound = self
+            .inner
+            .local_addr()
+            .ok()
+            .filter(|addr| !addr.ip().is_unspecified());
         loop {
             if *stop.borrow() {
                 return;
@@ -99,7 +106,10 @@ impl Listener {
                     let now_ms = crate::rate::now_ms();
                     process.connection_rate.add(now_ms);
                     frontend.counters.connection_rate.add(now_ms);
-                    let local_addr = client.local_addr().unwrap_or(client_addr);
+                    let local_addr = match bound {
+                        Some(addr) => addr,
+                        None => client.local_addr().unwrap_or(client_addr),
+                    };
                     let session = Session {
                         process: Arc::clone(&process),
                         frontend: Arc::clone(&frontend),
@@ -114,7 +124,7 @@ impl Listener {
                     };
                     // Boxed before spawning: the task then moves a pointer instead of
                     // copying the session's whole future through each layer of the spawn.
-                    tokio::spawn(Box::pin(session.run()));
+                    tokio::spawn(Box::pin(Box::new(session).run()));
                 }
                 Err(error) => {
                     // Running out of descriptors or memory: back off briefly instead of

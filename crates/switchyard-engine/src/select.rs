@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use switchyard_balance::{PickRequest, ServerView};
 
 use crate::state::{Backend, Server};
@@ -158,7 +159,9 @@ fn pick(
 ) -> Attempt {
     // The active tier serves while any active server is usable; backups only when none is.
     let any_active = servers.iter().any(|s| !s.backup && s.usable());
-    let tier: Vec<&Arc<Server>> = if any_active {
+    // On the stack for farms of up to 16 servers: a pick runs once per connection (and per
+    // HTTP request), and two heap vectors per pick showed in its profile.
+    let tier: SmallVec<[&Arc<Server>; 16]> = if any_active {
         servers.iter().filter(|s| !s.backup).collect()
     } else if backend.allbackups {
         servers.iter().filter(|s| s.backup).collect()
@@ -182,7 +185,7 @@ fn pick(
                 .filter(|s| s.usable() && s.has_slot())
                 .any(|s| !Arc::ptr_eq(s, a))
         });
-        let views: Vec<ServerView> = tier
+        let views: SmallVec<[ServerView; 16]> = tier
             .iter()
             .map(|s| ServerView {
                 weight: s.weight.load(Ordering::Relaxed),

@@ -107,7 +107,9 @@ impl ByteSink for Sinks<'_> {
 }
 
 impl Session {
-    pub async fn run(mut self) {
+    /// Boxed: an `async fn` keeps a by-value argument twice in its state (the argument and
+    /// the local it is moved into), and the session's fields would be both for its life.
+    pub async fn run(mut self: Box<Self>) {
         let tls_terminated = self.tls.is_some();
         let process = Arc::clone(&self.process);
         let frontend = Arc::clone(&self.frontend);
@@ -139,7 +141,7 @@ impl Session {
                 accept_proxy,
                 tls: _,
                 _slots,
-            } = self;
+            } = *self;
             let timeout = frontend.timeouts.client.unwrap_or(Duration::from_secs(5));
             let client = match Box::pin(tls.accept(client, timeout)).await {
                 Ok(client) => client,
@@ -148,7 +150,7 @@ impl Session {
                     return;
                 }
             };
-            self = Session {
+            *self = Session {
                 process,
                 frontend,
                 client,
@@ -187,7 +189,7 @@ impl Session {
         let registered = process.sessions.register(
             self.client_addr,
             self.local_addr,
-            &frontend.name,
+            &frontend,
             process.generation,
         );
         if frontend.http.is_some() {
@@ -260,7 +262,7 @@ impl Session {
         if let Some((server_stream, lease)) = Box::pin(self.connect(&backend, &mut outcome)).await {
             outcome.server = Some(Arc::clone(&lease.server));
             if let Ok(mut server) = info.server.lock() {
-                *server = Some((backend.name.clone(), lease.server.name.clone()));
+                *server = Some((Arc::clone(&backend), Arc::clone(&lease.server)));
             }
             self.relay(&backend, server_stream, &lease.server, info, &mut outcome)
                 .await;
@@ -335,14 +337,13 @@ impl Session {
             backend,
             server,
         };
-        // Orders to close this server's sessions that arrive from now on apply to this one.
-        let mut kill = server.kill.subscribe();
-        kill.borrow_and_update();
+        // Kill orders (this server's, or this session's) are polled in place: an idle
+        // session keeps no waiter future for them.
         let forwarding = forward::forward(&self.client, &server_stream, limits, &sinks);
         let killed = tokio::select! {
+            biased;
+            cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
             result = forwarding => Ok(result),
-            Ok(()) = kill.changed() => Err(kill.borrow().cause),
-            () = info.kill.notified() => Err(KillCause::Admin),
         };
         let (ending, transferred) = match killed {
             Ok(result) => result,

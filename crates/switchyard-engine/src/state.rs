@@ -14,7 +14,7 @@ use arc_swap::ArcSwap;
 use switchyard_balance::Algorithm;
 use switchyard_config as config;
 use switchyard_health::{CheckOutcome, HealthCounter};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
 use crate::rate::{FreqCtr, LastEvent};
 
@@ -147,8 +147,9 @@ pub struct Server {
     pub health: Mutex<HealthRecord>,
     /// Wakes the check task early (an `on-error` action asked for `fastinter`).
     pub recheck: Notify,
-    /// Orders the server's live sessions to close (`on-marked-down shutdown-sessions`...).
-    pub kill: watch::Sender<KillOrder>,
+    /// The process's live sessions, to close this server's (`on-marked-down
+    /// shutdown-sessions`, `shutdown sessions server`).
+    pub sessions: Arc<SessionRegistry>,
     /// Where the server comes from: the configuration or an `add server` command.
     pub origin: ServerOrigin,
     /// The settings it was built with, so runtime changes can be told apart from them.
@@ -256,22 +257,6 @@ pub enum KillCause {
     Admin,
 }
 
-/// A kill order: sessions opened before `sequence` changed close with `cause`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KillOrder {
-    pub sequence: u64,
-    pub cause: KillCause,
-}
-
-impl Default for KillOrder {
-    fn default() -> Self {
-        KillOrder {
-            sequence: 0,
-            cause: KillCause::Admin,
-        }
-    }
-}
-
 impl Server {
     pub fn admin_state(&self) -> AdminState {
         AdminState::from_u8(self.admin.load(Ordering::Relaxed))
@@ -327,10 +312,7 @@ impl Server {
 
     /// Closes every live session of this server, with `cause` in their logs.
     pub fn kill_sessions(&self, cause: KillCause) {
-        self.kill.send_modify(|order| {
-            order.sequence += 1;
-            order.cause = cause;
-        });
+        self.sessions.kill_server(self, cause);
     }
 
     /// Locks the health record; a poisoned lock still holds consistent plain data.
@@ -469,14 +451,77 @@ pub struct SessionInfo {
     pub id: u64,
     pub client: SocketAddr,
     pub local: SocketAddr,
-    pub frontend: String,
+    pub frontend: Arc<Frontend>,
     pub accepted: Instant,
-    /// `backend/server` once connected.
-    pub server: Mutex<Option<(String, String)>>,
-    /// Closes the session (`shutdown session ID`).
-    pub kill: Notify,
+    /// The backend and server once connected (shared, so registering costs no copy).
+    pub server: Mutex<Option<(Arc<Backend>, Arc<Server>)>>,
+    /// Closes the session (`shutdown session ID`, server kill orders, hard-stop).
+    pub kill: KillSwitch,
     /// The engine generation that accepted it.
     pub generation: u64,
+}
+
+impl SessionInfo {
+    /// `backend/server` names once connected.
+    pub fn server_names(&self) -> Option<(String, String)> {
+        let server = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        server
+            .as_ref()
+            .map(|(backend, server)| (backend.name.clone(), server.name.clone()))
+    }
+
+    fn is_on(&self, server: &Server) -> bool {
+        let current = self.server.lock().unwrap_or_else(|p| p.into_inner());
+        current
+            .as_ref()
+            .is_some_and(|(_, on)| std::ptr::eq(Arc::as_ptr(on), server))
+    }
+}
+
+/// A one-shot order to close a session, readable without keeping a waiter future: the
+/// session's relay polls it in place, so an idle session holds one word and one waker.
+#[derive(Debug, Default)]
+pub struct KillSwitch {
+    /// 0 while alive, else 1 + the `KillCause`.
+    cause: AtomicU8,
+    waker: atomic_waker::AtomicWaker,
+}
+
+impl KillSwitch {
+    /// Orders the close; the first cause given is the one logged.
+    pub fn kill(&self, cause: KillCause) {
+        let _ =
+            self.cause
+                .compare_exchange(0, cause as u8 + 1, Ordering::AcqRel, Ordering::Acquire);
+        self.waker.wake();
+    }
+
+    fn cause(&self) -> Option<KillCause> {
+        match self.cause.load(Ordering::Acquire) {
+            0 => None,
+            n if n == KillCause::Down as u8 + 1 => Some(KillCause::Down),
+            n if n == KillCause::Up as u8 + 1 => Some(KillCause::Up),
+            _ => Some(KillCause::Admin),
+        }
+    }
+
+    /// Ready once killed. One task polls a session's switch (its own).
+    pub fn poll_killed(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<KillCause> {
+        if let Some(cause) = self.cause() {
+            return std::task::Poll::Ready(cause);
+        }
+        self.waker.register(cx.waker());
+        // A kill between the check and the registration found no waker: look again.
+        match self.cause() {
+            Some(cause) => std::task::Poll::Ready(cause),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    /// Completes once killed (an order given before the call counts).
+    pub fn notified(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| self.poll_killed(cx).map(|_| ()))
+    }
 }
 
 /// Registry of live sessions: one short lock on open and close, nothing in between.
@@ -498,7 +543,7 @@ impl SessionRegistry {
         self: &Arc<Self>,
         client: SocketAddr,
         local: SocketAddr,
-        frontend: &str,
+        frontend: &Arc<Frontend>,
         generation: u64,
     ) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
@@ -506,10 +551,10 @@ impl SessionRegistry {
             id,
             client,
             local,
-            frontend: frontend.to_string(),
+            frontend: Arc::clone(frontend),
             accepted: Instant::now(),
             server: Mutex::new(None),
-            kill: Notify::new(),
+            kill: KillSwitch::default(),
             generation,
         });
         self.live().insert(id, Arc::clone(&info));
@@ -534,9 +579,16 @@ impl SessionRegistry {
             .filter(|s| s.generation == generation)
             .collect();
         for session in &doomed {
-            session.kill.notify_one();
+            session.kill.kill(KillCause::Admin);
         }
         doomed.len()
+    }
+
+    /// Closes every session connected to `server`.
+    pub fn kill_server(&self, server: &Server, cause: KillCause) {
+        for session in self.live().values().filter(|s| s.is_on(server)) {
+            session.kill.kill(cause);
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<SessionInfo>> {

@@ -308,12 +308,19 @@ async fn sessions_are_listed_and_can_be_shut_down_one_by_one() {
     }
     let sessions = runtime.process.sessions.list();
     assert_eq!(sessions.len(), 2);
-    assert_eq!(sessions[0].frontend, "l");
+    // Ids follow registration, which two session tasks may reach in either order: find the
+    // first connection's session by its address.
+    let first_addr = first.get_ref().local_addr().unwrap();
+    let doomed = sessions
+        .iter()
+        .find(|s| s.client == first_addr)
+        .expect("the first connection's session is listed");
+    assert_eq!(doomed.frontend.name, "l");
     assert_eq!(
-        sessions[0].server.lock().unwrap().clone(),
+        doomed.server_names(),
         Some(("l".to_string(), "a".to_string()))
     );
-    runtime.shutdown_session(sessions[0].id).unwrap();
+    runtime.shutdown_session(doomed.id).unwrap();
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(2), first.read_to_end(&mut rest)).await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))));

@@ -115,8 +115,9 @@ pub async fn serve(
     let result = serve_until_stopped(source, parsed, &mut startup, replaces).await;
     if let Err(error) = &result {
         startup.failed(&format!("{error:#}"));
+        // A clean stop said STOPPING when it began; a failure says it now.
+        process::notify(&[sd_notify::NotifyState::Stopping]);
     }
-    process::notify(&[sd_notify::NotifyState::Stopping]);
     startup.exiting();
     result
 }
@@ -226,6 +227,8 @@ async fn serve_until_stopped(
         }
     }
 
+    // systemd wants STOPPING when the shutdown begins, not once sessions have drained.
+    process::notify(&[sd_notify::NotifyState::Stopping]);
     if let Some(grace) = live.config.global.grace {
         eprintln!("switchyard: stopping in {grace:?} (grace); signal again to stop now");
         tokio::select! {

@@ -337,10 +337,7 @@ impl Executor {
                 }
             }
             let (be, srv) = session
-                .server
-                .lock()
-                .ok()
-                .and_then(|s| s.clone())
+                .server_names()
                 .unwrap_or_else(|| ("<NONE>".into(), "<none>".into()));
             let proto = if session.client.is_ipv4() {
                 "tcpv4"
@@ -351,7 +348,7 @@ impl Executor {
                 "0x{:x}: proto={proto} src={} fe={} be={be} srv={srv} ts=00 age={}s\n",
                 session.id,
                 session.client,
-                session.frontend,
+                session.frontend.name,
                 now.duration_since(session.accepted).as_secs()
             ));
         }

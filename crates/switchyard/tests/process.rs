@@ -127,9 +127,11 @@ fn systemd_is_told_ready_reloading_and_stopping() {
     systemd
         .set_read_timeout(Some(Duration::from_secs(15)))
         .unwrap();
-    let next = || {
+    let next = |waiting_for: &str| {
         let mut buf = [0u8; 512];
-        let n = systemd.recv(&mut buf).expect("a notification");
+        let n = systemd
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no notification while waiting for {waiting_for}: {e}"));
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     let mut child = ChildGuard::spawn(
@@ -140,17 +142,17 @@ fn systemd_is_told_ready_reloading_and_stopping() {
             .env("NOTIFY_SOCKET", &socket_path),
     )
     .unwrap();
-    assert_eq!(next(), "READY=1\n");
+    assert_eq!(next("READY at start"), "READY=1\n");
     assert_eq!(greeting_through(front), "s1");
     child.signal(libc::SIGHUP);
-    let reloading = next();
+    let reloading = next("RELOADING after SIGHUP");
     assert!(
         reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
         "{reloading}"
     );
-    assert_eq!(next(), "READY=1\n");
+    assert_eq!(next("READY after the reload"), "READY=1\n");
     child.signal(libc::SIGTERM);
-    assert_eq!(next(), "STOPPING=1\n");
+    assert_eq!(next("STOPPING after SIGTERM"), "STOPPING=1\n");
     assert!(child.wait_timeout(Duration::from_secs(10)).is_some());
 }
 
