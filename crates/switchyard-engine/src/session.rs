@@ -201,7 +201,14 @@ impl Session {
                 local_addr: self.local_addr,
                 tls: tls_terminated,
             };
-            crate::http::serve(connection, self.client, &registered.info).await;
+            // Boxed: the task is as large as its largest state, and TCP sessions (most of
+            // them, and idle for long) should not carry the size of an HTTP connection's.
+            Box::pin(crate::http::serve(
+                connection,
+                self.client,
+                &registered.info,
+            ))
+            .await;
             drop(registered);
             frontend.counters.session_ended();
             if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {

@@ -9,6 +9,12 @@ mod process;
 mod runtime_api;
 mod state_file;
 
+/// mimalloc: per-thread free lists make the allocations of a short connection (task, session
+/// state, buffers) markedly cheaper than glibc's malloc; see docs/performance.md for the
+/// measured trade (instructions per connection vs. idle memory).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
