@@ -19,6 +19,9 @@ environment:
   BENCH_REPS        runs per configuration, interleaved; the median is reported (default 3)
   BENCH_THREADS     nbthread for BOTH proxies (default 1)
   BENCH_PROXY_CPUS  taskset CPU list for BOTH proxies (default: the last BENCH_THREADS CPUs)
+  BENCH_LOADGEN_CPUS  taskset CPU list for iperf3 (client and server) and wrk (default: the
+                    CPUs the proxies do not use; none = unpinned, also when the proxies use
+                    every CPU)
   BENCH_WARMUP      seconds of unrecorded pgbench -S warm-up per path (default 2, 0 = none)
   BENCH_CONN_CLIENTS  concurrent clients of the short-connection test (default 32)
   BENCH_LAT_RATE    requests/s of the open-loop latency test (default 5000)
@@ -202,6 +205,27 @@ elif (( THREADS >= NCPU )); then
 else
     PROXY_CPUS="$((NCPU - THREADS))-$((NCPU - 1))"
 fi
+# iperf3's two ends and wrk are pinned away from the proxies. Unpinned, the scheduler moves
+# them on and off the proxy's CPU, and the results depend on that placement more than on the
+# proxy: single-stream iperf3 came out bimodal (14 or 18 Gbit/s for one binary), and wrk's
+# p99 doubled for one proxy and not the other, while pinned to either CPU it was the same
+# for both. pgbench and PostgreSQL stay unpinned: on one CPU they would measure the direct
+# path on half the machine.
+cpus_other_than() { # taskset list -> the other CPUs of this machine as a list, or nothing
+    python3 - "$1" "$NCPU" <<'PY'
+import sys
+used = set()
+for part in sys.argv[1].split(","):
+    a, _, b = part.partition("-")
+    used.update(range(int(a), int(b or a) + 1))
+print(",".join(str(c) for c in range(int(sys.argv[2])) if c not in used))
+PY
+}
+LOADGEN_CPUS="${BENCH_LOADGEN_CPUS:-$(cpus_other_than "$PROXY_CPUS")}"
+[[ "$LOADGEN_CPUS" == none ]] && LOADGEN_CPUS=""
+loadgen_pin() { # command... -> runs it pinned to LOADGEN_CPUS when set
+    if [[ -n "$LOADGEN_CPUS" ]]; then taskset -c "$LOADGEN_CPUS" "$@"; else "$@"; fi
+}
 
 # ---------------------------------------------------------------------------- helpers
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")"
@@ -353,7 +377,7 @@ log "pgbench -i -s $PGB_SCALE"
     { cat "$WORK/pgbench-init.log" >&2; die "pgbench -i failed"; }
 
 log "starting iperf3 server on 127.0.0.1:$IPERF_PORT"
-iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" >"$WORK/iperf3-server.log" 2>&1 &
+loadgen_pin iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" >"$WORK/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 wait_port "$IPERF_PORT" || die "iperf3 server did not start"
 
@@ -441,21 +465,35 @@ record() { # metric path rep value
 
 run_pgbench() { # tag path rep extra-args...  -> records tps (+ latency)
     local tag="$1" path="$2" rep="$3"; shift 3
-    local port="${PG_PORT_OF[$path]}" out tps lat
+    local port="${PG_PORT_OF[$path]}" out tps lat pid c0="" c1="" txns per=""
     if ! alive "$path"; then
         log "$tag $path rep $rep: proxy is not running"; record "$tag.tps" "$path" "$rep" FAIL; return
     fi
+    pid="$(proxy_pid "$path")"
+    [[ -n "$pid" ]] && c0="$(cpu_ticks "$pid")"
     out="$("$PGBENCH" -n -p "$port" -T "$DURATION" -j "$PGB_JOBS" "$@" 2>&1)"
+    [[ -n "$pid" ]] && c1="$(cpu_ticks "$pid")"
     printf '%s\n' "$out" >"$WORK/pgbench-$tag-$path-$rep.log"
     tps="$(awk '/^tps = / { print $3; exit }' <<<"$out")"
     lat="$(awk '/^latency average = / { print $4; exit }' <<<"$out")"
+    txns="$(awk '/^number of transactions actually processed: / { print $6; exit }' <<<"$out")"
+    # The proxy's own CPU time per transaction: its cost, whatever share of the two
+    # cores pgbench and PostgreSQL leave it.
+    per="$(per_unit_us "$c0" "$c1" "$txns")"
+    [[ -n "$per" ]] && record "$tag.cpu" "$path" "$rep" "$per"
     if [[ -z "$tps" ]] || grep -qE 'aborted|error' <<<"$out"; then
         log "$tag $path rep $rep: pgbench failed ($(grep -m1 -iE 'error|abort|fatal' <<<"$out"))"
         [[ -n "$tps" ]] || tps=FAIL
     fi
     record "$tag.tps" "$path" "$rep" "${tps:-FAIL}"
     [[ -n "$lat" ]] && record "$tag.lat" "$path" "$rep" "$lat"
-    printf '  %-9s %-10s rep %d: %12s tps   latency avg %s ms\n' "$tag" "$path" "$rep" "${tps:-FAIL}" "${lat:-NA}"
+    printf '  %-9s %-10s rep %d: %12s tps   latency avg %s ms%s\n' "$tag" "$path" "$rep" "${tps:-FAIL}" "${lat:-NA}" \
+        "${per:+   proxy CPU $per us/transaction}"
+}
+
+per_unit_us() { # cpu-ticks-before cpu-ticks-after units -> µs of CPU per unit (nothing if unknown)
+    [[ -n "$1" && -n "$2" && -n "${3:-}" && "${3:-0}" != 0 ]] || return 0
+    awk -v t=$(($2 - $1)) -v hz="$CLK_TCK" -v n="$3" 'BEGIN { printf "%.2f", 1e6 * t / hz / n }'
 }
 
 proxy_pid() { # path -> pid of its proxy (nothing for direct)
@@ -471,7 +509,7 @@ run_iperf() { # tag path rep parallel -> records Gbit/s and, for proxies, CPU ms
     pid="$(proxy_pid "$path")"
     for try in 1 2 3; do   # the iperf3 server serves one test at a time; retry if still busy
         [[ -n "$pid" ]] && c0="$(cpu_ticks "$pid")"
-        iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -P "$par" -J >"$WORK/iperf-$tag-$path-$rep.json" 2>&1
+        loadgen_pin iperf3 -c 127.0.0.1 -p "$port" -t "$DURATION" -P "$par" -J >"$WORK/iperf-$tag-$path-$rep.json" 2>&1
         [[ -n "$pid" ]] && c1="$(cpu_ticks "$pid")"
         # received Gbit/s and Gbit received in total
         out="$(python3 - "$WORK/iperf-$tag-$path-$rep.json" <<'EOF'
@@ -540,11 +578,17 @@ wrk_ms() { # wrk latency text (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
 }
 
 run_wrk() { # path rep -> requests/s and p99 latency
-    local path="$1" rep="$2" out rps p99 errs
+    local path="$1" rep="$2" out rps p99 errs pid c0="" c1="" reqs per=""
     if ! alive "$path"; then
         log "http $path rep $rep: proxy is not running"; record http.rps "$path" "$rep" FAIL; return
     fi
-    out="$(wrk -t "$WRK_THREADS" -c "$WRK_CONNS" -d "${DURATION}s" --latency "http://127.0.0.1:${HTTP_PORT_OF[$path]}/" 2>&1)"
+    pid="$(proxy_pid "$path")"
+    [[ -n "$pid" ]] && c0="$(cpu_ticks "$pid")"
+    out="$(loadgen_pin wrk -t "$WRK_THREADS" -c "$WRK_CONNS" -d "${DURATION}s" --latency "http://127.0.0.1:${HTTP_PORT_OF[$path]}/" 2>&1)"
+    [[ -n "$pid" ]] && c1="$(cpu_ticks "$pid")"
+    reqs="$(awk '/ requests in / { print $1; exit }' <<<"$out")"
+    per="$(per_unit_us "$c0" "$c1" "$reqs")"
+    [[ -n "$per" ]] && record http.cpu "$path" "$rep" "$per"
     printf '%s\n' "$out" >"$WORK/wrk-$path-$rep.log"
     rps="$(awk '/^Requests\/sec:/ { print $2; exit }' <<<"$out")"
     p99="$(awk '$1 == "99%" { print $2; exit }' <<<"$out")"
@@ -554,7 +598,8 @@ run_wrk() { # path rep -> requests/s and p99 latency
     [[ -n "$errs" ]] && log "http $path rep $rep: $errs"
     record http.rps "$path" "$rep" "${rps:-FAIL}"
     [[ -n "$p99" ]] && record http.p99 "$path" "$rep" "$p99"
-    printf '  %-9s %-10s rep %d: %12s req/s   p99 %s ms\n' http "$path" "$rep" "${rps:-FAIL}" "${p99:-NA}"
+    printf '  %-9s %-10s rep %d: %12s req/s   p99 %s ms%s\n' http "$path" "$rep" "${rps:-FAIL}" "${p99:-NA}" \
+        "${per:+   proxy CPU $per us/request}"
     sleep 0.5
 }
 
@@ -659,6 +704,7 @@ alive haproxy || log "WARNING: haproxy exited during the run (log: $WORK/haproxy
 METRICS=(
     "pgS.tps|pgbench -S TPS (c=$PGB_CLIENTS)|tps|1"
     "pgS.lat|pgbench -S avg latency (c=$PGB_CLIENTS)|ms|0"
+    "pgS.cpu|proxy CPU per transaction (pgbench -S)|us|0"
     "pgSC.tps|pgbench -S -C TPS (c=$PGB_C_CLIENTS)|tps|1"
     "iperfP1|iperf3 -P 1|Gbit/s|1"
     "iperfP4|iperf3 -P 4|Gbit/s|1"
@@ -673,6 +719,7 @@ if [[ "$HTTP" == 1 ]]; then
     METRICS+=(
         "http.rps|HTTP wrk req/s (c=$WRK_CONNS)|req/s|1"
         "http.p99|HTTP wrk p99 (closed loop)|ms|0|tail"
+        "http.cpu|proxy CPU per HTTP request|us|0"
     )
 fi
 METRICS+=(
@@ -762,7 +809,13 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "  (client → proxy → server). Both proxies run concurrently, each from the same generated config"
     echo "  (only the bind ports differ; see below): tcp mode (one \`mode http\` section for wrk),"
     echo "  \`nbthread $THREADS\`, \`maxconn $MAXCONN\`, no logging, same timeouts, each pinned with"
-    echo "  \`taskset -c $PROXY_CPUS\`. Clients and servers are not pinned."
+    if [[ -n "$LOADGEN_CPUS" ]]; then
+        echo "  \`taskset -c $PROXY_CPUS\`. The iperf3 client and server and wrk are pinned to the other"
+        echo "  CPUs (\`taskset -c $LOADGEN_CPUS\`, for every path, direct included); other clients and"
+        echo "  servers (pgbench, PostgreSQL, switchyard-bench) are not pinned."
+    else
+        echo "  \`taskset -c $PROXY_CPUS\`. Clients and servers are not pinned."
+    fi
     echo "- Each configuration is run $REPS times for ${DURATION}s, interleaved (direct, switchyard, haproxy,"
     echo "  direct, switchyard, haproxy, …) so that drift in machine load hits all paths alike;"
     echo "  the table shows the **median** of the $REPS runs. All raw runs are listed at the end."
@@ -771,7 +824,9 @@ version_of() { "$@" 2>&1 | head -1; }
     fi
     echo "- Measurements:"
     echo "  1. \`pgbench -S -M prepared -c $PGB_CLIENTS -j $PGB_JOBS -T $DURATION\` (persistent connections,"
-    echo "     scale $PGB_SCALE): TPS and average latency."
+    echo "     scale $PGB_SCALE): TPS and average latency; for the proxies, their CPU time (utime + stime from"
+    echo "     \`/proc/PID/stat\`, before/after) per transaction, in µs: the proxy's own cost, which TPS"
+    echo "     hides when pgbench, PostgreSQL and the proxy compete for the same cores."
     echo "  2. \`pgbench -S -C -c $PGB_C_CLIENTS -j $PGB_JOBS -T $DURATION\` (a new connection per transaction): TPS."
     echo "  3. \`iperf3 -t $DURATION -P 1\` and \`-P 4\` (control + data connections all through the proxy):"
     echo "     receiver throughput in Gbit/s, and the proxy's CPU time (utime + stime of the process from"
@@ -786,7 +841,7 @@ version_of() { "$@" 2>&1 | head -1; }
     if [[ "$HTTP" == 1 ]]; then
         echo "  6. HTTP: \`wrk -t $WRK_THREADS -c $WRK_CONNS -d ${DURATION}s\` through a \`mode http\` listen section (keep-alive)"
         echo "     to a minimal HTTP/1.1 server (\`switchyard-bench serve --http\`, 13-byte body): requests/s"
-        echo "     and wrk's p99 (closed loop: it hides queueing, unlike 5)."
+        echo "     and wrk's p99 (closed loop: it hides queueing, unlike 5); the proxy's CPU time per request in µs."
     fi
     echo "  7. Memory: for each proxy a fresh process is started (same config), its VmRSS read from"
     echo "     \`/proc/PID/status\` after one probe, then $IDLE_CONNS connections are opened through it to the echo"

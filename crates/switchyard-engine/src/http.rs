@@ -174,9 +174,75 @@ struct Shared {
     idle_since: Mutex<Option<Instant>>,
     /// `timeout server` for the response headers.
     response_timer: ReusedTimer,
+    /// The server connection the last response came over, kept for this client's next
+    /// request to the same server (as HAProxy's default `http-reuse safe` keeps a session's
+    /// connection): a client's requests stay on one server connection instead of taking
+    /// whichever idle one the backend's pool offers.
+    own: Mutex<Option<Idle>>,
+}
+
+impl Drop for Shared {
+    /// The client is gone: its server connection goes to the backend's pool.
+    fn drop(&mut self) {
+        let own = self
+            .own
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let pool = self
+            .conn
+            .frontend
+            .backend
+            .as_ref()
+            .and_then(|b| b.http.as_ref());
+        if let (Some(idle), Some(pool)) = (own, pool) {
+            if !idle.sender.is_closed() {
+                pool.put_idle(idle.server, idle.sender, idle.since);
+            }
+        }
+    }
 }
 
 impl Shared {
+    fn own(&self) -> std::sync::MutexGuard<'_, Option<Idle>> {
+        self.own
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// This client's own idle connection to `server`, if it has one still open.
+    fn take_own(&self, server: &Arc<Server>) -> Option<SendRequest<RequestBody>> {
+        let mut own = self.own();
+        if !own
+            .as_ref()
+            .is_some_and(|idle| Arc::ptr_eq(&idle.server, server))
+        {
+            return None;
+        }
+        own.take()
+            .map(|idle| idle.sender)
+            .filter(|sender| !sender.is_closed())
+    }
+
+    /// Keeps `sender` for this client's next request; a connection kept before, to another
+    /// server, goes to the pool.
+    fn keep_own(
+        &self,
+        pool: &BackendHttp,
+        server: Arc<Server>,
+        sender: SendRequest<RequestBody>,
+        now: Instant,
+    ) {
+        let previous = self.own().replace(Idle {
+            server,
+            sender,
+            since: now,
+        });
+        if let Some(previous) = previous.filter(|idle| !idle.sender.is_closed()) {
+            pool.put_idle(previous.server, previous.sender, previous.since);
+        }
+    }
+
     fn set_idle(&self, idle: Option<Instant>) {
         *self
             .idle_since
@@ -253,6 +319,7 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
         conn,
         idle_since: Mutex::new(Some(Instant::now())),
         response_timer: ReusedTimer::default(),
+        own: Mutex::new(None),
     });
     let service_shared = Arc::clone(&shared);
     let service = hyper::service::service_fn(move |request| {
@@ -263,6 +330,9 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout)
+        // A proxy passes the server's headers on; it does not add a `date` the server did
+        // not send (HAProxy neither).
+        .auto_date_header(false)
         .keep_alive(close != CloseMode::Close);
     let connection = builder
         .serve_connection(TokioIo::new(client), service)
@@ -490,7 +560,7 @@ impl Exchange {
                 self.backend.as_ref(),
             ) {
                 if let Some(http) = backend.http.as_ref() {
-                    http.put_idle(server, sender, now);
+                    self.shared.keep_own(http, server, sender, now);
                 }
             }
         }
@@ -755,7 +825,9 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             if fresh_only || close != CloseMode::KeepAlive {
                 None
             } else {
-                settings.take_idle(server)
+                shared
+                    .take_own(server)
+                    .or_else(|| settings.take_idle(server))
             }
         };
         let connected = connect_server(

@@ -16,8 +16,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
 /// A small HTTP/1.1 server on a free loopback port: keep-alive, `Content-Length` bodies,
 /// answers `NAME METHOD PATH` plus what it saw of `X-Forwarded-For`, `Cookie` and
-/// `Connection`; `/set-cookie` sets `JSESSIONID`; `/slow` never answers; `/drop` closes
-/// without answering; an `Upgrade` request gets `101` and an echo of every byte after it.
+/// `Connection`, the body's length and which of its connections (1, 2, …) carried it; `/set-cookie` sets `JSESSIONID`; `/slow` never answers; `/drop` closes
+/// without answering; `/big/N` answers N bytes of [`pattern`]; `/close-after` answers, then
+/// closes the connection without having said so; an `Upgrade` request gets `101` and an echo
+/// of every byte after it.
 struct Backend {
     port: u16,
     accepts: Arc<AtomicUsize>,
@@ -31,8 +33,8 @@ impl Backend {
         let counted = Arc::clone(&accepts);
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                counted.fetch_add(1, Ordering::SeqCst);
-                std::thread::spawn(move || serve_backend(name, stream));
+                let id = counted.fetch_add(1, Ordering::SeqCst) + 1;
+                std::thread::spawn(move || serve_backend(name, id, stream));
             }
         });
         Backend { port, accepts }
@@ -43,7 +45,7 @@ impl Backend {
     }
 }
 
-fn serve_backend(name: &str, stream: TcpStream) {
+fn serve_backend(name: &str, id: usize, stream: TcpStream) {
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     loop {
@@ -83,6 +85,14 @@ fn serve_backend(name: &str, stream: TcpStream) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        if let Some(size) = path.strip_prefix("/big/") {
+            let body = pattern(size.parse().unwrap_or(0));
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+            if writer.write_all(head.as_bytes()).is_err() || writer.write_all(&body).is_err() {
+                return;
+            }
+            continue;
+        }
         match path.as_str() {
             "/slow" => {
                 std::thread::sleep(Duration::from_secs(30));
@@ -112,7 +122,7 @@ fn serve_backend(name: &str, stream: TcpStream) {
             }
         }
         let reply = format!(
-            "{name} {method} {path} xff=[{}] cookie=[{}] connection=[{}] body={}",
+            "{name} {method} {path} xff=[{}] cookie=[{}] connection=[{}] body={} conn={id}",
             get("x-forwarded-for"),
             get("cookie"),
             get("connection"),
@@ -127,10 +137,15 @@ fn serve_backend(name: &str, stream: TcpStream) {
             "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{extra}\r\n{reply}",
             reply.len()
         );
-        if writer.write_all(response.as_bytes()).is_err() {
+        if writer.write_all(response.as_bytes()).is_err() || path == "/close-after" {
             return;
         }
     }
+}
+
+/// `len` bytes that are not all alike, so a lost or repeated piece shows.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
 }
 
 /// curl with `args`, returning (stdout, stderr); fails the test when curl cannot run.
@@ -144,6 +159,17 @@ fn curl(args: &[&str]) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A plain `listen web` in front of one server: the setup of the tests that
+/// look at a single client-server path.
+fn start_web(server: &Backend) -> (u16, Switchyard) {
+    let port = free_port();
+    let sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    server a 127.0.0.1:{}\n",
+        server.port
+    ));
+    (port, sy)
 }
 
 fn start(config: &str) -> Switchyard {
@@ -363,6 +389,136 @@ fn server_close_mode_closes_server_connections_after_each_response() {
         assert!(line.contains("connection=[close]"), "{line}");
     }
     assert_eq!(a.accepts(), 3);
+}
+
+#[test]
+fn large_bodies_stream_both_ways_over_one_server_connection() {
+    let a = Backend::start("a");
+    let (port, _sy) = start_web(&a);
+    let dir = std::env::temp_dir().join(format!("switchyard-http-big-{port}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let upload = dir.join("upload");
+    std::fs::write(&upload, pattern(3_000_000)).unwrap();
+    let (first, second) = (dir.join("first"), dir.join("second"));
+    let big = format!("http://127.0.0.1:{port}/big/5000000");
+    let post = format!("http://127.0.0.1:{port}/upload");
+    // One curl: three requests over one client connection, so over one pooled server
+    // connection too; a 5 MB response each way around a 3 MB request body.
+    let (out, err) = curl(&[
+        "-o",
+        first.to_str().unwrap(),
+        &big,
+        "--next",
+        "--data-binary",
+        &format!("@{}", upload.display()),
+        "-w",
+        "%{http_code}",
+        &post,
+        "--next",
+        "-o",
+        second.to_str().unwrap(),
+        &big,
+    ]);
+    assert!(out.contains("body=3000000"), "{out}{err}");
+    for file in [&first, &second] {
+        let got = std::fs::read(file).unwrap();
+        assert_eq!(got.len(), 5_000_000, "{err}");
+        assert!(got == pattern(5_000_000), "the response body was altered");
+    }
+    assert_eq!(a.accepts(), 1, "the server connection was not reused");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn responses_carry_the_servers_headers_and_no_date_of_ours() {
+    let a = Backend::start("a");
+    let (port, _sy) = start_web(&a);
+    let (out, err) = curl(&[
+        "-D",
+        "-",
+        "-o",
+        "/dev/null",
+        &format!("http://127.0.0.1:{port}/"),
+    ]);
+    let head = out.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{out}{err}");
+    assert!(head.contains("content-type: text/plain"), "{out}");
+    // The test server sends no `Date`; HAProxy adds none either.
+    assert!(!head.contains("\ndate:"), "{out}");
+}
+
+#[test]
+fn a_client_keeps_its_own_server_connection_between_requests() {
+    let a = Backend::start("a");
+    let (port, _sy) = start_web(&a);
+    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let connect = || {
+        let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        (client.try_clone().unwrap(), BufReader::new(client))
+    };
+    // One response: its head up to the blank line, then `Content-Length` bytes.
+    let response = |reader: &mut BufReader<TcpStream>| {
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        String::from_utf8(body).unwrap()
+    };
+    let conn_of = |body: &str| body.rsplit_once("conn=").unwrap().1.to_string();
+    let (mut first, mut first_reader) = connect();
+    let (mut second, mut second_reader) = connect();
+    // The two clients take turns, so each finds the other's server connection idle
+    // whenever it sends: with one shared pool, requests would hop between them.
+    let mut seen = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        first
+            .write_all(request(&format!("/first/{round}")).as_bytes())
+            .unwrap();
+        seen.0.push(conn_of(&response(&mut first_reader)));
+        second
+            .write_all(request(&format!("/second/{round}")).as_bytes())
+            .unwrap();
+        seen.1.push(conn_of(&response(&mut second_reader)));
+    }
+    assert!(seen.0.iter().all(|c| *c == seen.0[0]), "{seen:?}");
+    assert!(seen.1.iter().all(|c| *c == seen.1[0]), "{seen:?}");
+    assert_ne!(seen.0[0], seen.1[0], "{seen:?}");
+    assert_eq!(a.accepts(), 2);
+}
+
+#[test]
+fn a_pooled_connection_the_server_closed_is_not_reused() {
+    let a = Backend::start("a");
+    let (port, _sy) = start_web(&a);
+    // The server answers, then closes a connection it did not announce as closing: the
+    // proxy pools it, and must notice the close before it sends anything on it.
+    let (out, err) = curl(&[&format!("http://127.0.0.1:{port}/close-after")]);
+    assert!(out.starts_with("a GET /close-after"), "{out}{err}");
+    std::thread::sleep(Duration::from_millis(200));
+    // A POST is not retried on another connection: it only succeeds if it never went out on
+    // the closed one.
+    let (out, err) = curl(&[
+        "-d",
+        "payload",
+        "-w",
+        " %{http_code}",
+        &format!("http://127.0.0.1:{port}/after"),
+    ]);
+    assert!(out.starts_with("a POST /after"), "{out}{err}");
+    assert!(out.ends_with(" 200"), "{out}{err}");
+    assert_eq!(a.accepts(), 2);
 }
 
 #[test]
