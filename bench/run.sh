@@ -19,9 +19,9 @@ environment:
   BENCH_REPS        runs per configuration, interleaved; the median is reported (default 3)
   BENCH_THREADS     nbthread for BOTH proxies (default 1)
   BENCH_PROXY_CPUS  taskset CPU list for BOTH proxies (default: the last BENCH_THREADS CPUs)
-  BENCH_LOADGEN_CPUS  taskset CPU list for iperf3 (client and server) and wrk (default: the
-                    CPUs the proxies do not use; none = unpinned, also when the proxies use
-                    every CPU)
+  BENCH_LOADGEN_CPUS  taskset CPU list for iperf3 (client and server), wrk and the
+                    switchyard-bench servers and clients (default: the CPUs the proxies do
+                    not use; none = unpinned, also when the proxies use every CPU)
   BENCH_WARMUP      seconds of unrecorded pgbench -S warm-up per path (default 2, 0 = none)
   BENCH_CONN_CLIENTS  concurrent clients of the short-connection test (default 32)
   BENCH_LAT_RATE    requests/s of the open-loop latency test (default 5000)
@@ -223,6 +223,12 @@ PY
 }
 LOADGEN_CPUS="${BENCH_LOADGEN_CPUS:-$(cpus_other_than "$PROXY_CPUS")}"
 [[ "$LOADGEN_CPUS" == none ]] && LOADGEN_CPUS=""
+# Worker threads for the switchyard-bench servers and clients: no more than the CPUs they
+# are pinned to (two server threads sharing one CPU made HTTP runs swing by 20 %).
+LOADGEN_NCPU="$NCPU"
+[[ -n "$LOADGEN_CPUS" ]] && LOADGEN_NCPU="$(python3 -c '
+import sys
+print(sum(len(range(int(a), int(b or a) + 1)) for a, _, b in (p.partition("-") for p in sys.argv[1].split(","))))' "$LOADGEN_CPUS")"
 loadgen_pin() { # command... -> runs it pinned to LOADGEN_CPUS when set
     if [[ -n "$LOADGEN_CPUS" ]]; then taskset -c "$LOADGEN_CPUS" "$@"; else "$@"; fi
 }
@@ -382,7 +388,7 @@ PIDS+=($!)
 wait_port "$IPERF_PORT" || die "iperf3 server did not start"
 
 log "starting echo server on 127.0.0.1:$ECHO_PORT and HTTP server on 127.0.0.1:$HTTP_PORT"
-"$BENCH_BIN" serve --echo "127.0.0.1:$ECHO_PORT" --http "127.0.0.1:$HTTP_PORT" --threads "$NCPU" \
+loadgen_pin "$BENCH_BIN" serve --echo "127.0.0.1:$ECHO_PORT" --http "127.0.0.1:$HTTP_PORT" --threads "$LOADGEN_NCPU" \
     >"$WORK/servers.log" 2>&1 &
 PIDS+=($!)
 wait_port "$ECHO_PORT" && wait_port "$HTTP_PORT" || { cat "$WORK/servers.log" >&2; die "test servers did not start"; }
@@ -542,8 +548,8 @@ run_connrate() { # path rep -> connections/s
     if ! alive "$path"; then
         log "conns $path rep $rep: proxy is not running"; record conns "$path" "$rep" FAIL; return
     fi
-    out="$("$BENCH_BIN" connrate --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$CONN_CLIENTS" -d "$DURATION" \
-        --size "$MSG_SIZE" --sources "$SOURCES" --threads "$NCPU" 2>&1)"
+    out="$(loadgen_pin "$BENCH_BIN" connrate --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$CONN_CLIENTS" -d "$DURATION" \
+        --size "$MSG_SIZE" --sources "$SOURCES" --threads "$LOADGEN_NCPU" 2>&1)"
     printf '%s\n' "$out" >"$WORK/conns-$path-$rep.log"
     cps="$(kv conns_per_sec "$out")"; errs="$(kv errors "$out")"
     [[ -n "$cps" ]] || log "conns $path rep $rep: failed: $out"
@@ -558,7 +564,7 @@ run_latency() { # path rep -> p50/p99/p99.9 in microseconds
     if ! alive "$path"; then
         log "lat $path rep $rep: proxy is not running"; record lat.p50 "$path" "$rep" FAIL; return
     fi
-    out="$("$BENCH_BIN" latency --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$LAT_CONNS" -r "$LAT_RATE" \
+    out="$(loadgen_pin "$BENCH_BIN" latency --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$LAT_CONNS" -r "$LAT_RATE" \
         -d "$DURATION" --warmup 0.5 --size "$MSG_SIZE" 2>&1)"
     printf '%s\n' "$out" >"$WORK/lat-$path-$rep.log"
     p50="$(kv p50_us "$out")"; p99="$(kv p99_us "$out")"; p999="$(kv p999_us "$out")"
@@ -616,7 +622,7 @@ run_idle() { # path rep -> KiB of proxy RSS per idle proxied connection (fresh p
     pid="$(proxy_pid "$path")"
     sleep 0.5
     r0="$(rss_kib "$pid")"
-    "$BENCH_BIN" hold --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -n "$IDLE_CONNS" --sources "$SOURCES" \
+    loadgen_pin "$BENCH_BIN" hold --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -n "$IDLE_CONNS" --sources "$SOURCES" \
         --hold $((DURATION + 60)) >"$WORK/idle-$path-$rep.log" 2>&1 &
     hp=$!; PIDS+=("$hp")
     for i in $(seq 600); do   # up to 60 s to open them all
@@ -810,9 +816,10 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "  (only the bind ports differ; see below): tcp mode (one \`mode http\` section for wrk),"
     echo "  \`nbthread $THREADS\`, \`maxconn $MAXCONN\`, no logging, same timeouts, each pinned with"
     if [[ -n "$LOADGEN_CPUS" ]]; then
-        echo "  \`taskset -c $PROXY_CPUS\`. The iperf3 client and server and wrk are pinned to the other"
-        echo "  CPUs (\`taskset -c $LOADGEN_CPUS\`, for every path, direct included); other clients and"
-        echo "  servers (pgbench, PostgreSQL, switchyard-bench) are not pinned."
+        echo "  \`taskset -c $PROXY_CPUS\`. The load generators and test servers (iperf3, wrk,"
+        echo "  switchyard-bench, with $LOADGEN_NCPU worker thread(s)) are pinned to the other CPUs"
+        echo "  (\`taskset -c $LOADGEN_CPUS\`, for every path, direct included); pgbench and PostgreSQL"
+        echo "  are not pinned."
     else
         echo "  \`taskset -c $PROXY_CPUS\`. Clients and servers are not pinned."
     fi

@@ -5,8 +5,10 @@
 //! src`) first, then the backend's algorithm, which for `uri`, `url_param` and `hdr` hashes
 //! that part of the request. The server connection comes from the backend's pool of idle
 //! keep-alive connections to the chosen server, else is opened with the same retries and
-//! redispatch as a TCP session. A request without a body and with an idempotent method is
-//! retried on a fresh connection when a reused one fails before the response.
+//! redispatch as a TCP session. A request on a reused connection that turns out closed
+//! before any of it was written goes again on a fresh connection (hyper hands it back); once
+//! written, only a safe request on a connection that had been idle for a second or more goes
+//! again, from a copy of its headers kept for that case alone.
 //!
 //! The response streams back through [`ResponseBody`], which counts bytes, bounds server
 //! silence with `timeout server`, and on drop (the response is complete, or the client left)
@@ -34,6 +36,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::TrySendError;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use switchyard_config as config;
 use switchyard_log::TerminationCause as Cause;
@@ -109,7 +112,7 @@ impl BackendHttp {
     /// An idle, still open connection to `server`: the most recently used, the least
     /// likely to meet the server's own keep-alive timeout. Expired connections leave from
     /// the front of the pool, so a request looks at a few entries rather than all.
-    fn take_idle(&self, server: &Arc<Server>) -> Option<SendRequest<RequestBody>> {
+    fn take_idle(&self, server: &Arc<Server>) -> Option<Pooled> {
         let mut pool = self.pool();
         if let Some(cutoff) = Instant::now().checked_sub(POOL_IDLE) {
             while pool.front().is_some_and(|idle| idle.since <= cutoff) {
@@ -124,7 +127,7 @@ impl BackendHttp {
                 .rposition(|idle| Arc::ptr_eq(&idle.server, server))?;
             let idle = pool.remove(index)?;
             if !idle.sender.is_closed() {
-                return Some(idle.sender);
+                return Some(Pooled::from(idle));
             }
         }
     }
@@ -154,6 +157,27 @@ struct Idle {
     sender: SendRequest<RequestBody>,
     since: Instant,
 }
+
+/// An idle connection taken for a request, and since when it was idle.
+struct Pooled {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
+
+impl From<Idle> for Pooled {
+    fn from(idle: Idle) -> Self {
+        Pooled {
+            sender: idle.sender,
+            since: idle.since,
+        }
+    }
+}
+
+/// A connection idle this long may meet the server's keep-alive timeout (Apache's and
+/// Node's are 5 s) just as a request goes out on it: a safe request sent on it keeps a copy
+/// of its headers, to go again if the server closes without answering. Connections in
+/// steady use skip the copy (~300 instructions per request).
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 type RequestBody = BoxBody<Bytes, hyper::Error>;
 
@@ -211,7 +235,7 @@ impl Shared {
     }
 
     /// This client's own idle connection to `server`, if it has one still open.
-    fn take_own(&self, server: &Arc<Server>) -> Option<SendRequest<RequestBody>> {
+    fn take_own(&self, server: &Arc<Server>) -> Option<Pooled> {
         let mut own = self.own();
         if !own
             .as_ref()
@@ -220,8 +244,8 @@ impl Shared {
             return None;
         }
         own.take()
-            .map(|idle| idle.sender)
-            .filter(|sender| !sender.is_closed())
+            .filter(|idle| !idle.sender.is_closed())
+            .map(Pooled::from)
     }
 
     /// Keeps `sender` for this client's next request; a connection kept before, to another
@@ -692,6 +716,23 @@ impl Drop for ResponseBody {
     }
 }
 
+/// Why a server connection gave no response, with the request back when none of it was
+/// written (so it can go again elsewhere without keeping a copy).
+struct SendFailure {
+    error: hyper::Error,
+    unsent: Option<Request<RequestBody>>,
+}
+
+impl From<TrySendError<Request<RequestBody>>> for SendFailure {
+    fn from(mut failure: TrySendError<Request<RequestBody>>) -> Self {
+        let unsent = failure.take_message();
+        Self {
+            error: failure.into_error(),
+            unsent,
+        }
+    }
+}
+
 /// Serves one request: choose a server, forward, and return its response (or an error page).
 async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response<ResponseBody> {
     shared.set_idle(None);
@@ -772,7 +813,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     let client_upgraded = upgrade.then(|| hyper::upgrade::on(&mut request));
 
     let (mut parts, body) = request.into_parts();
-    let mut headers = forward_headers(
+    let headers = forward_headers(
         std::mem::take(&mut parts.headers),
         conn.client_addr.ip(),
         frontend
@@ -784,8 +825,6 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         close,
         upgrade,
     );
-    let bodyless = body.is_end_stream();
-    let retryable = bodyless && idempotent(&parts.method);
     let build = |body: RequestBody, headers: HeaderMap| {
         let mut outgoing = Request::new(body);
         *outgoing.method_mut() = parts.method.clone();
@@ -794,6 +833,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         *outgoing.headers_mut() = headers;
         outgoing
     };
+    let retryable = body.is_end_stream() && idempotent(&parts.method);
     // Request bodies count as bytes in for the frontend and the backend as they stream.
     let sinks = [
         Arc::clone(&frontend.counters),
@@ -809,7 +849,9 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         }
         frame
     });
-    let mut body = Some(counted.boxed());
+    // The request goes out once; if a reused connection turns out closed before any of it
+    // was written, hyper hands it back and it goes again on a fresh connection.
+    let mut outgoing = Some(build(counted.boxed(), headers));
 
     let hint = Hint {
         client: Some(conn.client_addr.ip()),
@@ -852,10 +894,10 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             return error_page(StatusCode::SERVICE_UNAVAILABLE, exchange);
         };
         exchange.server = Some(Arc::clone(&lease.server));
-        let (mut sender, reused) = match connection {
-            crate::session::Connected::Reused(sender) => (sender, true),
+        let (mut sender, idle_since) = match connection {
+            crate::session::Connected::Reused(pooled) => (pooled.sender, Some(pooled.since)),
             crate::session::Connected::Fresh(stream) => match handshake(stream).await {
-                Ok(sender) => (sender, false),
+                Ok(sender) => (sender, None),
                 Err(error) => {
                     tracing::debug!(server = %lease.server.name, %error, "HTTP handshake failed");
                     exchange.cause = Cause::ServerAbort;
@@ -864,25 +906,30 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                 }
             },
         };
-        // The headers are copied only when this request may have to go again (see below).
-        let headers = if reused && retryable {
-            headers.clone()
-        } else {
-            std::mem::take(&mut headers)
+        let Some(request) = outgoing.take() else {
+            exchange.cause = Cause::Internal;
+            exchange.state = SessionState::Connect;
+            return error_page(StatusCode::INTERNAL_SERVER_ERROR, exchange);
         };
-        let outgoing = match body.take() {
-            Some(body) => build(body, headers),
-            None => build(
-                Empty::new().map_err(|never| match never {}).boxed(),
-                headers,
-            ),
-        };
+        let reused = idle_since.is_some();
+        let replay = (retryable
+            && idle_since.is_some_and(|since| since.elapsed() >= REPLAY_AFTER_IDLE))
+        .then(|| request.headers().clone());
         // `%Tr` is only logged: no clock read without a log line.
         let sent = exchange.logged.is_some().then(Instant::now);
         let response_timeout = backend.timeouts.server;
         let result = async {
-            sender.ready().await?;
-            sender.send_request(outgoing).await
+            if let Err(error) = sender.ready().await {
+                // Closed while idle: nothing was written.
+                return Err(SendFailure {
+                    error,
+                    unsent: Some(request),
+                });
+            }
+            sender
+                .try_send_request(request)
+                .await
+                .map_err(SendFailure::from)
         };
         let result = match response_timeout {
             Some(limit) => match shared.response_timer.within(limit, result).await {
@@ -902,15 +949,29 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                 count_response_error(&lease.server, &backend);
                 return error_page(StatusCode::GATEWAY_TIMEOUT, exchange);
             }
-            Err(Some(error)) => {
+            Err(Some(failure)) => {
+                let SendFailure { error, unsent } = failure;
                 tracing::debug!(server = %lease.server.name, %error, reused, "HTTP request failed");
-                // A reused connection the server had closed: nothing reached the server,
-                // so a safe request goes again, on a connection of its own.
-                if reused && retryable && exchange.report.retries < backend.retries.max(1) {
-                    exchange.report.retries += 1;
-                    backend.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    fresh_only = true;
-                    continue;
+                // A reused connection the server had closed: if the request never went
+                // out, nothing reached the server and it goes again (whatever its method)
+                // on a connection of its own; if it did, only a safe request on a
+                // connection that had been idle long goes again, from its copy.
+                let again = unsent.or_else(|| {
+                    replay.map(|headers| {
+                        build(
+                            Empty::new().map_err(|never| match never {}).boxed(),
+                            headers,
+                        )
+                    })
+                });
+                if let Some(again) = again.filter(|_| reused) {
+                    if exchange.report.retries < backend.retries.max(1) {
+                        exchange.report.retries += 1;
+                        backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        fresh_only = true;
+                        outgoing = Some(again);
+                        continue;
+                    }
                 }
                 exchange.cause = Cause::ServerAbort;
                 exchange.state = SessionState::Headers;

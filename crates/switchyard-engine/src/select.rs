@@ -70,7 +70,6 @@ pub async fn assign(
     avoid: Option<&Arc<Server>>,
     queue_timeout: Option<Duration>,
 ) -> Result<(Lease, Duration), (NoServer, Duration)> {
-    let started = Instant::now();
     // Sessions already waiting have priority: a newcomer queues behind them.
     if backend.counters.queue_current.load(Ordering::Relaxed) == 0 {
         match attempt(backend, hint, avoid) {
@@ -84,6 +83,8 @@ pub async fn assign(
             return Err((NoServer::QueueFull, Duration::ZERO));
         }
     }
+    // The queue time starts here: the attempt above took no time worth a clock read.
+    let started = Instant::now();
     let deadline = queue_timeout.map(|t| tokio::time::Instant::from_std(started + t));
     backend.counters.queue_entered();
     let _leave = QueueGuard(backend);

@@ -1,6 +1,6 @@
 //! `mode http` through the real binary, driven by curl and wrk: per-request balancing over
 //! keep-alive, `option forwardfor`, `option httplog`, cookie persistence, L7 hashing,
-//! `http-server-close`, 502/503/504 pages, retries of idempotent requests, upgrades
+//! `http-server-close`, 502/503/504 pages, retries, upgrades
 //! (WebSocket-style tunnels) and `timeout http-request` against a slow client.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -519,6 +519,43 @@ fn a_pooled_connection_the_server_closed_is_not_reused() {
     assert!(out.starts_with("a POST /after"), "{out}{err}");
     assert!(out.ends_with(" 200"), "{out}{err}");
     assert_eq!(a.accepts(), 2);
+}
+
+#[test]
+fn a_written_request_goes_again_only_from_a_connection_that_was_idle() {
+    let status = |urls: &[String]| {
+        let mut args = vec!["-s", "-w", "%{http_code} "];
+        args.extend(
+            urls.iter()
+                .flat_map(|url| ["-o", "/dev/null", url.as_str()]),
+        );
+        let (out, err) = curl(&args);
+        (out.trim().to_string(), err)
+    };
+    // Over one client connection: `/` leaves the server connection to this client, `/drop`
+    // goes out on it at once and the server closes without answering. A connection in
+    // steady use is not where a server's keep-alive timeout strikes, and the request was
+    // written: it does not go again (HAProxy's default `retry-on conn-failure`).
+    let a = Backend::start("a");
+    let (port, _sy) = start_web(&a);
+    let (out, err) = status(&[
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://127.0.0.1:{port}/drop"),
+    ]);
+    assert_eq!(out, "200 502", "{err}");
+    assert_eq!(a.accepts(), 1);
+
+    // A pooled connection idle for over a second, as one the server may close just as a
+    // request goes out on it: a GET dropped there goes again, on a fresh connection (which
+    // the server drops as well, hence the 502).
+    let b = Backend::start("b");
+    let (port, _sy) = start_web(&b);
+    let (out, err) = status(&[format!("http://127.0.0.1:{port}/")]);
+    assert_eq!(out, "200", "{err}");
+    std::thread::sleep(Duration::from_millis(1300));
+    let (out, err) = status(&[format!("http://127.0.0.1:{port}/drop")]);
+    assert_eq!(out, "502", "{err}");
+    assert_eq!(b.accepts(), 2);
 }
 
 #[test]

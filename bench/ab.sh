@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Interleaved A/B of `mode http` CPU cost: several Switchyard binaries (and HAProxy) in front of
+# one HTTP server, wrk against each in turn, the proxy's CPU time per request from
+# /proc/PID/stat. For changes of a few percent, which the full suite (bench/run.sh) cannot
+# resolve on a noisy machine: everything is pinned, runs are short and many, and each round
+# visits every proxy once, so that drift hits them alike.
+set -euo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: bench/ab.sh [-s SECONDS] [-r ROUNDS] [--no-haproxy] NAME=BINARY [NAME=BINARY ...]
+
+  -s SECONDS    length of each wrk run (default 5)
+  -r ROUNDS     rounds; each runs wrk once against every proxy (default 5)
+  --no-haproxy  compare the given binaries only
+
+Each binary runs `nbthread 1` pinned to the last CPU; wrk (-t 2 -c 32) and the HTTP server
+(switchyard-bench serve, one worker thread per CPU left) run on the other CPUs. Prints, per
+proxy, the median and range of requests/s and of CPU, user and system time per request.
+Needs wrk, python3 and a release build of switchyard-bench; HAProxy unless --no-haproxy.
+EOF
+}
+
+SECONDS_PER_RUN=5
+ROUNDS=5
+HAPROXY=1
+declare -a NAMES=() BINS=()
+while (($#)); do
+    case "$1" in
+        -s) SECONDS_PER_RUN="$2"; shift 2 ;;
+        -r) ROUNDS="$2"; shift 2 ;;
+        --no-haproxy) HAPROXY=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *=*) NAMES+=("${1%%=*}"); BINS+=("${1#*=}"); shift ;;
+        *) usage >&2; exit 2 ;;
+    esac
+done
+((${#NAMES[@]} > 0)) || { usage >&2; exit 2; }
+die() { echo "ab.sh: $*" >&2; exit 1; }
+for bin in "${BINS[@]}"; do [[ -x "$bin" ]] || die "$bin is not an executable"; done
+command -v wrk >/dev/null || die "wrk is missing (apt-get install wrk)"
+((HAPROXY == 0)) || command -v haproxy >/dev/null || die "haproxy is missing (or pass --no-haproxy)"
+
+REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+BENCH_BIN="${SWITCHYARD_BENCH_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/switchyard-bench}"
+[[ -x "$BENCH_BIN" ]] || die "$BENCH_BIN missing: cargo build --release -p switchyard-bench"
+
+NCPU="$(nproc)"
+((NCPU >= 2)) || die "needs 2 CPUs: one for the proxies, the rest for wrk and the server"
+PROXY_CPU=$((NCPU - 1))
+LOADGEN_CPUS="0-$((NCPU - 2))"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+    for _ in $(seq 100); do
+        python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2)' "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+HTTP_PORT="$(free_port)"
+ECHO_PORT="$(free_port)"
+taskset -c "$LOADGEN_CPUS" "$BENCH_BIN" serve --echo "127.0.0.1:$ECHO_PORT" --http "127.0.0.1:$HTTP_PORT" \
+    --threads $((NCPU - 1)) >"$WORK/server.log" 2>&1 &
+PIDS+=($!)
+wait_port "$HTTP_PORT" || die "the HTTP server did not start: $(cat "$WORK/server.log")"
+
+config() { # port -> the configuration every proxy gets, but for its bind port
+    cat <<EOF
+global
+    maxconn 4096
+    nbthread 1
+defaults
+    mode http
+    maxconn 4096
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+listen ab_http
+    bind 127.0.0.1:$1
+    server s1 127.0.0.1:$HTTP_PORT
+EOF
+}
+
+declare -a PORTS=() PROXY_PIDS=()
+start() { # name command...
+    local name="$1" port
+    shift
+    port="$(free_port)"
+    config "$port" >"$WORK/$name.cfg"
+    SWITCHYARD_LOG=error taskset -c "$PROXY_CPU" "$@" -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 &
+    PIDS+=($!)
+    PROXY_PIDS+=($!)
+    PORTS+=("$port")
+    wait_port "$port" || die "$name did not start: $(cat "$WORK/$name.log")"
+}
+for i in "${!NAMES[@]}"; do start "${NAMES[$i]}" "${BINS[$i]}"; done
+if ((HAPROXY)); then
+    NAMES+=(haproxy)
+    start haproxy haproxy -db
+fi
+
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # utime stime, in clock ticks
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+echo "ab.sh: ${#NAMES[@]} proxies on CPU $PROXY_CPU, wrk and server on CPUs $LOADGEN_CPUS, $ROUNDS rounds of ${SECONDS_PER_RUN}s"
+for round in $(seq "$ROUNDS"); do
+    for i in "${!NAMES[@]}"; do
+        read -r u0 s0 < <(cpu_ticks "${PROXY_PIDS[$i]}")
+        out="$(taskset -c "$LOADGEN_CPUS" wrk -t 2 -c 32 -d "${SECONDS_PER_RUN}s" "http://127.0.0.1:${PORTS[$i]}/")"
+        read -r u1 s1 < <(cpu_ticks "${PROXY_PIDS[$i]}")
+        requests="$(awk '/requests in/ { print $1 }' <<<"$out")"
+        rate="$(awk '/Requests\/sec/ { print $2 }' <<<"$out")"
+        errors="$(awk '/Non-2xx|Socket errors/ { print }' <<<"$out")"
+        [[ -n "$requests" && "$requests" -gt 0 ]] || die "wrk through ${NAMES[$i]} failed: $out"
+        [[ -z "$errors" ]] || echo "  ${NAMES[$i]}: $errors"
+        echo "${NAMES[$i]} $rate $requests $(((u1 - u0) * TICK_US)) $(((s1 - s0) * TICK_US))" >>"$WORK/runs"
+        printf '  round %d %-12s %10.0f req/s\n' "$round" "${NAMES[$i]}" "$rate"
+    done
+done
+
+python3 - "$WORK/runs" "${NAMES[@]}" <<'EOF'
+import statistics, sys
+runs = {}
+for line in open(sys.argv[1]):
+    name, rate, requests, user_us, sys_us = line.split()
+    n = int(requests)
+    runs.setdefault(name, []).append(
+        (float(rate), (int(user_us) + int(sys_us)) / n, int(user_us) / n, int(sys_us) / n))
+names = sys.argv[2:]
+def cell(values, fmt):
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+print()
+print("| proxy | req/s | CPU µs/request | user µs/request | system µs/request |")
+print("| --- | ---: | ---: | ---: | ---: |")
+for name in names:
+    r = runs[name]
+    print(f"| {name} | {cell([x[0] for x in r], '{:.0f}')} | {cell([x[1] for x in r], '{:.2f}')} "
+          f"| {cell([x[2] for x in r], '{:.2f}')} | {cell([x[3] for x in r], '{:.2f}')} |")
+base = statistics.median(x[1] for x in runs[names[-1]])
+print()
+print(f"CPU per request relative to {names[-1]} (medians): " +
+      ", ".join(f"{n} {statistics.median(x[1] for x in runs[n]) / base:.3f}" for n in names))
+EOF
