@@ -289,9 +289,15 @@ impl Shared {
 struct ReusedTimer(Mutex<Option<Pin<Box<tokio::time::Sleep>>>>);
 
 impl ReusedTimer {
-    /// `future`'s output, or `None` if `limit` passes first (as `tokio::time::timeout`).
-    async fn within<F: Future>(&self, limit: Duration, future: F) -> Option<F::Output> {
-        let deadline = tokio::time::Instant::now() + limit;
+    /// `future`'s output, or `None` if `limit` passes first (as `tokio::time::timeout`),
+    /// counted from `now` (the caller's clock read, shared with its other uses).
+    async fn within<F: Future>(
+        &self,
+        now: Instant,
+        limit: Duration,
+        future: F,
+    ) -> Option<F::Output> {
+        let deadline = tokio::time::Instant::from_std(now + limit);
         let mut future = std::pin::pin!(future);
         let mut armed = false;
         std::future::poll_fn(|cx| {
@@ -328,9 +334,11 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
         return;
     };
     let timeouts = frontend.timeouts;
-    // Headers of a request must arrive within `timeout http-request` (else `timeout client`);
-    // hyper starts this clock when it waits for a request, idle connections included.
-    let header_timeout = timeouts.http_request.or(timeouts.client);
+    // Headers of a request must arrive within `timeout http-request` (else `timeout client`),
+    // counted from the end of the previous response (or the connection's start), so idle
+    // keep-alive connections included. The tick below enforces it rather than hyper's
+    // `header_read_timeout`, which allocates, registers and cancels a timer per request.
+    let head_limit = timeouts.http_request.or(timeouts.client);
     let keep_alive = timeouts.http_keep_alive.or(timeouts.http_request);
     let close = settings.close.max(
         frontend
@@ -353,7 +361,7 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(None)
         // A proxy passes the server's headers on; it does not add a `date` the server did
         // not send (HAProxy neither).
         .auto_date_header(false)
@@ -362,9 +370,13 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
         .serve_connection(TokioIo::new(client), service)
         .with_upgrades();
     tokio::pin!(connection);
-    let tick = keep_alive.map_or(Duration::from_secs(3600), |k| {
-        (k / 4).max(Duration::from_millis(10))
-    });
+    let tick = keep_alive
+        .into_iter()
+        .chain(head_limit)
+        .min()
+        .map_or(Duration::from_secs(3600), |k| {
+            (k / 4).max(Duration::from_millis(10))
+        });
     // The connection is polled at every wake-up of the task (a few per request); the kill
     // order and the keep-alive tick only when their own waker fired, where `select!` would
     // poll all three each time.
@@ -386,20 +398,25 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
         if kill.as_mut().poll(&mut side_cx).is_ready() {
             return Poll::Ready(None);
         }
-        while !closing && ticker.as_mut().poll(&mut side_cx).is_ready() {
-            let expired = keep_alive
-                .zip(shared.idle_for())
-                .is_some_and(|(limit, idle)| idle >= limit);
-            if expired {
+        while ticker.as_mut().poll(&mut side_cx).is_ready() {
+            // `None` while a request is being served: neither limit applies then.
+            let idle = shared.idle_for();
+            let past = |limit: Option<Duration>| {
+                limit.zip(idle).is_some_and(|(limit, idle)| idle >= limit)
+            };
+            if past(head_limit) {
+                // No complete request head in time, idle or arriving slowly: cut.
+                return Poll::Ready(None);
+            }
+            if !closing && past(keep_alive) {
                 // Closes now if idle; a request that just started still completes.
                 connection.as_mut().graceful_shutdown();
                 closing = true;
                 if let Poll::Ready(result) = connection.as_mut().poll(cx) {
                     return Poll::Ready(Some(result));
                 }
-            } else {
-                ticker.as_mut().reset(tokio::time::Instant::now() + tick);
             }
+            ticker.as_mut().reset(tokio::time::Instant::now() + tick);
         }
         Poll::Pending
     })
@@ -911,13 +928,20 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
             exchange.state = SessionState::Connect;
             return error_page(StatusCode::INTERNAL_SERVER_ERROR, exchange);
         };
+        let response_timeout = backend.timeouts.server;
         let reused = idle_since.is_some();
+        // One clock read for the response timer and the idle time.
+        let now = (response_timeout.is_some() || (retryable && reused)).then(Instant::now);
         let replay = (retryable
-            && idle_since.is_some_and(|since| since.elapsed() >= REPLAY_AFTER_IDLE))
+            && idle_since.zip(now).is_some_and(|(since, now)| {
+                now.saturating_duration_since(since) >= REPLAY_AFTER_IDLE
+            }))
         .then(|| request.headers().clone());
         // `%Tr` is only logged: no clock read without a log line.
-        let sent = exchange.logged.is_some().then(Instant::now);
-        let response_timeout = backend.timeouts.server;
+        let sent = exchange
+            .logged
+            .is_some()
+            .then(|| now.unwrap_or_else(Instant::now));
         let result = async {
             if let Err(error) = sender.ready().await {
                 // Closed while idle: nothing was written.
@@ -932,7 +956,11 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                 .map_err(SendFailure::from)
         };
         let result = match response_timeout {
-            Some(limit) => match shared.response_timer.within(limit, result).await {
+            Some(limit) => match shared
+                .response_timer
+                .within(now.unwrap_or_else(Instant::now), limit, result)
+                .await
+            {
                 Some(result) => result.map_err(Some),
                 None => Err(None),
             },
@@ -1678,14 +1706,17 @@ mod tests {
         let times_out = || async {
             let started = Instant::now();
             let late = tokio::time::sleep(Duration::from_secs(5));
-            assert_eq!(timer.within(limit, late).await, None);
+            assert_eq!(timer.within(Instant::now(), limit, late).await, None);
             let took = started.elapsed();
             assert!(took >= limit && took < Duration::from_secs(5), "{took:?}");
         };
-        assert_eq!(timer.within(limit, async { 1 }).await, Some(1));
+        assert_eq!(
+            timer.within(Instant::now(), limit, async { 1 }).await,
+            Some(1)
+        );
         times_out().await; // a new timer
         let quick = tokio::time::sleep(Duration::from_millis(20));
-        assert_eq!(timer.within(limit, quick).await, Some(())); // a fired one, re-armed
+        assert_eq!(timer.within(Instant::now(), limit, quick).await, Some(())); // a fired one, re-armed
         times_out().await; // one still armed for an earlier deadline, pushed later
         tokio::time::sleep(limit).await;
         times_out().await;

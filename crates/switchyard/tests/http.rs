@@ -678,6 +678,53 @@ fn slow_clients_are_cut_by_timeout_http_request() {
 }
 
 #[test]
+fn idle_connections_close_after_keep_alive_or_client_timeout() {
+    let a = Backend::start("a");
+    // How long until the proxy closes `client`, reading (and returning) whatever it sent.
+    let until_closed = |mut client: TcpStream| {
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        let _ = client.read_to_end(&mut seen);
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&seen).into_owned(),
+        )
+    };
+    // After a response, `timeout http-keep-alive` bounds the wait for the next request.
+    let port = free_port();
+    let _sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    timeout http-request 3s\n\
+         \x20   timeout http-keep-alive 300ms\n    server a 127.0.0.1:{}\n",
+        a.port
+    ));
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (took, seen) = until_closed(client);
+    assert!(seen.contains("a GET /one"), "{seen}");
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+
+    // With neither `http-request` nor `http-keep-alive`, `timeout client` bounds a
+    // connection that never sends a request.
+    let port = free_port();
+    let _sy = start(&format!(
+        "{DEFAULTS}listen quiet\n    bind 127.0.0.1:{port}\n    timeout client 600ms\n\
+         \x20   server a 127.0.0.1:{}\n",
+        a.port
+    ));
+    let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (took, seen) = until_closed(client);
+    assert!(seen.is_empty(), "{seen}");
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(took < Duration::from_secs(3), "{took:?}");
+}
+
+#[test]
 fn wrk_load_gets_no_errors() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let port = free_port();
