@@ -112,7 +112,7 @@ impl BackendHttp {
     /// An idle, still open connection to `server`: the most recently used, the least
     /// likely to meet the server's own keep-alive timeout. Expired connections leave from
     /// the front of the pool, so a request looks at a few entries rather than all.
-    fn take_idle(&self, server: &Arc<Server>) -> Option<Pooled> {
+    fn take_idle(&self, server: &Arc<Server>) -> Option<Idle> {
         let mut pool = self.pool();
         if let Some(cutoff) = Instant::now().checked_sub(POOL_IDLE) {
             while pool.front().is_some_and(|idle| idle.since <= cutoff) {
@@ -127,13 +127,17 @@ impl BackendHttp {
                 .rposition(|idle| Arc::ptr_eq(&idle.server, server))?;
             let idle = pool.remove(index)?;
             if !idle.sender.is_closed() {
-                return Some(Pooled::from(idle));
+                return Some(idle);
             }
         }
     }
 
-    /// `now` is when the connection's last response ended.
-    fn put_idle(&self, server: Arc<Server>, sender: SendRequest<RequestBody>, now: Instant) {
+    /// `idle.since` is when the connection's last response ended; a connection the server
+    /// has closed meanwhile is dropped instead.
+    fn put_idle(&self, idle: Idle) {
+        if idle.sender.is_closed() {
+            return;
+        }
         let mut pool = self.pool();
         if pool.len() >= POOL_LIMIT {
             pool.retain(|idle| !idle.sender.is_closed());
@@ -142,11 +146,7 @@ impl BackendHttp {
             // Pushed in the order of `since` as long as the clock read comes before the
             // lock; a request finishing a few nanoseconds earlier on another thread may
             // come after one later: it only expires that much later.
-            pool.push_back(Idle {
-                server,
-                sender,
-                since: now,
-            });
+            pool.push_back(idle);
         }
     }
 }
@@ -156,21 +156,6 @@ struct Idle {
     server: Arc<Server>,
     sender: SendRequest<RequestBody>,
     since: Instant,
-}
-
-/// An idle connection taken for a request, and since when it was idle.
-struct Pooled {
-    sender: SendRequest<RequestBody>,
-    since: Instant,
-}
-
-impl From<Idle> for Pooled {
-    fn from(idle: Idle) -> Self {
-        Pooled {
-            sender: idle.sender,
-            since: idle.since,
-        }
-    }
 }
 
 /// A connection idle this long may meet the server's keep-alive timeout (Apache's and
@@ -220,9 +205,7 @@ impl Drop for Shared {
             .as_ref()
             .and_then(|b| b.http.as_ref());
         if let (Some(idle), Some(pool)) = (own, pool) {
-            if !idle.sender.is_closed() {
-                pool.put_idle(idle.server, idle.sender, idle.since);
-            }
+            pool.put_idle(idle);
         }
     }
 }
@@ -235,7 +218,7 @@ impl Shared {
     }
 
     /// This client's own idle connection to `server`, if it has one still open.
-    fn take_own(&self, server: &Arc<Server>) -> Option<Pooled> {
+    fn take_own(&self, server: &Arc<Server>) -> Option<Idle> {
         let mut own = self.own();
         if !own
             .as_ref()
@@ -243,9 +226,7 @@ impl Shared {
         {
             return None;
         }
-        own.take()
-            .filter(|idle| !idle.sender.is_closed())
-            .map(Pooled::from)
+        own.take().filter(|idle| !idle.sender.is_closed())
     }
 
     /// Keeps `sender` for this client's next request; a connection kept before, to another
@@ -262,8 +243,8 @@ impl Shared {
             sender,
             since: now,
         });
-        if let Some(previous) = previous.filter(|idle| !idle.sender.is_closed()) {
-            pool.put_idle(previous.server, previous.sender, previous.since);
+        if let Some(previous) = previous {
+            pool.put_idle(previous);
         }
     }
 
@@ -868,7 +849,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
     });
     // The request goes out once; if a reused connection turns out closed before any of it
     // was written, hyper hands it back and it goes again on a fresh connection.
-    let mut outgoing = Some(build(counted.boxed(), headers));
+    let mut request = build(counted.boxed(), headers);
 
     let hint = Hint {
         client: Some(conn.client_addr.ip()),
@@ -912,7 +893,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
         };
         exchange.server = Some(Arc::clone(&lease.server));
         let (mut sender, idle_since) = match connection {
-            crate::session::Connected::Reused(pooled) => (pooled.sender, Some(pooled.since)),
+            crate::session::Connected::Reused(idle) => (idle.sender, Some(idle.since)),
             crate::session::Connected::Fresh(stream) => match handshake(stream).await {
                 Ok(sender) => (sender, None),
                 Err(error) => {
@@ -922,11 +903,6 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                     return error_page(StatusCode::BAD_GATEWAY, exchange);
                 }
             },
-        };
-        let Some(request) = outgoing.take() else {
-            exchange.cause = Cause::Internal;
-            exchange.state = SessionState::Connect;
-            return error_page(StatusCode::INTERNAL_SERVER_ERROR, exchange);
         };
         let response_timeout = backend.timeouts.server;
         let reused = idle_since.is_some();
@@ -997,7 +973,7 @@ async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response
                         exchange.report.retries += 1;
                         backend.counters.retries.fetch_add(1, Ordering::Relaxed);
                         fresh_only = true;
-                        outgoing = Some(again);
+                        request = again;
                         continue;
                     }
                 }
