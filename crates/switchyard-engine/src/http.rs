@@ -1,58 +1,67 @@
-//! `mode http`: HTTP/1.1 between clients and servers, on hyper.
+//! `mode http`: HTTP/1.x between clients and servers, forwarded by one task per client.
 //!
-//! A client connection is served by hyper's HTTP/1 server; every request is balanced on its
-//! own (as HAProxy does in its default keep-alive mode): persistence (`cookie`, `stick on
-//! src`) first, then the backend's algorithm, which for `uri`, `url_param` and `hdr` hashes
-//! that part of the request. The server connection comes from the backend's pool of idle
-//! keep-alive connections to the chosen server, else is opened with the same retries and
-//! redispatch as a TCP session. A request on a reused connection that turns out closed
-//! before any of it was written goes again on a fresh connection (hyper hands it back); once
-//! written, only a safe request on a connection that had been idle for a second or more goes
-//! again, from a copy of its headers kept for that case alone.
+//! The client's task reads a request head, balances the request on its own (as HAProxy does
+//! in its default keep-alive mode: persistence by `cookie` or `stick`, then the backend's
+//! algorithm, which for `uri`, `url_param` and `hdr` hashes that part of the request), writes
+//! the head to the server connection with the proxy's edits (hop-by-hop headers out,
+//! `X-Forwarded-For` and `Connection` in, the persistence cookie hidden), relays the body as
+//! it is framed, then does the same for the response. Heads are parsed into offsets of the
+//! buffer they arrived in ([`switchyard_h1`]) and the lines kept are copied in runs, so a
+//! request that needs no edit costs one copy of its head. The same task drives the server
+//! connection: no task, channel or waker between the two sides, which is most of what a
+//! request costs in user space here (see docs/performance.md).
 //!
-//! The response streams back through [`ResponseBody`], which counts bytes, bounds server
-//! silence with `timeout server`, and on drop (the response is complete, or the client left)
-//! writes the `option httplog` line, releases the server slot and, if the exchange ended
-//! cleanly and the mode allows it, returns the connection to the pool.
+//! Server connections come from the client's own last one (as HAProxy's `http-reuse safe`
+//! keeps a session's connection), else the backend's pool of idle keep-alive connections,
+//! else are opened with the same retries and redispatch as a TCP session. A request on a
+//! reused connection that fails before any response goes again on a fresh connection when
+//! that is safe: when writing it failed (nothing reached the server), or when it is
+//! idempotent, carried no body beyond what was buffered, and its connection had been idle
+//! for a second or more (where servers' keep-alive timeouts strike).
+//!
+//! Timeouts (`http-request`, `http-keep-alive`, `client`, `server`) are deadlines on the
+//! coarse clock checked by one timer per connection that ticks at a quarter of the shortest
+//! of them, not a timer per read: a limit is enforced up to a quarter late.
 //!
 //! `Upgrade` requests (WebSocket) that the server answers with `101` become a tunnel between
-//! the two upgraded connections, bounded by `timeout tunnel` (else `timeout client`).
+//! the two connections, bounded by `timeout tunnel` (else `timeout client`).
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Version};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper::client::conn::TrySendError;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use smallvec::SmallVec;
 use switchyard_config as config;
 use switchyard_log::TerminationCause as Cause;
 use switchyard_log::{ClientCookie, HttpLogRecord, ServerCookie, SessionState, TcpLogRecord};
 use tokio::net::TcpStream;
 
+use crate::rate::now_ms;
 use crate::select::{Hint, Lease};
-use crate::session::{connect_server, BackendSession, ConnectReport};
+use crate::session::{connect_server, BackendSession, ConnectReport, Connected};
 use crate::state::{Backend, Counters, Frontend, Process, Server, SessionInfo};
 use crate::stick::StickKey;
+use switchyard_h1::{self as h1, Framing, Head, Version};
 
 /// Idle server connections kept per backend; more are closed when released.
 const POOL_LIMIT: usize = 256;
 /// An idle server connection older than this is closed rather than reused (HAProxy's
 /// `pool-purge-delay` default), so servers' own keep-alive timeouts rarely race a reuse.
 const POOL_IDLE: Duration = Duration::from_secs(5);
+/// A connection idle this long may meet the server's keep-alive timeout (Apache's and
+/// Node's are 5 s) just as a request goes out on it: a safe request written on it goes
+/// again if the server closes without answering. On connections in steady use a server
+/// that closes has seen the request, and it is not repeated (HAProxy's default
+/// `retry-on conn-failure`).
+const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// Bytes read at a time (HAProxy's `tune.bufsize`).
+const BUF_SIZE: usize = 16 * 1024;
 
 /// How connections close after a response (`option http-keep-alive|http-server-close|
 /// httpclose`), the strictest of the frontend's and the backend's.
@@ -119,14 +128,12 @@ impl BackendHttp {
                 pool.pop_front();
             }
         }
-        // A closed connection found on the way goes; others wait for their turn (their
-        // task has already ended, so holding them only holds memory).
         loop {
             let index = pool
                 .iter()
                 .rposition(|idle| Arc::ptr_eq(&idle.server, server))?;
             let idle = pool.remove(index)?;
-            if !idle.sender.is_closed() {
+            if idle.conn.is_open() {
                 return Some(idle);
             }
         }
@@ -135,36 +142,145 @@ impl BackendHttp {
     /// `idle.since` is when the connection's last response ended; a connection the server
     /// has closed meanwhile is dropped instead.
     fn put_idle(&self, idle: Idle) {
-        if idle.sender.is_closed() {
+        if !idle.conn.is_open() {
             return;
         }
         let mut pool = self.pool();
         if pool.len() >= POOL_LIMIT {
-            pool.retain(|idle| !idle.sender.is_closed());
+            pool.retain(|idle| idle.conn.is_open());
         }
         if pool.len() < POOL_LIMIT {
-            // Pushed in the order of `since` as long as the clock read comes before the
-            // lock; a request finishing a few nanoseconds earlier on another thread may
-            // come after one later: it only expires that much later.
             pool.push_back(idle);
         }
     }
 }
 
+/// A keep-alive server connection between two requests.
 #[derive(Debug)]
 struct Idle {
     server: Arc<Server>,
-    sender: SendRequest<RequestBody>,
+    conn: Peer,
     since: Instant,
 }
 
-/// A connection idle this long may meet the server's keep-alive timeout (Apache's and
-/// Node's are 5 s) just as a request goes out on it: a safe request sent on it keeps a copy
-/// of its headers, to go again if the server closes without answering. Connections in
-/// steady use skip the copy (~300 instructions per request).
-const REPLAY_AFTER_IDLE: Duration = Duration::from_secs(1);
+/// One side's socket and the bytes read from it not yet used.
+#[derive(Debug)]
+struct Peer {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
 
-type RequestBody = BoxBody<Bytes, hyper::Error>;
+impl Peer {
+    fn new(stream: TcpStream) -> Peer {
+        Peer {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads what is there (at least one byte, waiting for it); `Ok(0)` at the end.
+    async fn read_more(&mut self) -> io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < BUF_SIZE / 4 {
+            self.buf.reserve(BUF_SIZE);
+        }
+        loop {
+            match self.stream.try_read_buf(&mut self.buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Waits until the socket has something to read (or is closed) without holding a
+    /// buffer meanwhile: an idle keep-alive connection keeps no memory for its next request.
+    async fn wait_readable(&mut self) -> io::Result<usize> {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+            std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
+        }
+        self.read_more().await
+    }
+
+    /// Whether an idle connection is still usable: not closed by its server, and with
+    /// nothing unexpected to read. Costs a system call only when the socket was reported
+    /// readable since its last read.
+    fn is_open(&self) -> bool {
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Gives the buffer's memory back when nothing is left in it (between requests).
+    fn release(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+    }
+}
+
+async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// The connection's timeouts, as deadlines on the coarse clock (ms) checked at each tick of
+/// one timer.
+struct Deadlines {
+    ticker: Pin<Box<tokio::time::Sleep>>,
+    tick: Duration,
+}
+
+impl Deadlines {
+    fn new(limits: impl IntoIterator<Item = Duration>) -> Deadlines {
+        let tick = limits
+            .into_iter()
+            .min()
+            .map_or(Duration::from_secs(3600), |k| {
+                (k / 4).max(Duration::from_millis(10))
+            });
+        Deadlines {
+            ticker: Box::pin(tokio::time::sleep(tick)),
+            tick,
+        }
+    }
+
+    /// `future`'s output, or `None` once the coarse clock has passed `deadline` (ms).
+    async fn within<F: Future>(&mut self, deadline: Option<u64>, future: F) -> Option<F::Output> {
+        let Some(deadline) = deadline else {
+            return Some(future.await);
+        };
+        let mut future = pin!(future);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            while self.ticker.as_mut().poll(cx).is_ready() {
+                if now_ms() >= deadline {
+                    return Poll::Ready(None);
+                }
+                let next = tokio::time::Instant::now() + self.tick;
+                self.ticker.as_mut().reset(next);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// The deadline `limit` from now on the coarse clock, if there is a limit.
+fn deadline(limit: Option<Duration>) -> Option<u64> {
+    limit.map(|limit| now_ms().saturating_add(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)))
+}
 
 /// One client connection being served.
 pub struct Connection {
@@ -175,240 +291,67 @@ pub struct Connection {
     pub tls: bool,
 }
 
-/// What the connection's requests share.
-struct Shared {
-    conn: Connection,
-    /// When the last response ended (`None`: a request is in progress): the keep-alive
-    /// watchdog closes the connection once it has been idle for `timeout http-keep-alive`.
-    idle_since: Mutex<Option<Instant>>,
-    /// `timeout server` for the response headers.
-    response_timer: ReusedTimer,
-    /// The server connection the last response came over, kept for this client's next
-    /// request to the same server (as HAProxy's default `http-reuse safe` keeps a session's
-    /// connection): a client's requests stay on one server connection instead of taking
-    /// whichever idle one the backend's pool offers.
-    own: Mutex<Option<Idle>>,
-}
-
-impl Drop for Shared {
-    /// The client is gone: its server connection goes to the backend's pool.
-    fn drop(&mut self) {
-        let own = self
-            .own
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
-        let pool = self
-            .conn
-            .frontend
-            .backend
-            .as_ref()
-            .and_then(|b| b.http.as_ref());
-        if let (Some(idle), Some(pool)) = (own, pool) {
-            pool.put_idle(idle);
-        }
-    }
-}
-
-impl Shared {
-    fn own(&self) -> std::sync::MutexGuard<'_, Option<Idle>> {
-        self.own
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// This client's own idle connection to `server`, if it has one still open.
-    fn take_own(&self, server: &Arc<Server>) -> Option<Idle> {
-        let mut own = self.own();
-        if !own
-            .as_ref()
-            .is_some_and(|idle| Arc::ptr_eq(&idle.server, server))
-        {
-            return None;
-        }
-        own.take().filter(|idle| !idle.sender.is_closed())
-    }
-
-    /// Keeps `sender` for this client's next request; a connection kept before, to another
-    /// server, goes to the pool.
-    fn keep_own(
-        &self,
-        pool: &BackendHttp,
-        server: Arc<Server>,
-        sender: SendRequest<RequestBody>,
-        now: Instant,
-    ) {
-        let previous = self.own().replace(Idle {
-            server,
-            sender,
-            since: now,
-        });
-        if let Some(previous) = previous {
-            pool.put_idle(previous);
-        }
-    }
-
-    fn set_idle(&self, idle: Option<Instant>) {
-        *self
-            .idle_since
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = idle;
-    }
-
-    fn idle_for(&self) -> Option<Duration> {
-        self.idle_since
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .map(|since| since.elapsed())
-    }
-}
-
-/// One timer re-armed for each of a connection's requests, which come one at a time.
-/// Moving a registered timer's deadline later is one atomic update, where a timer per
-/// request is inserted into and removed from the runtime's timer wheel under its lock.
-#[derive(Default)]
-struct ReusedTimer(Mutex<Option<Pin<Box<tokio::time::Sleep>>>>);
-
-impl ReusedTimer {
-    /// `future`'s output, or `None` if `limit` passes first (as `tokio::time::timeout`),
-    /// counted from `now` (the caller's clock read, shared with its other uses).
-    async fn within<F: Future>(
-        &self,
-        now: Instant,
-        limit: Duration,
-        future: F,
-    ) -> Option<F::Output> {
-        let deadline = tokio::time::Instant::from_std(now + limit);
-        let mut future = std::pin::pin!(future);
-        let mut armed = false;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Some(output));
-            }
-            let mut timer = self
-                .0
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let sleep = match timer.as_mut() {
-                Some(sleep) => {
-                    if !armed {
-                        sleep.as_mut().reset(deadline);
-                    }
-                    sleep
-                }
-                None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
-            };
-            armed = true;
-            if sleep.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            Poll::Pending
-        })
-        .await
-    }
-}
-
-/// Serves HTTP/1.1 on `client` until it closes, times out or is shut down.
+/// Serves HTTP/1.x on `client` until it closes, times out or is shut down.
 pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
     let frontend = Arc::clone(&conn.frontend);
     let Some(settings) = frontend.http.as_ref() else {
         return;
     };
     let timeouts = frontend.timeouts;
-    // Headers of a request must arrive within `timeout http-request` (else `timeout client`),
-    // counted from the end of the previous response (or the connection's start), so idle
-    // keep-alive connections included. The tick below enforces it rather than hyper's
-    // `header_read_timeout`, which allocates, registers and cancels a timer per request.
-    let head_limit = timeouts.http_request.or(timeouts.client);
-    let keep_alive = timeouts.http_keep_alive.or(timeouts.http_request);
-    let close = settings.close.max(
-        frontend
-            .backend
-            .as_ref()
-            .and_then(|b| b.http.as_ref())
-            .map_or(CloseMode::KeepAlive, |b| b.close),
-    );
-    let shared = Arc::new(Shared {
-        conn,
-        idle_since: Mutex::new(Some(Instant::now())),
-        response_timer: ReusedTimer::default(),
-        own: Mutex::new(None),
-    });
-    let service_shared = Arc::clone(&shared);
-    let service = hyper::service::service_fn(move |request| {
-        let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(handle(shared, request).await) }
-    });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        // A proxy passes the server's headers on; it does not add a `date` the server did
-        // not send (HAProxy neither).
-        .auto_date_header(false)
-        .keep_alive(close != CloseMode::Close);
-    let connection = builder
-        .serve_connection(TokioIo::new(client), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    let tick = keep_alive
-        .into_iter()
-        .chain(head_limit)
-        .min()
-        .map_or(Duration::from_secs(3600), |k| {
-            (k / 4).max(Duration::from_millis(10))
-        });
-    // The connection is polled at every wake-up of the task (a few per request); the kill
-    // order and the keep-alive tick only when their own waker fired, where `select!` would
-    // poll all three each time.
+    let backend_http = frontend.backend.as_ref().and_then(|b| b.http.as_ref());
+    let server_timeouts = frontend.backend.as_ref().map(|b| b.timeouts);
+    let mut client = Client {
+        conn: &conn,
+        peer: Peer::new(client),
+        // Headers of a request must arrive within `timeout http-request` (else `timeout
+        // client`), counted from the end of the previous response (or the start).
+        head_limit: timeouts.http_request.or(timeouts.client),
+        keep_alive: timeouts.http_keep_alive.or(timeouts.http_request),
+        close: settings
+            .close
+            .max(backend_http.map_or(CloseMode::KeepAlive, |b| b.close)),
+        own: None,
+        deadlines: Deadlines::new(
+            [
+                timeouts.http_request,
+                timeouts.http_keep_alive,
+                timeouts.client,
+            ]
+            .into_iter()
+            .chain(server_timeouts.map(|t| t.server))
+            .flatten(),
+        ),
+    };
+    // The connection is polled at every wake-up of the task; the kill order only when its
+    // own waker fired.
     let side = Arc::new(SideWake::default());
     let side_waker = Waker::from(Arc::clone(&side));
     let kill = info.kill.notified();
-    tokio::pin!(kill);
-    let ticker = tokio::time::sleep(tick);
-    tokio::pin!(ticker);
-    let mut closing = false;
-    let ended = std::future::poll_fn(|cx| {
-        if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-            return Poll::Ready(Some(result));
-        }
-        if !side.woken(cx.waker()) {
-            return Poll::Pending;
-        }
-        let mut side_cx = Context::from_waker(&side_waker);
-        if kill.as_mut().poll(&mut side_cx).is_ready() {
-            return Poll::Ready(None);
-        }
-        while ticker.as_mut().poll(&mut side_cx).is_ready() {
-            // `None` while a request is being served: neither limit applies then.
-            let idle = shared.idle_for();
-            let past = |limit: Option<Duration>| {
-                limit.zip(idle).is_some_and(|(limit, idle)| idle >= limit)
-            };
-            if past(head_limit) {
-                // No complete request head in time, idle or arriving slowly: cut.
-                return Poll::Ready(None);
+    let mut kill = pin!(kill);
+    {
+        let mut work = pin!(client.run());
+        std::future::poll_fn(|cx| {
+            if work.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
             }
-            if !closing && past(keep_alive) {
-                // Closes now if idle; a request that just started still completes.
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-                if let Poll::Ready(result) = connection.as_mut().poll(cx) {
-                    return Poll::Ready(Some(result));
+            if side.woken(cx.waker()) {
+                let mut side_cx = Context::from_waker(&side_waker);
+                if kill.as_mut().poll(&mut side_cx).is_ready() {
+                    return Poll::Ready(());
                 }
             }
-            ticker.as_mut().reset(tokio::time::Instant::now() + tick);
-        }
-        Poll::Pending
-    })
-    .await;
-    if let Some(Err(error)) = ended {
-        tracing::debug!(frontend = %frontend.name, client = %shared.conn.client_addr, %error, "HTTP connection ended");
+            Poll::Pending
+        })
+        .await;
+    }
+    // The client is gone: its server connection goes to the backend's pool.
+    if let (Some(idle), Some(pool)) = (client.own.take(), backend_http) {
+        pool.put_idle(idle);
     }
 }
 
-/// The waker `serve` gives the kill order and the keep-alive tick: it notes that one of
-/// them fired, then wakes the connection's task.
+/// The waker `serve` gives the kill order: it notes that it fired, then wakes the
+/// connection's task.
 struct SideWake {
     fired: AtomicBool,
     task: Mutex<Option<Waker>>,
@@ -428,6 +371,17 @@ impl SideWake {
     /// Keeps `task` as the waker to wake, then says whether a side waker fired since the
     /// last call (the waker is stored first, so a wake-up in between is not lost).
     fn woken(&self, task: &Waker) -> bool {
+        if !self.fired.load(Ordering::Acquire) {
+            // The stored waker is this task's: it does not change within a task.
+            let current = self
+                .task
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if current.as_ref().is_some_and(|c| c.will_wake(task)) {
+                drop(current);
+                return self.fired.swap(false, Ordering::AcqRel);
+            }
+        }
         {
             let mut current = self
                 .task
@@ -459,14 +413,907 @@ impl std::task::Wake for SideWake {
     }
 }
 
+/// The client side of a connection and what lasts between its requests.
+struct Client<'c> {
+    conn: &'c Connection,
+    peer: Peer,
+    head_limit: Option<Duration>,
+    keep_alive: Option<Duration>,
+    close: CloseMode,
+    /// The server connection the last response came over, kept for this client's next
+    /// request to the same server: a client's requests stay on one server connection
+    /// instead of taking whichever idle one the backend's pool offers.
+    own: Option<Idle>,
+    deadlines: Deadlines,
+}
+
+/// What became of a request: whether the client connection goes on to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Request,
+    Close,
+}
+
+/// How waiting for a server's response head ended, short of a response.
+enum NoResponse {
+    TimedOut,
+    /// Closed or failed before any byte of a response.
+    Failed(io::Error),
+    Invalid(h1::Error),
+}
+
+impl Client<'_> {
+    async fn run(&mut self) {
+        let mut first = true;
+        loop {
+            let Some(head) = self.read_head(first).await else {
+                return;
+            };
+            first = false;
+            if self.exchange(head).await == Next::Close {
+                return;
+            }
+        }
+    }
+
+    /// The next request's head; `None` when the connection ends instead (closed, timed
+    /// out, or a bad request answered with `400`/`408`).
+    async fn read_head(&mut self, first: bool) -> Option<Head> {
+        let idle_start = now_ms();
+        let ms = |limit: Option<Duration>| {
+            limit.map(|l| {
+                idle_start.saturating_add(u64::try_from(l.as_millis()).unwrap_or(u64::MAX))
+            })
+        };
+        let head_deadline = ms(self.head_limit);
+        // Between requests `timeout http-keep-alive` applies until the first byte.
+        let idle_deadline = if first {
+            head_deadline
+        } else {
+            ms(self.keep_alive).into_iter().chain(head_deadline).min()
+        };
+        loop {
+            if !self.peer.buf.is_empty() {
+                match h1::parse_request(&self.peer.buf) {
+                    Ok(Some(head)) => return Some(head),
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr, %error, "bad request");
+                        self.local_reply(400, None).await;
+                        return None;
+                    }
+                }
+            }
+            let waiting = self.peer.buf.is_empty();
+            let limit = if waiting {
+                idle_deadline
+            } else {
+                head_deadline
+            };
+            let read = if waiting {
+                self.deadlines
+                    .within(limit, self.peer.wait_readable())
+                    .await
+            } else {
+                self.deadlines.within(limit, self.peer.read_more()).await
+            };
+            match read {
+                Some(Ok(0)) | Some(Err(_)) => return None,
+                Some(Ok(_)) => {}
+                None if waiting => return None,
+                None => {
+                    // Part of a request, not finished in time: HAProxy's 408.
+                    self.local_reply(408, None).await;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Serves one request whose head is at the start of the client's buffer.
+    async fn exchange(&mut self, head: Head) -> Next {
+        let conn = self.conn;
+        let frontend = &conn.frontend;
+        frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
+        frontend.counters.request_rate.add(now_ms());
+        let buf = &self.peer.buf;
+        let mut exchange = Exchange {
+            conn,
+            backend: frontend.backend.clone(),
+            logged: logs_requests(frontend).then(|| Logged {
+                date: SystemTime::now(),
+                started: Instant::now(),
+                request_line: String::from_utf8_lossy(head.start_line_text(buf)).into_owned(),
+            }),
+            report: ConnectReport::default(),
+            server: None,
+            response_time: None,
+            status: None,
+            cause: Cause::Normal,
+            state: SessionState::Closed,
+            client_cookie: ClientCookie::NotConfigured,
+            server_cookie: ServerCookie::Untouched,
+            bytes_out: 0,
+            lease: None,
+            backend_session: None,
+            done: false,
+        };
+        exchange.count_in(head.len as u64);
+        let framing = match h1::request_framing(&head) {
+            Ok(framing) => framing,
+            Err(error) => return self.refuse(exchange, error).await,
+        };
+        let semantics = &head.semantics;
+        let method = &buf[head.method.clone()];
+        let to_head = method == b"HEAD";
+        let is_post = method == b"POST";
+        let replayable = idempotent(method);
+        let client_http11 = head.version == Version::Http11;
+        // A request framed ambiguously closes its connection after it (RFC 9112 section
+        // 6.1): it is forwarded with one framing, but a hop before us may have seen another.
+        let client_keep_alive = !semantics.close
+            && (head.version == Version::Http11 || semantics.keep_alive)
+            && !head.closes_after()
+            && self.close != CloseMode::Close;
+        let Some(backend) = exchange.backend.clone() else {
+            exchange.cause = Cause::Proxy;
+            exchange.state = SessionState::Request;
+            return self
+                .error_page(
+                    503,
+                    exchange,
+                    framing == Framing::Empty && client_keep_alive,
+                )
+                .await;
+        };
+        let Some(settings) = backend.http.as_ref() else {
+            exchange.cause = Cause::Internal;
+            exchange.state = SessionState::Request;
+            return self.error_page(500, exchange, false).await;
+        };
+        exchange.backend_session = Some(BackendSession::start(&backend));
+        let close = self.close.max(settings.close);
+
+        // Persistence by cookie, then what the algorithm and stick rules take from the request.
+        let servers = backend.servers.load_full();
+        let persistent = settings
+            .cookie
+            .as_ref()
+            .map(|cookie| persistence(cookie, &head, buf, &servers));
+        let mut prefer = None;
+        if let Some((state, server)) = &persistent {
+            exchange.client_cookie = *state;
+            prefer = server.clone();
+        }
+        let client_had = prefer.clone();
+        let key = balance_key(&backend.balance, &head, buf);
+        let stick = |sample: &Option<config::StickSample>| {
+            let table = backend.stick.as_ref()?;
+            stick_key(
+                sample.as_ref()?,
+                &head,
+                buf,
+                conn.client_addr.ip(),
+                table.settings.key_len,
+            )
+        };
+        let (stick_match, stick_store) = match backend.stick.as_ref() {
+            Some(table) => (
+                stick(&table.rules.match_on),
+                stick(&table.rules.store_request),
+            ),
+            None => (None, None),
+        };
+        let upgrade = semantics.upgrade && semantics.upgrade_token;
+        // A client waiting for `100 Continue` before its body gets it from here; the server
+        // then gets the body without being asked.
+        let expects_continue = framing != Framing::Empty
+            && head.version == Version::Http11
+            && head
+                .get(buf, "expect")
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
+
+        // The request as the server gets it.
+        let mut out = Vec::with_capacity(head.len + 128);
+        let cookie_edit = settings
+            .cookie
+            .as_ref()
+            .and_then(|cookie| request_cookie_edit(cookie, &head, buf));
+        let forwardfor = frontend
+            .http
+            .as_ref()
+            .and_then(|f| f.forwardfor.as_ref())
+            .or(settings.forwardfor.as_ref());
+        let add_forwardfor = forwardfor.and_then(|forward| {
+            let excepted = forward
+                .except
+                .is_some_and(|(net, len)| in_network(conn.client_addr.ip(), net, len));
+            let theirs = forward.if_none && head.get(buf, &forward.header).is_some();
+            (!excepted && !theirs).then_some(forward.header.as_str())
+        });
+        let drop_length = semantics.transfer_encoding;
+        h1::copy_head(&mut out, buf, &head, |field| {
+            let name = &buf[field.name.clone()];
+            !(head.hop_by_hop(buf, field, upgrade)
+                || (drop_length && name.eq_ignore_ascii_case(b"content-length"))
+                || (cookie_edit.is_some() && name.eq_ignore_ascii_case(b"cookie"))
+                || (expects_continue && name.eq_ignore_ascii_case(b"expect")))
+        });
+        if let Some(Some(value)) = &cookie_edit {
+            push_line(&mut out, "Cookie", value.as_bytes());
+        }
+        if upgrade {
+            out.extend_from_slice(b"Connection: upgrade\r\n");
+        } else if close != CloseMode::KeepAlive {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if head.version == Version::Http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        if let Some(name) = add_forwardfor {
+            push_line(
+                &mut out,
+                name,
+                client_text(conn.client_addr.ip()).as_bytes(),
+            );
+        }
+        out.extend_from_slice(b"\r\n");
+
+        // What of the body is already here goes with the head.
+        let mut body = Body::new(framing);
+        let buffered = match body.take(&buf[head.len..]) {
+            Ok(n) => n,
+            Err(error) => return self.refuse(exchange, error).await,
+        };
+        out.extend_from_slice(&buf[head.len..head.len + buffered]);
+        exchange.count_in(buffered as u64);
+        let head_len = head.len;
+        drop(head);
+        self.peer.buf.drain(..head_len + buffered);
+        let whole_request_buffered = body.done();
+
+        if expects_continue
+            && !whole_request_buffered
+            && write_all(&self.peer.stream, b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            exchange.cause = Cause::ClientAbort;
+            exchange.state = SessionState::Request;
+            exchange.finish();
+            return Next::Close;
+        }
+
+        let hint = Hint {
+            client: Some(conn.client_addr.ip()),
+            key: key.as_deref(),
+            prefer: prefer.as_ref(),
+            stick_match: stick_match.as_ref(),
+            stick_store: stick_store.as_ref(),
+        };
+        let mut fresh_only = false;
+        let (mut server_conn, response, lease) = loop {
+            let mut report = std::mem::take(&mut exchange.report);
+            let own = &mut self.own;
+            let mut reuse = |server: &Arc<Server>| {
+                if fresh_only || close != CloseMode::KeepAlive {
+                    return None;
+                }
+                let mine = own.take_if(|idle| Arc::ptr_eq(&idle.server, server));
+                mine.filter(|idle| idle.conn.is_open())
+                    .or_else(|| settings.take_idle(server))
+            };
+            let connected = connect_server(
+                &backend,
+                hint,
+                (conn.client_addr, conn.local_addr),
+                std::future::pending,
+                Some(&mut reuse),
+                &mut report,
+            )
+            .await;
+            exchange.report = report;
+            let Some((connection, lease)) = connected else {
+                let failed = exchange.report.failure.unwrap_or(crate::session::Failed {
+                    cause: Cause::Internal,
+                    state: SessionState::Connect,
+                });
+                exchange.server = exchange.report.server.take();
+                exchange.cause = failed.cause;
+                exchange.state = failed.state;
+                // No server, a full or timed-out queue, every attempt refused: 503.
+                return self
+                    .error_page(503, exchange, whole_request_buffered && client_keep_alive)
+                    .await;
+            };
+            exchange.server = Some(Arc::clone(&lease.server));
+            let (mut server_conn, idle_since) = match connection {
+                Connected::Reused(idle) => (idle.conn, Some(idle.since)),
+                Connected::Fresh(stream) => (Peer::new(stream), None),
+            };
+            let reused = idle_since.is_some();
+            let sent_at = (exchange.logged.is_some() || reused).then(Instant::now);
+            let server_timeout = backend.timeouts.server;
+            // The head, with what was buffered of the body.
+            let written = self
+                .deadlines
+                .within(
+                    deadline(server_timeout),
+                    write_all(&server_conn.stream, &out),
+                )
+                .await;
+            let unsent = match written {
+                Some(Ok(())) => false,
+                Some(Err(error)) => {
+                    tracing::debug!(server = %lease.server.name, %error, reused, "HTTP request not written");
+                    true
+                }
+                None => {
+                    exchange.cause = Cause::ServerTimeout;
+                    exchange.state = SessionState::Request;
+                    return self.error_page(504, exchange, false).await;
+                }
+            };
+            if !unsent && !body.done() {
+                let relayed = relay(
+                    &mut self.deadlines,
+                    &mut self.peer,
+                    &server_conn.stream,
+                    &mut body,
+                    false,
+                    (frontend.timeouts.client, server_timeout),
+                )
+                .await;
+                exchange.count_in(relayed.bytes);
+                if let Err(failure) = relayed.result {
+                    // The client stopped sending its body, or the server taking it.
+                    let (cause, status) = match failure {
+                        Relay::ReadTimeout => (Cause::ClientTimeout, Some(408)),
+                        Relay::ReadClosed | Relay::ReadError | Relay::Framing => {
+                            (Cause::ClientAbort, None)
+                        }
+                        Relay::WriteTimeout => (Cause::ServerTimeout, Some(504)),
+                        Relay::WriteError => (Cause::ServerAbort, Some(502)),
+                    };
+                    exchange.cause = cause;
+                    exchange.state = SessionState::Data;
+                    exchange.lease = Some(lease);
+                    return match status {
+                        Some(status) => self.error_page(status, exchange, false).await,
+                        None => {
+                            exchange.finish();
+                            Next::Close
+                        }
+                    };
+                }
+            }
+            let result = if unsent {
+                Err(NoResponse::Failed(io::ErrorKind::BrokenPipe.into()))
+            } else {
+                self.response_head(&mut server_conn, server_timeout, client_http11)
+                    .await
+            };
+            match result {
+                Ok(response) => {
+                    exchange.response_time = sent_at
+                        .filter(|_| exchange.logged.is_some())
+                        .map(|sent| sent.elapsed());
+                    break (server_conn, response, lease);
+                }
+                Err(NoResponse::TimedOut) => {
+                    exchange.lease = Some(lease);
+                    return self
+                        .no_response(exchange, &backend, Cause::ServerTimeout, false)
+                        .await;
+                }
+                Err(NoResponse::Invalid(error)) => {
+                    tracing::debug!(server = %lease.server.name, %error, "invalid response");
+                    exchange.lease = Some(lease);
+                    return self
+                        .no_response(exchange, &backend, Cause::ServerAbort, false)
+                        .await;
+                }
+                Err(NoResponse::Failed(error)) => {
+                    tracing::debug!(server = %lease.server.name, %error, reused, "HTTP request failed");
+                    // A reused connection the server had closed: a request that never went
+                    // out goes again, whatever its method; one that did, only if it is safe,
+                    // was all in one piece and its connection had been idle long.
+                    let idle_long = idle_since.zip(sent_at).is_some_and(|(since, sent)| {
+                        sent.saturating_duration_since(since) >= REPLAY_AFTER_IDLE
+                    });
+                    let again = reused
+                        && whole_request_buffered
+                        && (unsent || (replayable && idle_long))
+                        && exchange.report.retries < backend.retries.max(1);
+                    if again {
+                        exchange.report.retries += 1;
+                        backend.counters.retries.fetch_add(1, Ordering::Relaxed);
+                        fresh_only = true;
+                        continue;
+                    }
+                    exchange.lease = Some(lease);
+                    let keep = body.done() && client_keep_alive;
+                    return self
+                        .no_response(exchange, &backend, Cause::ServerAbort, keep)
+                        .await;
+                }
+            }
+        };
+        let server = Arc::clone(&lease.server);
+        exchange.lease = Some(lease);
+        let status = response.status;
+        exchange.status = Some(status);
+        count_response(frontend, Some(&backend), Some(&server), status);
+
+        if status == 101 && upgrade {
+            return self
+                .tunnel(server_conn, response.len, exchange, &backend)
+                .await;
+        }
+        let framing = match h1::response_framing(&response, to_head) {
+            Ok(framing) if status != 101 => framing,
+            result => {
+                let error = result
+                    .err()
+                    .unwrap_or(h1::Error::Malformed("101 without upgrade"));
+                tracing::debug!(server = %server.name, %error, "invalid response");
+                return self
+                    .no_response(exchange, &backend, Cause::ServerAbort, false)
+                    .await;
+            }
+        };
+        let sbuf = &server_conn.buf;
+        if let Some(table) = backend.stick.as_ref() {
+            if let Some(name) = table.rules.store_response_cookie.as_deref() {
+                if let Some(value) = response_cookie(&response, sbuf, name) {
+                    table.store(&StickKey::text(value, table.settings.key_len), &server.name);
+                }
+            }
+        }
+        let cookie_edit = settings.cookie.as_ref().map(|cookie| {
+            set_cookie_edit(
+                cookie,
+                &response,
+                sbuf,
+                &server,
+                client_had.as_ref(),
+                is_post,
+            )
+        });
+        if let Some(edit) = &cookie_edit {
+            exchange.server_cookie = edit.verdict;
+        }
+        let rs = &response.semantics;
+        let server_closes = rs.close || (response.version == Version::Http10 && !rs.keep_alive);
+        let reusable = close == CloseMode::KeepAlive
+            && !server_closes
+            && !response.closes_after()
+            && framing != Framing::UntilClose;
+        // HTTP/1.0 clients do not take chunks (RFC 9112 section 6.1): theirs is decoded and
+        // delimited by the close.
+        let dechunk = !client_http11 && framing == Framing::Chunked;
+        let client_continues =
+            client_keep_alive && framing != Framing::UntilClose && !dechunk && body.done();
+
+        let mut out = Vec::with_capacity(response.len + 64);
+        let drop_length = rs.transfer_encoding;
+        h1::copy_head(&mut out, sbuf, &response, |field| {
+            let name = &sbuf[field.name.clone()];
+            !(response.hop_by_hop(sbuf, field, false)
+                || (drop_length && name.eq_ignore_ascii_case(b"content-length"))
+                || (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
+                || cookie_edit.as_ref().is_some_and(|edit| edit.drops(field)))
+        });
+        if let Some(edit) = &cookie_edit {
+            for (name, value) in &edit.add {
+                push_line(&mut out, name, value.as_bytes());
+            }
+        }
+        if !client_continues {
+            out.extend_from_slice(b"Connection: close\r\n");
+        } else if !client_http11 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let mut response_body = Body::new(framing);
+        let buffered = match response_body.take_into(&sbuf[response.len..], dechunk, &mut out) {
+            Ok(n) => n,
+            Err(error) => {
+                tracing::debug!(server = %server.name, %error, "invalid response body");
+                exchange.cause = Cause::ServerAbort;
+                exchange.state = SessionState::Data;
+                return self.error_page(502, exchange, false).await;
+            }
+        };
+        exchange.count_out(out.len() as u64);
+        let response_len = response.len;
+        drop(response);
+        server_conn.buf.drain(..response_len + buffered);
+        let written = self
+            .deadlines
+            .within(
+                deadline(frontend.timeouts.client),
+                write_all(&self.peer.stream, &out),
+            )
+            .await;
+        drop(out);
+        match written {
+            Some(Ok(())) => {}
+            Some(Err(_)) => {
+                exchange.cause = Cause::ClientAbort;
+                exchange.state = SessionState::Data;
+                exchange.finish();
+                return Next::Close;
+            }
+            None => {
+                exchange.cause = Cause::ClientTimeout;
+                exchange.state = SessionState::Data;
+                exchange.finish();
+                return Next::Close;
+            }
+        }
+        if !response_body.done() {
+            let relayed = relay(
+                &mut self.deadlines,
+                &mut server_conn,
+                &self.peer.stream,
+                &mut response_body,
+                dechunk,
+                (backend.timeouts.server, frontend.timeouts.client),
+            )
+            .await;
+            exchange.count_out(relayed.bytes);
+            if let Err(failure) = relayed.result {
+                (exchange.cause, exchange.state) = match failure {
+                    Relay::ReadTimeout => (Cause::ServerTimeout, SessionState::Data),
+                    Relay::ReadClosed | Relay::ReadError | Relay::Framing => {
+                        (Cause::ServerAbort, SessionState::Data)
+                    }
+                    Relay::WriteTimeout => (Cause::ClientTimeout, SessionState::Data),
+                    Relay::WriteError => (Cause::ClientAbort, SessionState::Data),
+                };
+                exchange.finish();
+                return Next::Close;
+            }
+        }
+        // Bytes after the response are a broken server: its connection is not reused.
+        if reusable && server_conn.buf.is_empty() {
+            server_conn.release();
+            self.keep_own(&backend, server, server_conn);
+        }
+        exchange.finish();
+        if client_continues {
+            Next::Request
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Keeps `conn` for this client's next request; a connection kept before, to another
+    /// server, goes to the pool.
+    fn keep_own(&mut self, backend: &Backend, server: Arc<Server>, conn: Peer) {
+        let previous = self.own.replace(Idle {
+            server,
+            conn,
+            since: Instant::now(),
+        });
+        if let (Some(previous), Some(pool)) = (previous, backend.http.as_ref()) {
+            pool.put_idle(previous);
+        }
+    }
+
+    /// The server's response head, after passing any interim (`1xx` other than `101`)
+    /// responses on to an HTTP/1.1 client.
+    async fn response_head(
+        &mut self,
+        server: &mut Peer,
+        limit: Option<Duration>,
+        client_http11: bool,
+    ) -> Result<Head, NoResponse> {
+        let mut seen_any = false;
+        loop {
+            if !server.buf.is_empty() {
+                match h1::parse_response(&server.buf) {
+                    Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                        if client_http11 {
+                            let interim = &server.buf[..head.len];
+                            let written = self
+                                .deadlines
+                                .within(
+                                    deadline(self.conn.frontend.timeouts.client),
+                                    write_all(&self.peer.stream, interim),
+                                )
+                                .await;
+                            if !matches!(written, Some(Ok(()))) {
+                                return Err(NoResponse::Failed(io::ErrorKind::BrokenPipe.into()));
+                            }
+                        }
+                        server.buf.drain(..head.len);
+                        seen_any = true;
+                        continue;
+                    }
+                    Ok(Some(head)) => return Ok(head),
+                    Ok(None) => {}
+                    Err(error) => return Err(NoResponse::Invalid(error)),
+                }
+            }
+            match self
+                .deadlines
+                .within(deadline(limit), server.read_more())
+                .await
+            {
+                None => return Err(NoResponse::TimedOut),
+                Some(Ok(0)) if server.buf.is_empty() && !seen_any => {
+                    return Err(NoResponse::Failed(io::ErrorKind::UnexpectedEof.into()))
+                }
+                Some(Ok(0)) => {
+                    return Err(NoResponse::Invalid(h1::Error::Malformed(
+                        "response cut short",
+                    )))
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) if server.buf.is_empty() && !seen_any => {
+                    return Err(NoResponse::Failed(error))
+                }
+                Some(Err(_)) => {
+                    return Err(NoResponse::Invalid(h1::Error::Malformed(
+                        "response cut short",
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The server switched protocols: its `101` goes to the client as it is, then bytes flow
+    /// both ways until either side closes or `timeout tunnel` (else `timeout client`) ends
+    /// the whole of it.
+    async fn tunnel(
+        &mut self,
+        mut server: Peer,
+        head_len: usize,
+        mut exchange: Exchange<'_>,
+        backend: &Backend,
+    ) -> Next {
+        let limit = backend
+            .timeouts
+            .tunnel
+            .or(self.conn.frontend.timeouts.client)
+            .unwrap_or(Duration::from_secs(3600));
+        exchange.count_out(server.buf.len() as u64);
+        let to_client = std::mem::take(&mut server.buf);
+        let to_server = std::mem::take(&mut self.peer.buf);
+        exchange.count_in(to_server.len() as u64);
+        let _ = head_len;
+        exchange.finish();
+        let relay = async {
+            write_all(&self.peer.stream, &to_client).await?;
+            write_all(&server.stream, &to_server).await?;
+            tokio::io::copy_bidirectional(&mut self.peer.stream, &mut server.stream).await
+        };
+        let _ = tokio::time::timeout(limit, relay).await;
+        Next::Close
+    }
+
+    /// A page of Switchyard's own for an exchange that got no response from a server;
+    /// `keep`: the client connection can go on (the request was read whole).
+    async fn error_page(&mut self, status: u16, mut exchange: Exchange<'_>, keep: bool) -> Next {
+        let keep = keep && self.close != CloseMode::Close;
+        let page = error_page(status, keep);
+        exchange.own_page(status, page.len());
+        let written = self
+            .deadlines
+            .within(
+                deadline(self.conn.frontend.timeouts.client),
+                write_all(&self.peer.stream, &page),
+            )
+            .await;
+        exchange.finish();
+        if keep && matches!(written, Some(Ok(()))) {
+            Next::Request
+        } else {
+            Next::Close
+        }
+    }
+
+    /// `504` (the server timed out) or `502` for a request whose response did not come or
+    /// cannot be relayed, counted against the leased server.
+    async fn no_response(
+        &mut self,
+        mut exchange: Exchange<'_>,
+        backend: &Backend,
+        cause: Cause,
+        keep: bool,
+    ) -> Next {
+        if let Some(lease) = &exchange.lease {
+            count_response_error(&lease.server, backend);
+        }
+        let status = if cause == Cause::ServerTimeout {
+            504
+        } else {
+            502
+        };
+        exchange.cause = cause;
+        exchange.state = SessionState::Headers;
+        self.error_page(status, exchange, keep).await
+    }
+
+    /// `400` for a request that cannot be forwarded as it is framed; the connection closes.
+    async fn refuse(&mut self, mut exchange: Exchange<'_>, error: h1::Error) -> Next {
+        tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr, %error, "bad request");
+        exchange.cause = Cause::Proxy;
+        exchange.state = SessionState::Request;
+        self.local_reply(400, Some(&mut exchange)).await;
+        Next::Close
+    }
+
+    /// `400`/`408` for a request that could not be read, then the connection closes.
+    async fn local_reply(&mut self, status: u16, exchange: Option<&mut Exchange<'_>>) {
+        let page = error_page(status, false);
+        match exchange {
+            Some(exchange) => {
+                exchange.own_page(status, page.len());
+                exchange.finish();
+            }
+            None => count_response(&self.conn.frontend, None, None, status),
+        }
+        let _ = self
+            .deadlines
+            .within(
+                deadline(Some(Duration::from_secs(1))),
+                write_all(&self.peer.stream, &page),
+            )
+            .await;
+    }
+}
+
+/// A body on its way: how much of it is left.
+enum Body {
+    Done,
+    Length(u64),
+    Chunked(h1::ChunkScanner),
+    UntilClose,
+}
+
+impl Body {
+    fn new(framing: Framing) -> Body {
+        match framing {
+            Framing::Empty | Framing::Length(0) => Body::Done,
+            Framing::Length(n) => Body::Length(n),
+            Framing::Chunked => Body::Chunked(h1::ChunkScanner::default()),
+            Framing::UntilClose => Body::UntilClose,
+        }
+    }
+
+    fn done(&self) -> bool {
+        matches!(self, Body::Done)
+    }
+
+    /// How many of `bytes` (the next ones read) belong to the body.
+    fn take(&mut self, bytes: &[u8]) -> Result<usize, h1::Error> {
+        let taken = match self {
+            Body::Done => 0,
+            Body::Length(left) => {
+                let n = usize::try_from(*left)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                *left -= n as u64;
+                if *left == 0 {
+                    *self = Body::Done;
+                }
+                n
+            }
+            Body::Chunked(scanner) => {
+                let n = scanner.scan(bytes)?;
+                if scanner.done() {
+                    *self = Body::Done;
+                }
+                n
+            }
+            Body::UntilClose => bytes.len(),
+        };
+        Ok(taken)
+    }
+
+    /// As [`Body::take`], appending to `out` what goes on: the bytes taken, or with
+    /// `decode` the data of a chunked body's chunks.
+    fn take_into(
+        &mut self,
+        bytes: &[u8],
+        decode: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, h1::Error> {
+        if let (true, Body::Chunked(scanner)) = (decode, &mut *self) {
+            let taken = scanner.scan_into(bytes, out)?;
+            if scanner.done() {
+                *self = Body::Done;
+            }
+            return Ok(taken);
+        }
+        let taken = self.take(bytes)?;
+        out.extend_from_slice(&bytes[..taken]);
+        Ok(taken)
+    }
+}
+
+/// Why relaying a body stopped short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relay {
+    ReadTimeout,
+    /// The sender closed before the body's end.
+    ReadClosed,
+    ReadError,
+    /// The body's framing was broken.
+    Framing,
+    WriteTimeout,
+    WriteError,
+}
+
+struct Relayed {
+    bytes: u64,
+    result: Result<(), Relay>,
+}
+
+/// Relays the rest of `body` from `from` to `to`, with `decode` the chunks' data only;
+/// `limits`: the read and the write timeout. Bytes read past the body's end stay in
+/// `from.buf`.
+async fn relay(
+    deadlines: &mut Deadlines,
+    from: &mut Peer,
+    to: &TcpStream,
+    body: &mut Body,
+    decode: bool,
+    limits: (Option<Duration>, Option<Duration>),
+) -> Relayed {
+    let mut bytes = 0u64;
+    let mut decoded = Vec::new();
+    let result = loop {
+        if body.done() {
+            break Ok(());
+        }
+        if from.buf.is_empty() {
+            match deadlines.within(deadline(limits.0), from.read_more()).await {
+                None => break Err(Relay::ReadTimeout),
+                Some(Ok(0)) => {
+                    if matches!(body, Body::UntilClose) {
+                        *body = Body::Done;
+                        break Ok(());
+                    }
+                    break Err(Relay::ReadClosed);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) => break Err(Relay::ReadError),
+            }
+        }
+        let taken = if decode {
+            decoded.clear();
+            body.take_into(&from.buf, true, &mut decoded)
+        } else {
+            body.take(&from.buf)
+        };
+        let Ok(n) = taken else {
+            break Err(Relay::Framing);
+        };
+        let going = if decode { &decoded[..] } else { &from.buf[..n] };
+        match deadlines
+            .within(deadline(limits.1), write_all(to, going))
+            .await
+        {
+            Some(Ok(())) => {}
+            Some(Err(_)) => break Err(Relay::WriteError),
+            None => break Err(Relay::WriteTimeout),
+        }
+        bytes += going.len() as u64;
+        from.buf.drain(..n);
+    };
+    Relayed { bytes, result }
+}
+
 /// What the log line and counters learn about one request as it goes.
-struct Exchange {
-    shared: Arc<Shared>,
+struct Exchange<'c> {
+    conn: &'c Connection,
     backend: Option<Arc<Backend>>,
     /// What only the `option httplog` line needs; `None` when no line will be written, so
     /// that requests without logging neither format the request line nor read the clocks.
     logged: Option<Logged>,
-    method: Method,
     report: ConnectReport,
     server: Option<Arc<Server>>,
     response_time: Option<Duration>,
@@ -479,8 +1326,8 @@ struct Exchange {
     bytes_out: u64,
     lease: Option<Lease>,
     backend_session: Option<BackendSession>,
-    /// The server connection, to pool again once the response is complete.
-    reusable: Option<SendRequest<RequestBody>>,
+    /// Logged and released already.
+    done: bool,
 }
 
 /// The log line's request line and times, taken when the request arrives.
@@ -495,17 +1342,17 @@ fn logs_requests(frontend: &Frontend) -> bool {
     frontend.log.logger.is_some() && frontend.http.as_ref().is_some_and(|h| h.httplog)
 }
 
-impl Exchange {
+impl Exchange<'_> {
     fn log(&self) {
-        let frontend = &self.shared.conn.frontend;
+        let frontend = &self.conn.frontend;
         let (Some(logger), Some(logged)) = (frontend.log.logger.as_ref(), self.logged.as_ref())
         else {
             return;
         };
         let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let process = &self.shared.conn.process;
+        let process = &self.conn.process;
         let session = TcpLogRecord {
-            frontend_ssl: self.shared.conn.tls,
+            frontend_ssl: self.conn.tls,
             backend: Some(
                 self.backend
                     .as_ref()
@@ -531,12 +1378,11 @@ impl Exchange {
             retries: self.report.retries,
             redispatched: self.report.redispatched,
             backend_queue: self.report.backend_queue,
-            ..TcpLogRecord::new(self.shared.conn.client_addr, logged.date, &frontend.name)
+            ..TcpLogRecord::new(self.conn.client_addr, logged.date, &frontend.name)
         };
         let record = HttpLogRecord {
             session,
-            // hyper hands over complete requests only: the wait for their headers is part
-            // of the idle time, not measured separately.
+            // The wait for a request's head counts as idle time, not measured on its own.
             tr_request: Some(0),
             tr_response: self.response_time.map(millis),
             ta: millis(logged.started.elapsed()),
@@ -551,20 +1397,29 @@ impl Exchange {
         );
     }
 
+    /// Records a page of Switchyard's own as the response.
+    fn own_page(&mut self, status: u16, len: usize) {
+        self.status = Some(status);
+        count_response(&self.conn.frontend, self.backend.as_deref(), None, status);
+        self.count_out(len as u64);
+    }
+
     fn count_out(&mut self, bytes: u64) {
         self.bytes_out += bytes;
         self.count(bytes, |c| &c.bytes_out);
     }
 
     fn count_in(&self, bytes: u64) {
-        self.count(bytes, |c| &c.bytes_in);
+        if bytes > 0 {
+            self.count(bytes, |c| &c.bytes_in);
+        }
     }
 
     /// Adds to one byte counter of the frontend, the backend and the server.
     fn count(&self, bytes: u64, field: fn(&Counters) -> &AtomicU64) {
         let backend = self.backend.as_ref().map(|b| &b.counters);
         let server = self.server.as_ref().map(|s| &s.counters);
-        for counters in [Some(&self.shared.conn.frontend.counters), backend, server]
+        for counters in [Some(&self.conn.frontend.counters), backend, server]
             .into_iter()
             .flatten()
         {
@@ -572,465 +1427,29 @@ impl Exchange {
         }
     }
 
-    /// The response is complete (or abandoned): log, release, pool.
-    fn finish(mut self, complete: bool) {
-        let now = Instant::now();
-        if complete {
-            if let (Some(sender), Some(server), Some(backend)) = (
-                self.reusable.take(),
-                self.server.clone(),
-                self.backend.as_ref(),
-            ) {
-                if let Some(http) = backend.http.as_ref() {
-                    self.shared.keep_own(http, server, sender, now);
-                }
-            }
+    /// The exchange is over: log, release the server slot and the backend's count.
+    fn finish(&mut self) {
+        if self.done {
+            return;
         }
+        self.done = true;
         self.log();
         self.lease.take();
         self.backend_session.take();
-        self.shared.set_idle(Some(now));
     }
 }
 
-/// The response body sent to the client: the server's, or a local page.
-pub struct ResponseBody {
-    inner: Inner,
-    exchange: Option<Exchange>,
-    /// `timeout server` between two pieces of the server's body.
-    idle_limit: Option<Duration>,
-    idle: Option<Pin<Box<tokio::time::Sleep>>>,
-    complete: bool,
-}
-
-enum Inner {
-    Server(Incoming),
-    Local(Option<Bytes>),
-}
-
-impl ResponseBody {
-    fn local(page: Bytes, exchange: Exchange) -> ResponseBody {
-        ResponseBody {
-            inner: Inner::Local(Some(page)),
-            exchange: Some(exchange),
-            idle_limit: None,
-            idle: None,
-            complete: false,
-        }
-    }
-}
-
-impl Body for ResponseBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = match &mut this.inner {
-            Inner::Local(page) => Poll::Ready(page.take().map(|bytes| Ok(Frame::data(bytes)))),
-            Inner::Server(body) => Pin::new(body).poll_frame(cx),
-        };
-        match polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(exchange)) = (frame.data_ref(), this.exchange.as_mut()) {
-                    exchange.count_out(data.len() as u64);
-                }
-                this.idle = None;
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                if let Some(exchange) = this.exchange.as_mut() {
-                    exchange.cause = Cause::ServerAbort;
-                    exchange.state = SessionState::Data;
-                    exchange.reusable = None;
-                }
-                Poll::Ready(Some(Err(error)))
-            }
-            Poll::Ready(None) => {
-                this.complete = true;
-                if let Some(exchange) = this.exchange.take() {
-                    exchange.finish(true);
-                }
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                let Some(limit) = this.idle_limit else {
-                    return Poll::Pending;
-                };
-                let timer = this
-                    .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    // The server went silent mid-body: end the response (the client sees a
-                    // truncated body, as with HAProxy) and log `sD`.
-                    if let Some(mut exchange) = this.exchange.take() {
-                        exchange.cause = Cause::ServerTimeout;
-                        exchange.state = SessionState::Data;
-                        exchange.reusable = None;
-                        exchange.finish(false);
-                    }
-                    this.inner = Inner::Local(None);
-                    return Poll::Ready(None);
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.inner {
-            Inner::Local(page) => page.is_none(),
-            Inner::Server(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.inner {
-            Inner::Local(Some(page)) => SizeHint::with_exact(page.len() as u64),
-            Inner::Local(None) => SizeHint::with_exact(0),
-            Inner::Server(body) => body.size_hint(),
-        }
-    }
-}
-
-impl Drop for ResponseBody {
+impl Drop for Exchange<'_> {
+    /// An exchange dropped before its end was cut by a kill order (`shutdown sessions`,
+    /// a server's `on-marked-down shutdown-sessions`, hard-stop).
     fn drop(&mut self) {
-        if let Some(mut exchange) = self.exchange.take() {
-            let from_server = matches!(self.inner, Inner::Server(_));
-            // hyper stops polling once the body says it is at its end (its length is
-            // reached), so a body may be complete without having returned its end.
-            self.complete |= self.is_end_stream();
-            if !self.complete && from_server && exchange.cause == Cause::Normal {
-                // hyper dropped the body before its end: the client went away.
-                exchange.cause = Cause::ClientAbort;
-                exchange.state = SessionState::Data;
+        if !self.done {
+            if self.cause == Cause::Normal {
+                self.cause = Cause::Killed;
             }
-            let complete = self.complete || !from_server;
-            exchange.finish(complete);
+            self.finish();
         }
     }
-}
-
-/// Why a server connection gave no response, with the request back when none of it was
-/// written (so it can go again elsewhere without keeping a copy).
-struct SendFailure {
-    error: hyper::Error,
-    unsent: Option<Request<RequestBody>>,
-}
-
-impl From<TrySendError<Request<RequestBody>>> for SendFailure {
-    fn from(mut failure: TrySendError<Request<RequestBody>>) -> Self {
-        let unsent = failure.take_message();
-        Self {
-            error: failure.into_error(),
-            unsent,
-        }
-    }
-}
-
-/// Serves one request: choose a server, forward, and return its response (or an error page).
-async fn handle(shared: Arc<Shared>, mut request: Request<Incoming>) -> Response<ResponseBody> {
-    shared.set_idle(None);
-    let conn = &shared.conn;
-    let frontend = Arc::clone(&conn.frontend);
-    frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
-    frontend.counters.request_rate.add(crate::rate::now_ms());
-    let backend = frontend.backend.clone();
-    let mut exchange = Exchange {
-        shared: Arc::clone(&shared),
-        backend: backend.clone(),
-        logged: logs_requests(&frontend).then(|| Logged {
-            date: SystemTime::now(),
-            started: Instant::now(),
-            request_line: request_line(&request),
-        }),
-        method: request.method().clone(),
-        report: ConnectReport::default(),
-        server: None,
-        response_time: None,
-        status: None,
-        cause: Cause::Normal,
-        state: SessionState::Closed,
-        client_cookie: ClientCookie::NotConfigured,
-        server_cookie: ServerCookie::Untouched,
-        bytes_out: 0,
-        lease: None,
-        backend_session: None,
-        reusable: None,
-    };
-    exchange.count_in(head_size_of_request(&request));
-    let Some(backend) = backend else {
-        exchange.cause = Cause::Proxy;
-        exchange.state = SessionState::Request;
-        return error_page(StatusCode::SERVICE_UNAVAILABLE, exchange);
-    };
-    let Some(settings) = backend.http.as_ref() else {
-        exchange.cause = Cause::Internal;
-        exchange.state = SessionState::Request;
-        return error_page(StatusCode::INTERNAL_SERVER_ERROR, exchange);
-    };
-    exchange.backend_session = Some(BackendSession::start(&backend));
-    let close = frontend
-        .http
-        .as_ref()
-        .map_or(CloseMode::KeepAlive, |f| f.close)
-        .max(settings.close);
-
-    // Persistence by cookie.
-    let servers = backend.servers.load_full();
-    let persistent = settings
-        .cookie
-        .as_ref()
-        .map(|cookie| persistence(cookie, request.headers(), &servers));
-    let mut prefer = None;
-    if let Some((state, server)) = &persistent {
-        exchange.client_cookie = *state;
-        prefer = server.clone();
-    }
-    let key = balance_key(&backend.balance, &request);
-    let stick_key = |sample: &Option<config::StickSample>| {
-        let table = backend.stick.as_ref()?;
-        stick_key(
-            sample.as_ref()?,
-            &request,
-            conn.client_addr.ip(),
-            table.settings.key_len,
-        )
-    };
-    let (stick_match, stick_store) = match backend.stick.as_ref() {
-        Some(table) => (
-            stick_key(&table.rules.match_on),
-            stick_key(&table.rules.store_request),
-        ),
-        None => (None, None),
-    };
-    let upgrade = client_upgrade(&request);
-    let client_upgraded = upgrade.then(|| hyper::upgrade::on(&mut request));
-
-    let (mut parts, body) = request.into_parts();
-    let headers = forward_headers(
-        std::mem::take(&mut parts.headers),
-        conn.client_addr.ip(),
-        frontend
-            .http
-            .as_ref()
-            .and_then(|f| f.forwardfor.as_ref())
-            .or(settings.forwardfor.as_ref()),
-        settings.cookie.as_ref(),
-        close,
-        upgrade,
-    );
-    let build = |body: RequestBody, headers: HeaderMap| {
-        let mut outgoing = Request::new(body);
-        *outgoing.method_mut() = parts.method.clone();
-        *outgoing.uri_mut() = parts.uri.clone();
-        *outgoing.version_mut() = parts.version;
-        *outgoing.headers_mut() = headers;
-        outgoing
-    };
-    let retryable = body.is_end_stream() && idempotent(&parts.method);
-    // Request bodies count as bytes in for the frontend and the backend as they stream.
-    let sinks = [
-        Arc::clone(&frontend.counters),
-        Arc::clone(&backend.counters),
-    ];
-    let counted = body.map_frame(move |frame| {
-        if let Some(data) = frame.data_ref() {
-            for counters in &sinks {
-                counters
-                    .bytes_in
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
-            }
-        }
-        frame
-    });
-    // The request goes out once; if a reused connection turns out closed before any of it
-    // was written, hyper hands it back and it goes again on a fresh connection.
-    let mut request = build(counted.boxed(), headers);
-
-    let hint = Hint {
-        client: Some(conn.client_addr.ip()),
-        key: key.as_deref(),
-        prefer: prefer.as_ref(),
-        stick_match: stick_match.as_ref(),
-        stick_store: stick_store.as_ref(),
-    };
-    let mut fresh_only = false;
-    let (response, lease, sender) = loop {
-        let mut report = std::mem::take(&mut exchange.report);
-        let reuse = |server: &Arc<Server>| {
-            if fresh_only || close != CloseMode::KeepAlive {
-                None
-            } else {
-                shared
-                    .take_own(server)
-                    .or_else(|| settings.take_idle(server))
-            }
-        };
-        let connected = connect_server(
-            &backend,
-            hint,
-            (conn.client_addr, conn.local_addr),
-            std::future::pending,
-            Some(&reuse),
-            &mut report,
-        )
-        .await;
-        exchange.report = report;
-        let Some((connection, lease)) = connected else {
-            let failed = exchange.report.failure.unwrap_or(crate::session::Failed {
-                cause: Cause::Internal,
-                state: SessionState::Connect,
-            });
-            exchange.server = exchange.report.server.take();
-            exchange.cause = failed.cause;
-            exchange.state = failed.state;
-            // No server, a full or timed-out queue, every attempt refused: HAProxy's 503.
-            return error_page(StatusCode::SERVICE_UNAVAILABLE, exchange);
-        };
-        exchange.server = Some(Arc::clone(&lease.server));
-        let (mut sender, idle_since) = match connection {
-            crate::session::Connected::Reused(idle) => (idle.sender, Some(idle.since)),
-            crate::session::Connected::Fresh(stream) => match handshake(stream).await {
-                Ok(sender) => (sender, None),
-                Err(error) => {
-                    tracing::debug!(server = %lease.server.name, %error, "HTTP handshake failed");
-                    exchange.cause = Cause::ServerAbort;
-                    exchange.state = SessionState::Connect;
-                    return error_page(StatusCode::BAD_GATEWAY, exchange);
-                }
-            },
-        };
-        let response_timeout = backend.timeouts.server;
-        let reused = idle_since.is_some();
-        // One clock read for the response timer and the idle time.
-        let now = (response_timeout.is_some() || (retryable && reused)).then(Instant::now);
-        let replay = (retryable
-            && idle_since.zip(now).is_some_and(|(since, now)| {
-                now.saturating_duration_since(since) >= REPLAY_AFTER_IDLE
-            }))
-        .then(|| request.headers().clone());
-        // `%Tr` is only logged: no clock read without a log line.
-        let sent = exchange
-            .logged
-            .is_some()
-            .then(|| now.unwrap_or_else(Instant::now));
-        let result = async {
-            if let Err(error) = sender.ready().await {
-                // Closed while idle: nothing was written.
-                return Err(SendFailure {
-                    error,
-                    unsent: Some(request),
-                });
-            }
-            sender
-                .try_send_request(request)
-                .await
-                .map_err(SendFailure::from)
-        };
-        let result = match response_timeout {
-            Some(limit) => match shared
-                .response_timer
-                .within(now.unwrap_or_else(Instant::now), limit, result)
-                .await
-            {
-                Some(result) => result.map_err(Some),
-                None => Err(None),
-            },
-            None => result.await.map_err(Some),
-        };
-        match result {
-            Ok(response) => {
-                exchange.response_time = sent.map(|sent| sent.elapsed());
-                break (response, lease, sender);
-            }
-            Err(None) => {
-                exchange.cause = Cause::ServerTimeout;
-                exchange.state = SessionState::Headers;
-                count_response_error(&lease.server, &backend);
-                return error_page(StatusCode::GATEWAY_TIMEOUT, exchange);
-            }
-            Err(Some(failure)) => {
-                let SendFailure { error, unsent } = failure;
-                tracing::debug!(server = %lease.server.name, %error, reused, "HTTP request failed");
-                // A reused connection the server had closed: if the request never went
-                // out, nothing reached the server and it goes again (whatever its method)
-                // on a connection of its own; if it did, only a safe request on a
-                // connection that had been idle long goes again, from its copy.
-                let again = unsent.or_else(|| {
-                    replay.map(|headers| {
-                        build(
-                            Empty::new().map_err(|never| match never {}).boxed(),
-                            headers,
-                        )
-                    })
-                });
-                if let Some(again) = again.filter(|_| reused) {
-                    if exchange.report.retries < backend.retries.max(1) {
-                        exchange.report.retries += 1;
-                        backend.counters.retries.fetch_add(1, Ordering::Relaxed);
-                        fresh_only = true;
-                        request = again;
-                        continue;
-                    }
-                }
-                exchange.cause = Cause::ServerAbort;
-                exchange.state = SessionState::Headers;
-                count_response_error(&lease.server, &backend);
-                return error_page(StatusCode::BAD_GATEWAY, exchange);
-            }
-        }
-    };
-    exchange.lease = Some(lease);
-    let server = exchange.server.clone();
-    let (mut head, server_body) = response.into_parts();
-    exchange.status = Some(head.status.as_u16());
-    count_response(&frontend, Some(&backend), server.as_deref(), head.status);
-
-    if head.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgraded) = client_upgraded {
-            let response = Response::from_parts(head.clone(), server_body);
-            tunnel(&frontend, &backend, client_upgraded, response);
-            let mut reply = Response::from_parts(head, ResponseBody::local(Bytes::new(), exchange));
-            *reply.version_mut() = Version::HTTP_11;
-            return reply;
-        }
-    }
-
-    if let (Some(table), Some(server)) = (backend.stick.as_ref(), server.as_ref()) {
-        if let Some(name) = table.rules.store_response_cookie.as_deref() {
-            if let Some(value) = response_cookie(&head.headers, name) {
-                table.store(&StickKey::text(value, table.settings.key_len), &server.name);
-            }
-        }
-    }
-    if let (Some(cookie), Some(server)) = (settings.cookie.as_ref(), server.as_ref()) {
-        exchange.server_cookie = set_cookie(
-            cookie,
-            &mut head.headers,
-            server,
-            persistent.as_ref().and_then(|(_, s)| s.as_ref()),
-            &exchange.method,
-        );
-    }
-    // The server may say it closes, in the hop-by-hop headers that go here.
-    let connection_close = strip_hop_by_hop(&mut head.headers, false);
-    let server_closes = head.version == Version::HTTP_10 || connection_close;
-    exchange.count_out(head_size_of_response(&head));
-    if close == CloseMode::KeepAlive && !server_closes {
-        exchange.reusable = Some(sender);
-    }
-    let body = ResponseBody {
-        inner: Inner::Server(server_body),
-        exchange: Some(exchange),
-        idle_limit: backend.timeouts.server,
-        idle: None,
-        complete: false,
-    };
-    Response::from_parts(head, body)
 }
 
 /// No usable response from the server (`eresp`).
@@ -1040,47 +1459,6 @@ fn count_response_error(server: &Server, backend: &Backend) {
     }
 }
 
-async fn handshake(stream: TcpStream) -> hyper::Result<SendRequest<RequestBody>> {
-    // Requests are mostly a head without a body: one flat buffer and write(2) cost less
-    // than hyper's queue of buffers for writev(2). Responses keep the queue, which sends
-    // large bodies without copying them.
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.with_upgrades().await {
-            tracing::debug!(%error, "server connection ended");
-        }
-    });
-    Ok(sender)
-}
-
-/// Relays an upgraded (WebSocket) connection until either side closes.
-fn tunnel(
-    frontend: &Arc<Frontend>,
-    backend: &Arc<Backend>,
-    client: hyper::upgrade::OnUpgrade,
-    mut server: Response<Incoming>,
-) {
-    let limit = backend
-        .timeouts
-        .tunnel
-        .or(frontend.timeouts.client)
-        .unwrap_or(Duration::from_secs(3600));
-    let server = hyper::upgrade::on(&mut server);
-    tokio::spawn(async move {
-        let (Ok(client), Ok(server)) = tokio::join!(client, server) else {
-            return;
-        };
-        let mut client = TokioIo::new(client);
-        let mut server = TokioIo::new(server);
-        let relay = tokio::io::copy_bidirectional(&mut client, &mut server);
-        // A tunnel lives while traffic flows; `timeout tunnel` bounds the whole of it here.
-        let _ = tokio::time::timeout(limit, relay).await;
-    });
-}
-
 /// Counts a response as HAProxy 2.6 does: the frontend and the backend count every response
 /// (their `hrsp_*`, the backend's `req_tot`), whoever produced it, so Switchyard's own error
 /// pages show there; a server counts only what it sent.
@@ -1088,9 +1466,9 @@ fn count_response(
     frontend: &Frontend,
     backend: Option<&Backend>,
     server: Option<&Server>,
-    status: StatusCode,
+    status: u16,
 ) {
-    let class = status_class(status.as_u16());
+    let class = status_class(status);
     frontend.counters.http_responses[class].fetch_add(1, Ordering::Relaxed);
     for counters in backend
         .map(|b| &b.counters)
@@ -1110,155 +1488,19 @@ fn status_class(status: u16) -> usize {
     }
 }
 
-/// `GET /path HTTP/1.1`.
-fn request_line<B>(request: &Request<B>) -> String {
-    format!(
-        "{} {} {}",
-        request.method(),
-        request.uri(),
-        version_text(request.version())
-    )
-}
-
-fn version_text(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "HTTP/0.9",
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_2 => "HTTP/2.0",
-        Version::HTTP_3 => "HTTP/3.0",
-        _ => "HTTP/1.1",
-    }
-}
-
-fn head_size_of_request<B>(request: &Request<B>) -> u64 {
-    let line = request.method().as_str().len() + uri_len(request.uri()) + 12;
-    (line + headers_size(request.headers())) as u64
-}
-
-/// The length of `uri` as its `Display` writes it (`scheme://authority/path?query`), from
-/// its parts rather than by formatting it.
-fn uri_len(uri: &http::Uri) -> usize {
-    uri.scheme().map_or(0, |s| s.as_str().len() + 3)
-        + uri.authority().map_or(0, |a| a.as_str().len())
-        + uri.path().len()
-        + uri.query().map_or(0, |q| q.len() + 1)
-}
-
-fn head_size_of_response(head: &http::response::Parts) -> u64 {
-    let line = 15 + head.status.canonical_reason().map_or(0, str::len);
-    (line + headers_size(&head.headers)) as u64
-}
-
-fn headers_size(headers: &HeaderMap) -> usize {
-    headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum::<usize>()
-        + 2
-}
-
 /// RFC 9110 idempotent methods: safe to send twice.
-fn idempotent(method: &Method) -> bool {
+fn idempotent(method: &[u8]) -> bool {
     matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS | Method::TRACE
+        method,
+        b"GET" | b"HEAD" | b"PUT" | b"DELETE" | b"OPTIONS" | b"TRACE"
     )
 }
 
-/// The client asks to switch protocols (WebSocket): `Connection: upgrade` with `Upgrade`.
-fn client_upgrade<B>(request: &Request<B>) -> bool {
-    request.headers().contains_key(header::UPGRADE)
-        && connection_tokens(request.headers()).any(|t| t.eq_ignore_ascii_case("upgrade"))
-}
-
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-}
-
-/// Hop-by-hop headers (RFC 9110 section 7.6.1) and those the `Connection` header names.
-/// Returns whether `Connection` said `close`.
-fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
-    let fixed = |name: &HeaderName| {
-        *name == header::CONNECTION
-            || *name == header::TE
-            || *name == header::TRAILER
-            || *name == header::TRANSFER_ENCODING
-            || (*name == header::UPGRADE && !keep_upgrade)
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection"
-    };
-    // Most messages carry none of these: one walk over the names present settles that
-    // without hashing a lookup or allocating. Only `Connection` can name others.
-    let mut connection = false;
-    let mut any = false;
-    for name in headers.keys() {
-        if *name == header::CONNECTION {
-            connection = true;
-            any = true;
-            break;
-        }
-        any |= fixed(name);
-    }
-    if !any {
-        return false;
-    }
-    let mut closes = false;
-    let named: Vec<HeaderName> = if connection {
-        connection_tokens(headers)
-            .inspect(|t| closes |= t.eq_ignore_ascii_case("close"))
-            .filter(|t| !(keep_upgrade && t.eq_ignore_ascii_case("upgrade")))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    // One walk over the names present rather than a hashed removal per candidate.
-    let hop_by_hop = |name: &HeaderName| fixed(name) || named.contains(name);
-    let present: Vec<HeaderName> = headers.keys().filter(|n| hop_by_hop(n)).cloned().collect();
-    for name in present {
-        headers.remove(name);
-    }
-    closes
-}
-
-/// The request headers as the server gets them.
-fn forward_headers(
-    mut headers: HeaderMap,
-    client: IpAddr,
-    forwardfor: Option<&config::ForwardFor>,
-    cookie: Option<&config::Cookie>,
-    close: CloseMode,
-    upgrade: bool,
-) -> HeaderMap {
-    strip_hop_by_hop(&mut headers, upgrade);
-    if upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else if close != CloseMode::KeepAlive {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if let Some(forward) = forwardfor {
-        let excepted = forward
-            .except
-            .is_some_and(|(net, len)| in_network(client, net, len));
-        if let Ok(name) = HeaderName::from_bytes(forward.header.as_bytes()) {
-            let keep_theirs = forward.if_none && headers.contains_key(&name);
-            if !excepted && !keep_theirs {
-                if let Ok(value) = HeaderValue::from_str(&client_text(client)) {
-                    headers.append(name, value);
-                }
-            }
-        }
-    }
-    if let Some(cookie) = cookie {
-        strip_request_cookie(&mut headers, cookie);
-    }
-    headers
+fn push_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// IPv4-mapped clients are shown as IPv4, as HAProxy does.
@@ -1291,11 +1533,9 @@ fn in_network(ip: IpAddr, net: IpAddr, len: u8) -> bool {
 }
 
 /// `name=value` pairs of the request's `Cookie` headers.
-fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+fn request_cookies<'b>(head: &'b Head, buf: &'b [u8]) -> impl Iterator<Item = (&'b str, &'b str)> {
+    head.all(buf, "cookie")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
@@ -1306,10 +1546,11 @@ fn request_cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
 /// The persistence cookie's verdict and the server it names, if usable.
 fn persistence(
     cookie: &config::Cookie,
-    headers: &HeaderMap,
+    head: &Head,
+    buf: &[u8],
     servers: &[Arc<Server>],
 ) -> (ClientCookie, Option<Arc<Server>>) {
-    let Some((_, value)) = request_cookies(headers).find(|(name, _)| *name == cookie.name) else {
+    let Some((_, value)) = request_cookies(head, buf).find(|(name, _)| *name == cookie.name) else {
         return (ClientCookie::None, None);
     };
     let wanted = match cookie.mode {
@@ -1324,17 +1565,18 @@ fn persistence(
 }
 
 /// `insert` + `indirect` hides the cookie from servers; `prefix` gives the server back its
-/// own value.
-fn strip_request_cookie(headers: &mut HeaderMap, cookie: &config::Cookie) {
+/// own value. `Some(new)`: the request's `Cookie` lines go, replaced by `new` if any pair is
+/// left; `None`: they stay as they are.
+fn request_cookie_edit(cookie: &config::Cookie, head: &Head, buf: &[u8]) -> Option<Option<String>> {
     let strip = match cookie.mode {
         config::CookieMode::Insert => cookie.indirect,
         config::CookieMode::Prefix => true,
         config::CookieMode::Rewrite => false,
     };
-    if !strip || !headers.contains_key(header::COOKIE) {
-        return;
+    if !strip || !request_cookies(head, buf).any(|(name, _)| name == cookie.name) {
+        return None;
     }
-    let pairs: Vec<String> = request_cookies(headers)
+    let pairs: Vec<String> = request_cookies(head, buf)
         .filter_map(|(name, value)| {
             if name != cookie.name {
                 return Some(format!("{name}={value}"));
@@ -1347,55 +1589,64 @@ fn strip_request_cookie(headers: &mut HeaderMap, cookie: &config::Cookie) {
             }
         })
         .collect();
-    headers.remove(header::COOKIE);
-    if !pairs.is_empty() {
-        if let Ok(value) = HeaderValue::from_str(&pairs.join("; ")) {
-            headers.insert(header::COOKIE, value);
-        }
+    Some((!pairs.is_empty()).then(|| pairs.join("; ")))
+}
+
+/// What the cookie mode changes in a response: `Set-Cookie` (and `Cache-Control`) lines
+/// that go, and lines added.
+struct SetCookieEdit {
+    verdict: ServerCookie,
+    /// Starts of the lines that go.
+    drop: SmallVec<[usize; 2]>,
+    add: Vec<(&'static str, String)>,
+}
+
+impl SetCookieEdit {
+    fn drops(&self, field: &h1::Field) -> bool {
+        self.drop.contains(&field.line.start)
     }
 }
 
 /// Applies the cookie mode to the response's `Set-Cookie` headers for `server`.
-fn set_cookie(
+fn set_cookie_edit(
     cookie: &config::Cookie,
-    headers: &mut HeaderMap,
+    head: &Head,
+    buf: &[u8],
     server: &Arc<Server>,
     client_had: Option<&Arc<Server>>,
-    method: &Method,
-) -> ServerCookie {
-    let Some(value) = server.cookie.as_deref() else {
-        return ServerCookie::Untouched;
+    is_post: bool,
+) -> SetCookieEdit {
+    let mut edit = SetCookieEdit {
+        verdict: ServerCookie::Untouched,
+        drop: SmallVec::new(),
+        add: Vec::new(),
     };
-    let ours = |v: &HeaderValue| {
-        v.to_str().ok().and_then(|text| {
-            let (name, _) = text.split_once('=')?;
-            (name.trim() == cookie.name).then_some(())
+    let Some(value) = server.cookie.as_deref() else {
+        return edit;
+    };
+    let set_cookies = || {
+        head.fields
+            .iter()
+            .filter(|f| buf[f.name.clone()].eq_ignore_ascii_case(b"set-cookie"))
+    };
+    let text = |f: &h1::Field| std::str::from_utf8(&buf[f.value.clone()]).ok();
+    let ours = |f: &h1::Field| {
+        text(f).is_some_and(|text| {
+            text.split_once('=')
+                .is_some_and(|(name, _)| name.trim() == cookie.name)
         })
     };
     match cookie.mode {
         config::CookieMode::Insert => {
-            let server_set = headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .any(|v| ours(v).is_some());
+            let server_set = set_cookies().any(&ours);
             if server_set && cookie.preserve {
-                return ServerCookie::Untouched;
+                return edit;
             }
-            if server_set {
-                let kept: Vec<HeaderValue> = headers
-                    .get_all(header::SET_COOKIE)
-                    .iter()
-                    .filter(|v| ours(v).is_none())
-                    .cloned()
-                    .collect();
-                headers.remove(header::SET_COOKIE);
-                for v in kept {
-                    headers.append(header::SET_COOKIE, v);
-                }
-            }
+            edit.drop
+                .extend(set_cookies().filter(|f| ours(f)).map(|f| f.line.start));
             let already = client_had.is_some_and(|s| Arc::ptr_eq(s, server));
-            if already || (cookie.postonly && *method != Method::POST) {
-                return ServerCookie::Untouched;
+            if already || (cookie.postonly && !is_post) {
+                return edit;
             }
             let mut text = format!("{}={value}; path=/", cookie.name);
             for domain in &cookie.domains {
@@ -1412,96 +1663,80 @@ fn set_cookie(
                 text.push_str("; ");
                 text.push_str(attr);
             }
-            let Ok(header_value) = HeaderValue::from_str(&text) else {
-                return ServerCookie::Untouched;
-            };
-            headers.append(header::SET_COOKIE, header_value);
+            edit.add.push(("Set-Cookie", text));
             if cookie.nocache {
-                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+                edit.drop.extend(
+                    head.fields
+                        .iter()
+                        .filter(|f| buf[f.name.clone()].eq_ignore_ascii_case(b"cache-control"))
+                        .map(|f| f.line.start),
+                );
+                edit.add.push(("Cache-Control", "private".to_string()));
             }
-            ServerCookie::Inserted
+            edit.verdict = ServerCookie::Inserted;
         }
         config::CookieMode::Rewrite | config::CookieMode::Prefix => {
-            let mut changed = false;
-            let rewritten: Vec<HeaderValue> = headers
-                .get_all(header::SET_COOKIE)
-                .iter()
-                .map(|v| {
-                    let Some(text) = v.to_str().ok().filter(|_| ours(v).is_some()) else {
-                        return v.clone();
-                    };
-                    let (pair, attributes) =
-                        text.split_once(';').map_or((text, ""), |(p, a)| (p, a));
-                    let own = pair.split_once('=').map_or("", |(_, v)| v.trim());
-                    let new_value = match cookie.mode {
-                        config::CookieMode::Prefix => format!("{value}~{own}"),
-                        _ => value.to_string(),
-                    };
-                    let sep = if attributes.is_empty() { "" } else { ";" };
-                    match HeaderValue::from_str(&format!(
-                        "{}={new_value}{sep}{attributes}",
-                        cookie.name
-                    )) {
-                        Ok(updated) => {
-                            changed = true;
-                            updated
-                        }
-                        Err(_) => v.clone(),
-                    }
-                })
-                .collect();
-            if !changed {
-                return ServerCookie::Untouched;
+            for field in set_cookies().filter(|f| ours(f)) {
+                let Some(text) = text(field) else { continue };
+                let (pair, attributes) = text.split_once(';').map_or((text, ""), |(p, a)| (p, a));
+                let own = pair.split_once('=').map_or("", |(_, v)| v.trim());
+                let new_value = match cookie.mode {
+                    config::CookieMode::Prefix => format!("{value}~{own}"),
+                    _ => value.to_string(),
+                };
+                let sep = if attributes.is_empty() { "" } else { ";" };
+                edit.drop.push(field.line.start);
+                edit.add.push((
+                    "Set-Cookie",
+                    format!("{}={new_value}{sep}{attributes}", cookie.name),
+                ));
             }
-            headers.remove(header::SET_COOKIE);
-            for v in rewritten {
-                headers.append(header::SET_COOKIE, v);
-            }
-            if cookie.mode == config::CookieMode::Prefix {
-                ServerCookie::Prefixed
-            } else {
-                ServerCookie::Rewritten
+            if !edit.add.is_empty() {
+                edit.verdict = if cookie.mode == config::CookieMode::Prefix {
+                    ServerCookie::Prefixed
+                } else {
+                    ServerCookie::Rewritten
+                };
             }
         }
     }
+    edit
 }
 
 /// What `balance uri|url_param|hdr` hashes, if the request has it.
-fn balance_key<B>(balance: &config::Balance, request: &Request<B>) -> Option<Vec<u8>> {
+fn balance_key(balance: &config::Balance, head: &Head, buf: &[u8]) -> Option<Vec<u8>> {
+    let target = &buf[head.target.clone()];
     match balance {
-        config::Balance::Uri => Some(request.uri().path().as_bytes().to_vec()),
-        config::Balance::UrlParam(name) => request
-            .uri()
-            .query()
+        config::Balance::Uri => Some(h1::target_path(target).to_vec()),
+        config::Balance::UrlParam(name) => h1::target_query(target)
+            .and_then(|query| std::str::from_utf8(query).ok())
             .and_then(|query| query_param(query, name))
             .map(|value| value.as_bytes().to_vec()),
-        config::Balance::Hdr(name) => request
-            .headers()
-            .get(name.as_str())
-            .map(|v| v.as_bytes().to_vec()),
+        config::Balance::Hdr(name) => head.get(buf, name).map(<[u8]>::to_vec),
         _ => None,
     }
 }
 
 /// The key a stick rule takes from the request; `None` when the request lacks it.
-fn stick_key<B>(
+fn stick_key(
     sample: &config::StickSample,
-    request: &Request<B>,
+    head: &Head,
+    buf: &[u8],
     client: IpAddr,
     len: usize,
 ) -> Option<StickKey> {
     match sample {
         config::StickSample::Src => Some(StickKey::Ip(client)),
-        config::StickSample::RequestCookie(name) => request_cookies(request.headers())
+        config::StickSample::RequestCookie(name) => request_cookies(head, buf)
             .find(|(n, _)| n == name)
             .map(|(_, value)| StickKey::text(value, len)),
-        config::StickSample::Header(name) => request
-            .headers()
-            .get(name.as_str())
-            .and_then(|v| v.to_str().ok())
+        config::StickSample::Header(name) => head
+            .get(buf, name)
+            .and_then(|v| std::str::from_utf8(v).ok())
             .map(|value| StickKey::text(value, len)),
         config::StickSample::UrlParam(name) => {
-            query_param(request.uri().query()?, name).map(|value| StickKey::text(value, len))
+            let query = std::str::from_utf8(h1::target_query(&buf[head.target.clone()])?).ok()?;
+            query_param(query, name).map(|value| StickKey::text(value, len))
         }
     }
 }
@@ -1515,11 +1750,9 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// The value of cookie `name` set by a response's `Set-Cookie` headers.
-fn response_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
+fn response_cookie<'b>(head: &Head, buf: &'b [u8], name: &str) -> Option<&'b str> {
+    head.all(buf, "set-cookie")
+        .filter_map(|v| std::str::from_utf8(v).ok())
         .find_map(|text| {
             let pair = text.split(';').next()?;
             let (n, value) = pair.split_once('=')?;
@@ -1527,38 +1760,41 @@ fn response_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         })
 }
 
-/// A short local HTML page for errors Switchyard answers itself.
-fn error_page(status: StatusCode, exchange: Exchange) -> Response<ResponseBody> {
-    let reason = status.canonical_reason().unwrap_or("Error");
+fn reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        408 => "Request Timeout",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Error",
+    }
+}
+
+/// A short local HTML page, whole response, for errors Switchyard answers itself.
+fn error_page(status: u16, keep_alive: bool) -> Vec<u8> {
+    let reason = reason(status);
     let detail = match status {
-        StatusCode::SERVICE_UNAVAILABLE => "No server is available to handle this request.",
-        StatusCode::BAD_GATEWAY => "The server returned an invalid or incomplete response.",
-        StatusCode::GATEWAY_TIMEOUT => "The server didn't respond in time.",
+        503 => "No server is available to handle this request.",
+        502 => "The server returned an invalid or incomplete response.",
+        504 => "The server didn't respond in time.",
+        408 => "The request was not received in time.",
+        400 => "The request is invalid.",
         _ => "The request could not be processed.",
     };
-    let page = Bytes::from(format!(
-        "<html><body><h1>{} {reason}</h1>\n{detail}\n</body></html>\n",
-        status.as_u16()
-    ));
-    let mut exchange = exchange;
-    exchange.status = Some(status.as_u16());
-    exchange.reusable = None;
-    count_response(
-        &exchange.shared.conn.frontend,
-        exchange.backend.as_deref(),
-        None,
-        status,
-    );
-    let head_len = 17 + reason.len() + 90;
-    exchange.count_out((head_len + page.len()) as u64);
-    let len = page.len();
-    let mut response = Response::new(ResponseBody::local(page, exchange));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    response
+    let page = format!("<html><body><h1>{status} {reason}</h1>\n{detail}\n</body></html>\n");
+    let connection = if keep_alive {
+        ""
+    } else {
+        "connection: close\r\n"
+    };
+    format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html\r\ncache-control: no-cache\r\n\
+         content-length: {}\r\n{connection}\r\n{page}",
+        page.len()
+    )
+    .into_bytes()
 }
 
 #[cfg(test)]
@@ -1587,157 +1823,66 @@ mod tests {
         assert!(!in_network(ip("::1"), ip("127.0.0.1"), 32));
     }
 
-    #[test]
-    fn hop_by_hop_headers_go_and_forwardfor_is_added() {
-        let mut original = HeaderMap::new();
-        original.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret"),
-        );
-        original.insert("x-secret", HeaderValue::from_static("1"));
-        original.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        original.insert(header::HOST, HeaderValue::from_static("db.example"));
-        original.append("x-forwarded-for", HeaderValue::from_static("192.0.2.1"));
-        let forward = config::ForwardFor {
-            except: None,
-            header: "X-Forwarded-For".into(),
-            if_none: false,
-        };
-        let client: IpAddr = "::ffff:10.0.0.7".parse().unwrap();
-        let headers = forward_headers(
-            original.clone(),
-            client,
-            Some(&forward),
-            None,
-            CloseMode::KeepAlive,
-            false,
-        );
-        assert!(!headers.contains_key("x-secret") && !headers.contains_key("keep-alive"));
-        assert!(!headers.contains_key(header::CONNECTION));
-        let xff: Vec<_> = headers.get_all("x-forwarded-for").iter().collect();
-        assert_eq!(xff, ["192.0.2.1", "10.0.0.7"]);
-        let headers = forward_headers(
-            original.clone(),
-            client,
-            None,
-            None,
-            CloseMode::ServerClose,
-            false,
-        );
-        assert_eq!(headers[header::CONNECTION], "close");
-        let if_none = config::ForwardFor {
-            if_none: true,
-            ..forward.clone()
-        };
-        let headers = forward_headers(
-            original.clone(),
-            client,
-            Some(&if_none),
-            None,
-            CloseMode::KeepAlive,
-            false,
-        );
-        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
-        let except = config::ForwardFor {
-            except: Some(("10.0.0.0".parse().unwrap(), 8)),
-            ..forward
-        };
-        let headers = forward_headers(
-            original.clone(),
-            client,
-            Some(&except),
-            None,
-            CloseMode::KeepAlive,
-            false,
-        );
-        assert_eq!(headers.get_all("x-forwarded-for").iter().count(), 1);
-    }
-
-    #[test]
-    fn connection_close_is_reported_and_its_named_headers_go() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-        assert!(!strip_hop_by_hop(&mut headers, false));
-        assert_eq!(headers.len(), 1);
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("X-Trace, Close"),
-        );
-        headers.insert("x-trace", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        assert!(strip_hop_by_hop(&mut headers, false));
-        assert_eq!(headers.len(), 1);
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        assert!(!strip_hop_by_hop(&mut headers, false));
-        assert_eq!(headers.len(), 1);
-    }
-
-    #[tokio::test]
-    async fn a_reused_timer_times_each_request_on_its_own() {
-        let timer = ReusedTimer::default();
-        let limit = Duration::from_millis(100);
-        let times_out = || async {
-            let started = Instant::now();
-            let late = tokio::time::sleep(Duration::from_secs(5));
-            assert_eq!(timer.within(Instant::now(), limit, late).await, None);
-            let took = started.elapsed();
-            assert!(took >= limit && took < Duration::from_secs(5), "{took:?}");
-        };
-        assert_eq!(
-            timer.within(Instant::now(), limit, async { 1 }).await,
-            Some(1)
-        );
-        times_out().await; // a new timer
-        let quick = tokio::time::sleep(Duration::from_millis(20));
-        assert_eq!(timer.within(Instant::now(), limit, quick).await, Some(())); // a fired one, re-armed
-        times_out().await; // one still armed for an earlier deadline, pushed later
-        tokio::time::sleep(limit).await;
-        times_out().await;
-    }
-
-    #[test]
-    fn uri_lengths_match_their_text() {
-        for text in [
-            "/",
-            "/orders/42?user=ann&x=1",
-            "/?",
-            "*",
-            "db.example:443",
-            "http://db.example/a?b",
-            "https://db.example:8443",
-            "http://user@db.example:80/p/q?",
-        ] {
-            let uri: http::Uri = text.parse().unwrap();
-            assert_eq!(uri_len(&uri), uri.to_string().len(), "{text}");
-        }
+    fn request(text: &str) -> (Vec<u8>, Head) {
+        let buf = text.as_bytes().to_vec();
+        let head = h1::parse_request(&buf).unwrap().unwrap();
+        (buf, head)
     }
 
     #[test]
     fn balance_keys_from_the_request() {
-        let request = Request::builder()
-            .uri("/orders/42?user=ann&x=1")
-            .header("x-tenant", "blue")
-            .body(())
-            .unwrap();
+        let (buf, head) = request("GET /orders/42?user=ann&x=1 HTTP/1.1\r\nX-Tenant: blue\r\n\r\n");
         assert_eq!(
-            balance_key(&config::Balance::Uri, &request).unwrap(),
+            balance_key(&config::Balance::Uri, &head, &buf).unwrap(),
             b"/orders/42"
         );
         assert_eq!(
-            balance_key(&config::Balance::UrlParam("user".into()), &request).unwrap(),
+            balance_key(&config::Balance::UrlParam("user".into()), &head, &buf).unwrap(),
             b"ann"
         );
         assert_eq!(
-            balance_key(&config::Balance::UrlParam("y".into()), &request),
+            balance_key(&config::Balance::UrlParam("y".into()), &head, &buf),
             None
         );
         assert_eq!(
-            balance_key(&config::Balance::Hdr("X-Tenant".into()), &request).unwrap(),
+            balance_key(&config::Balance::Hdr("x-tenant".into()), &head, &buf).unwrap(),
             b"blue"
         );
-        assert_eq!(balance_key(&config::Balance::RoundRobin, &request), None);
+        assert_eq!(balance_key(&config::Balance::RoundRobin, &head, &buf), None);
+    }
+
+    #[test]
+    fn bodies_take_what_is_theirs() {
+        let mut length = Body::new(Framing::Length(5));
+        assert_eq!(length.take(b"abc"), Ok(3));
+        assert_eq!(length.take(b"defGET"), Ok(2));
+        assert!(length.done());
+        let mut chunked = Body::new(Framing::Chunked);
+        assert_eq!(chunked.take(b"2\r\nab\r\n0\r\n\r\nGET"), Ok(12));
+        assert!(chunked.done());
+        let mut until_close = Body::new(Framing::UntilClose);
+        assert_eq!(until_close.take(b"anything"), Ok(8));
+        assert!(!until_close.done());
+        assert!(Body::new(Framing::Empty).done());
+    }
+
+    #[test]
+    fn error_pages_are_whole_responses() {
+        let page = error_page(503, true);
+        let response = h1::parse_response(&page).unwrap().unwrap();
+        assert_eq!(response.status, 503);
+        assert_eq!(
+            h1::response_framing(&response, false),
+            Ok(Framing::Length((page.len() - response.len) as u64))
+        );
+        assert!(!response.semantics.close);
+        let closing = error_page(400, false);
+        assert!(
+            h1::parse_response(&closing)
+                .unwrap()
+                .unwrap()
+                .semantics
+                .close
+        );
     }
 }

@@ -302,7 +302,7 @@ impl Session {
             hint,
             (self.client_addr, self.local_addr),
             || client_closed(&self.client),
-            None::<&Reuse<'_, std::convert::Infallible>>,
+            None::<&mut Reuse<'_, std::convert::Infallible>>,
             &mut report,
         )
         .await
@@ -416,7 +416,7 @@ impl Session {
 }
 
 /// Gives an idle connection to a server, if there is one to reuse.
-pub(crate) type Reuse<'a, T> = dyn Fn(&Arc<Server>) -> Option<T> + Sync + 'a;
+pub(crate) type Reuse<'a, T> = dyn FnMut(&Arc<Server>) -> Option<T> + Send + 'a;
 
 /// A server connection: new, or an idle one `connect_server` was allowed to reuse.
 pub(crate) enum Connected<T> {
@@ -459,7 +459,7 @@ pub(crate) async fn connect_server<F, G, T>(
     hint: select::Hint<'_>,
     addresses: (SocketAddr, SocketAddr),
     client_gone: G,
-    reuse: Option<&Reuse<'_, T>>,
+    mut reuse: Option<&mut Reuse<'_, T>>,
     report: &mut ConnectReport,
 ) -> Option<(Connected<T>, Lease)>
 where
@@ -512,7 +512,7 @@ where
             }
         };
         // An idle connection to the chosen server (HTTP keep-alive) spares a new one.
-        if let Some(reused) = reuse.and_then(|reuse| reuse(&current.server)) {
+        if let Some(reused) = reuse.as_mut().and_then(|reuse| reuse(&current.server)) {
             report.connect_time = Some(Duration::ZERO);
             return Some((Connected::Reused(reused), current));
         }

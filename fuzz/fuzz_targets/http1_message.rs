@@ -1,0 +1,113 @@
+//! What `mode http` reads from clients and servers: request and response heads, their body
+//! framing, the hop-by-hop filter and the chunked-body scanner. Never a panic; every range a
+//! head gives lies within it, in order; copying every line rebuilds the head exactly; the
+//! chunk scanner finds the same end whether the body arrives at once or byte by byte.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use switchyard_h1::{
+    copy_head, parse_request, parse_response, request_framing, response_framing, target_path,
+    target_query, ChunkScanner, Head,
+};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(Some(head)) = parse_request(data) {
+        check_head(data, &head);
+        let _ = request_framing(&head);
+        let target = &data[head.target.clone()];
+        assert!(target_path(target).len() <= target.len());
+        if let Some(query) = target_query(target) {
+            assert!(query.len() < target.len());
+        }
+    }
+    if let Ok(Some(head)) = parse_response(data) {
+        check_head(data, &head);
+        let _ = response_framing(&head, false);
+        let _ = response_framing(&head, true);
+    }
+    check_chunks(data);
+});
+
+fn check_head(data: &[u8], head: &Head) {
+    assert!(head.len <= data.len());
+    let mut at = head.start_line.end;
+    for field in &head.fields {
+        assert_eq!(field.line.start, at, "header lines are contiguous");
+        assert!(field.name.start == field.line.start && field.name.end <= field.value.start);
+        assert!(field.value.end <= field.line.end);
+        at = field.line.end;
+    }
+    assert!(at <= head.len);
+    for name in &head.semantics.named {
+        assert!(name.end <= head.len);
+    }
+
+    let mut all = Vec::new();
+    copy_head(&mut all, data, head, |_| true);
+    let lines = &data[head.start_line.start..at];
+    if head.bare_lf {
+        // Every line comes out ending in CRLF, and only the line ends change.
+        assert!(all.ends_with(b"\r\n") || all.is_empty());
+        assert_eq!(strip_cr_before_lf(&all), strip_cr_before_lf(lines));
+    } else {
+        all.extend_from_slice(&data[at..head.len]);
+        assert_eq!(
+            all,
+            &data[head.start_line.start..head.len],
+            "copying every line rebuilds the head (less empty lines before it)"
+        );
+    }
+    assert!(data[..head.start_line.start]
+        .iter()
+        .all(|&b| b == b'\r' || b == b'\n'));
+
+    let mut kept = Vec::new();
+    copy_head(&mut kept, data, head, |field| {
+        !head.hop_by_hop(data, field, false)
+    });
+    assert!(kept.len() <= at);
+    assert!(kept.starts_with(&data[head.start_line.clone()]));
+}
+
+fn strip_cr_before_lf(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if !(b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+            out.push(b);
+        }
+    }
+    out
+}
+
+fn check_chunks(data: &[u8]) {
+    let mut whole = ChunkScanner::default();
+    let at_once = whole.scan(data);
+    let mut decoding = ChunkScanner::default();
+    let mut decoded = Vec::new();
+    let decoded_at_once = decoding.scan_into(data, &mut decoded);
+    assert_eq!(at_once, decoded_at_once, "decoding frames the body alike");
+    assert!(decoded.len() <= data.len());
+    let mut bytewise = ChunkScanner::default();
+    let mut taken = 0;
+    let mut failed = false;
+    for byte in data {
+        match bytewise.scan(std::slice::from_ref(byte)) {
+            Ok(n) => taken += n,
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        }
+        if bytewise.done() {
+            break;
+        }
+    }
+    match at_once {
+        Ok(n) => {
+            assert!(!failed, "bytewise failed where the whole body scanned");
+            assert_eq!(n, taken, "same end at once and byte by byte");
+            assert_eq!(whole.done(), bytewise.done());
+        }
+        Err(_) => assert!(failed, "bytewise scanned what failed at once"),
+    }
+}
