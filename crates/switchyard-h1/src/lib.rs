@@ -720,6 +720,13 @@ mod tests {
         let mut out = Vec::new();
         copy_head(&mut out, buf, &head, |f| &buf[f.name.clone()] != b"X-A");
         assert_eq!(out, b"GET / HTTP/1.1\r\nHost: x\r\nX-B: 2\r\n");
+        // Found by fuzzing: a start line alone, in bare LF, keeps its text.
+        let alone = b"1 ? HTTP/1.0\n\n";
+        let head = parse_request(alone).unwrap().unwrap();
+        let mut out = Vec::new();
+        copy_head(&mut out, alone, &head, |_| true);
+        assert_eq!(out, b"1 ? HTTP/1.0\r\n");
+        assert_eq!(head.start_line_text(alone), b"1 ? HTTP/1.0");
         let crlf = parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap()
             .unwrap();
