@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(head)) = parse_request(data) {
         check_head(data, &head);
         let _ = request_framing(&head);
-        let target = &data[head.target.clone()];
+        let target = &data[head.target.range()];
         assert!(target_path(target).len() <= target.len());
         if let Some(query) = target_query(target) {
             assert!(query.len() < target.len());
@@ -30,22 +30,24 @@ fuzz_target!(|data: &[u8]| {
 
 fn check_head(data: &[u8], head: &Head) {
     assert!(head.len <= data.len());
-    let mut at = head.start_line.end;
+    let start = head.start_line.range().start;
+    let mut at = head.start_line.range().end;
     for field in &head.fields {
-        assert_eq!(field.line.start, at, "header lines are contiguous");
-        assert!(field.name.start == field.line.start && field.name.end <= field.value.start);
-        assert!(field.value.end <= field.line.end);
-        at = field.line.end;
+        let (line, name, value) = (field.line.range(), field.name.range(), field.value.range());
+        assert_eq!(line.start, at, "header lines are contiguous");
+        assert!(name.start == line.start && name.end <= value.start);
+        assert!(value.end <= line.end);
+        at = line.end;
     }
     assert!(at <= head.len);
     for name in &head.semantics.named {
-        assert!(name.end <= head.len);
+        assert!(name.range().end <= head.len);
     }
 
     let mut all = Vec::new();
     copy_head(&mut all, data, head, |_| true);
     let all_lines = all.len();
-    let lines = &data[head.start_line.start..at];
+    let lines = &data[start..at];
     if head.bare_lf {
         // Every line comes out ending in CRLF, and only the line ends change.
         assert!(all.ends_with(b"\r\n") || all.is_empty());
@@ -54,11 +56,11 @@ fn check_head(data: &[u8], head: &Head) {
         all.extend_from_slice(&data[at..head.len]);
         assert_eq!(
             all,
-            &data[head.start_line.start..head.len],
+            &data[start..head.len],
             "copying every line rebuilds the head (less empty lines before it)"
         );
     }
-    assert!(data[..head.start_line.start]
+    assert!(data[..start]
         .iter()
         .all(|&b| b == b'\r' || b == b'\n'));
 

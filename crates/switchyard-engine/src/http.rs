@@ -544,7 +544,7 @@ impl Client<'_> {
             Err(error) => return self.refuse(exchange, error).await,
         };
         let semantics = &head.semantics;
-        let method = &buf[head.method.clone()];
+        let method = &buf[head.method.range()];
         let to_head = method == b"HEAD";
         let is_post = method == b"POST";
         let replayable = idempotent(method);
@@ -633,7 +633,7 @@ impl Client<'_> {
         });
         let drop_length = semantics.transfer_encoding;
         h1::copy_head(&mut out, buf, &head, |field| {
-            let name = &buf[field.name.clone()];
+            let name = &buf[field.name.range()];
             !(head.hop_by_hop(buf, field, upgrade)
                 || (drop_length && name.eq_ignore_ascii_case(b"content-length"))
                 || (cookie_edit.is_some() && name.eq_ignore_ascii_case(b"cookie"))
@@ -897,7 +897,7 @@ impl Client<'_> {
         let mut out = Vec::with_capacity(response.len + 64);
         let drop_length = rs.transfer_encoding;
         h1::copy_head(&mut out, sbuf, &response, |field| {
-            let name = &sbuf[field.name.clone()];
+            let name = &sbuf[field.name.range()];
             !(response.hop_by_hop(sbuf, field, false)
                 || (drop_length && name.eq_ignore_ascii_case(b"content-length"))
                 || (dechunk && name.eq_ignore_ascii_case(b"transfer-encoding"))
@@ -1597,7 +1597,7 @@ fn request_cookie_edit(cookie: &config::Cookie, head: &Head, buf: &[u8]) -> Opti
 struct SetCookieEdit {
     verdict: ServerCookie,
     /// Starts of the lines that go.
-    drop: SmallVec<[usize; 2]>,
+    drop: SmallVec<[u16; 4]>,
     add: Vec<(&'static str, String)>,
 }
 
@@ -1627,9 +1627,9 @@ fn set_cookie_edit(
     let set_cookies = || {
         head.fields
             .iter()
-            .filter(|f| buf[f.name.clone()].eq_ignore_ascii_case(b"set-cookie"))
+            .filter(|f| buf[f.name.range()].eq_ignore_ascii_case(b"set-cookie"))
     };
-    let text = |f: &h1::Field| std::str::from_utf8(&buf[f.value.clone()]).ok();
+    let text = |f: &h1::Field| std::str::from_utf8(&buf[f.value.range()]).ok();
     let ours = |f: &h1::Field| {
         text(f).is_some_and(|text| {
             text.split_once('=')
@@ -1668,7 +1668,7 @@ fn set_cookie_edit(
                 edit.drop.extend(
                     head.fields
                         .iter()
-                        .filter(|f| buf[f.name.clone()].eq_ignore_ascii_case(b"cache-control"))
+                        .filter(|f| buf[f.name.range()].eq_ignore_ascii_case(b"cache-control"))
                         .map(|f| f.line.start),
                 );
                 edit.add.push(("Cache-Control", "private".to_string()));
@@ -1705,7 +1705,7 @@ fn set_cookie_edit(
 
 /// What `balance uri|url_param|hdr` hashes, if the request has it.
 fn balance_key(balance: &config::Balance, head: &Head, buf: &[u8]) -> Option<Vec<u8>> {
-    let target = &buf[head.target.clone()];
+    let target = &buf[head.target.range()];
     match balance {
         config::Balance::Uri => Some(h1::target_path(target).to_vec()),
         config::Balance::UrlParam(name) => h1::target_query(target)
@@ -1735,7 +1735,7 @@ fn stick_key(
             .and_then(|v| std::str::from_utf8(v).ok())
             .map(|value| StickKey::text(value, len)),
         config::StickSample::UrlParam(name) => {
-            let query = std::str::from_utf8(h1::target_query(&buf[head.target.clone()])?).ok()?;
+            let query = std::str::from_utf8(h1::target_query(&buf[head.target.range()])?).ok()?;
             query_param(query, name).map(|value| StickKey::text(value, len))
         }
     }

@@ -38,12 +38,41 @@ impl Version {
     }
 }
 
+/// Where a part of a head lies in the buffer it was parsed from. Heads are at most
+/// [`MAX_HEAD`] bytes, so 16-bit offsets do: a parsed head is then small enough (~300 bytes
+/// rather than ~900) that moving it through the forwarding path costs little.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Span {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Span {
+    fn new(range: Range<usize>) -> Span {
+        // Offsets within a head of at most MAX_HEAD bytes; saturating keeps a logic error
+        // from panicking on the data path (the span would then be empty or short).
+        let offset = |at: usize| u16::try_from(at).unwrap_or(u16::MAX);
+        Span {
+            start: offset(range.start),
+            end: offset(range.end),
+        }
+    }
+
+    pub fn range(self) -> Range<usize> {
+        usize::from(self.start)..usize::from(self.end)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.start >= self.end
+    }
+}
+
 /// One header line: where its name and value are, and the whole line with its line end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Field {
-    pub name: Range<usize>,
-    pub value: Range<usize>,
-    pub line: Range<usize>,
+    pub name: Span,
+    pub value: Span,
+    pub line: Span,
 }
 
 /// What about a message its headers decide for a proxy.
@@ -64,7 +93,7 @@ pub struct Semantics {
     pub upgrade: bool,
     /// Field names `Connection` lists (other than `close`, `keep-alive` and `upgrade`): hop-by-hop
     /// headers of this connection only.
-    pub named: SmallVec<[Range<usize>; 2]>,
+    pub named: SmallVec<[Span; 2]>,
 }
 
 /// A parsed head: the start line, the header lines, and what they mean.
@@ -74,12 +103,12 @@ pub struct Head {
     pub len: usize,
     pub version: Version,
     /// The start line with its line end.
-    pub start_line: Range<usize>,
+    pub start_line: Span,
     pub fields: SmallVec<[Field; 16]>,
     pub semantics: Semantics,
     /// Requests: the method and the target. Responses: empty ranges.
-    pub method: Range<usize>,
-    pub target: Range<usize>,
+    pub method: Span,
+    pub target: Span,
     /// Responses: the status code. Requests: 0.
     pub status: u16,
     /// Some line ends in a bare LF (accepted, as by HAProxy); copies end every line in CRLF,
@@ -101,13 +130,13 @@ impl Head {
     ) -> impl Iterator<Item = &'b [u8]> + 'a {
         self.fields
             .iter()
-            .filter(move |f| buf[f.name.clone()].eq_ignore_ascii_case(name.as_bytes()))
-            .map(move |f| &buf[f.value.clone()])
+            .filter(move |f| buf[f.name.range()].eq_ignore_ascii_case(name.as_bytes()))
+            .map(move |f| &buf[f.value.range()])
     }
 
     /// The request line without its line end, for logs: `GET /path HTTP/1.1`.
     pub fn start_line_text<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        trim_line_end(&buf[self.start_line.clone()])
+        trim_line_end(&buf[self.start_line.range()])
     }
 
     /// Whether the connection must close after this message (RFC 9112 section 6.1): its
@@ -124,7 +153,7 @@ impl Head {
     /// bodies are relayed with their framing. Neither are `Content-Length` and `Host`, which
     /// a `Connection` line naming them must not remove from under the framing or routing.
     pub fn hop_by_hop(&self, buf: &[u8], field: &Field, keep_upgrade: bool) -> bool {
-        let name = &buf[field.name.clone()];
+        let name = &buf[field.name.range()];
         let is = |known: &str| name.eq_ignore_ascii_case(known.as_bytes());
         if is("connection") || is("keep-alive") || is("proxy-connection") || is("te") {
             return true;
@@ -138,7 +167,7 @@ impl Head {
         self.semantics
             .named
             .iter()
-            .any(|token| buf[token.clone()].eq_ignore_ascii_case(name))
+            .any(|token| buf[token.range()].eq_ignore_ascii_case(name))
     }
 }
 
@@ -221,9 +250,9 @@ fn from_httparse(error: httparse::Error) -> Error {
 }
 
 /// Where `part` (a slice of `buf`) starts and ends in `buf`.
-fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
+fn range_of(buf: &[u8], part: &[u8]) -> Span {
     let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
-    start..start + part.len()
+    Span::new(start..start + part.len())
 }
 
 fn head_of(
@@ -253,12 +282,12 @@ fn head_of(
             previous.line.end = name.start;
         }
         fields.push(Field {
-            line: name.start..end,
+            line: Span::new(name.range().start..end),
             name,
             value,
         });
     }
-    let start_end = fields.first().map_or(end, |f| f.name.start);
+    let start_end = fields.first().map_or(end, |f| f.name.range().start);
     // httparse skips empty lines before a start line (RFC 9112 section 2.2); they are
     // neither forwarded nor logged.
     let start = buf[..start_end]
@@ -268,19 +297,19 @@ fn head_of(
     let mut head = Head {
         len,
         version,
-        start_line: start..start_end,
+        start_line: Span::new(start..start_end),
         fields,
         semantics: Semantics::default(),
-        method: 0..0,
-        target: 0..0,
+        method: Span::default(),
+        target: Span::default(),
         status: 0,
         bare_lf: false,
     };
-    head.bare_lf = !buf[head.start_line.clone()].ends_with(b"\r\n")
+    head.bare_lf = !buf[head.start_line.range()].ends_with(b"\r\n")
         || head
             .fields
             .iter()
-            .any(|f| !buf[f.line.clone()].ends_with(b"\r\n"));
+            .any(|f| !buf[f.line.range()].ends_with(b"\r\n"));
     head.semantics = semantics(buf, &head.fields)?;
     Ok(head)
 }
@@ -288,8 +317,8 @@ fn head_of(
 fn semantics(buf: &[u8], fields: &[Field]) -> Result<Semantics, Error> {
     let mut s = Semantics::default();
     for field in fields {
-        let name = &buf[field.name.clone()];
-        let value = &buf[field.value.clone()];
+        let name = &buf[field.name.range()];
+        let value = &buf[field.value.range()];
         if name.eq_ignore_ascii_case(b"content-length") {
             for item in value.split(|&b| b == b',') {
                 let item = trim(item);
@@ -314,7 +343,7 @@ fn semantics(buf: &[u8], fields: &[Field]) -> Result<Semantics, Error> {
                 s.chunked = last.eq_ignore_ascii_case(b"chunked");
             }
         } else if name.eq_ignore_ascii_case(b"connection") {
-            let mut start = field.value.start;
+            let mut start = field.value.range().start;
             for token in value.split(|&b| b == b',') {
                 let range = start..start + token.len();
                 start += token.len() + 1;
@@ -331,7 +360,7 @@ fn semantics(buf: &[u8], fields: &[Field]) -> Result<Semantics, Error> {
                 } else {
                     let offset =
                         range.start + (trimmed.as_ptr() as usize - token.as_ptr() as usize);
-                    s.named.push(offset..offset + trimmed.len());
+                    s.named.push(Span::new(offset..offset + trimmed.len()));
                 }
             }
         } else if name.eq_ignore_ascii_case(b"upgrade") {
@@ -422,25 +451,26 @@ pub fn copy_head(out: &mut Vec<u8>, buf: &[u8], head: &Head, mut keep: impl FnMu
         let lines = std::iter::once(&head.start_line)
             .chain(head.fields.iter().filter(|f| keep(f)).map(|f| &f.line));
         for line in lines {
-            out.extend_from_slice(trim_line_end(&buf[line.clone()]));
+            out.extend_from_slice(trim_line_end(&buf[line.range()]));
             out.extend_from_slice(b"\r\n");
         }
         return;
     }
-    let mut run = head.start_line.clone();
+    let mut run = head.start_line.range();
     for field in &head.fields {
+        let line = field.line.range();
         if keep(field) {
-            if run.end == field.line.start {
-                run.end = field.line.end;
+            if run.end == line.start {
+                run.end = line.end;
             } else {
                 out.extend_from_slice(&buf[run.clone()]);
-                run = field.line.clone();
+                run = line;
             }
         } else if !run.is_empty() {
             out.extend_from_slice(&buf[run.clone()]);
-            run = field.line.end..field.line.end;
+            run = line.end..line.end;
         } else {
-            run = field.line.end..field.line.end;
+            run = line.end..line.end;
         }
     }
     out.extend_from_slice(&buf[run]);
@@ -647,8 +677,8 @@ fn absolute_form_path(target: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    fn text<'a>(buf: &'a [u8], r: &Range<usize>) -> &'a str {
-        std::str::from_utf8(&buf[r.clone()]).unwrap()
+    fn text<'a>(buf: &'a [u8], span: &Span) -> &'a str {
+        std::str::from_utf8(&buf[span.range()]).unwrap()
     }
 
     #[test]
@@ -718,7 +748,7 @@ mod tests {
         let head = parse_request(buf).unwrap().unwrap();
         assert!(head.bare_lf);
         let mut out = Vec::new();
-        copy_head(&mut out, buf, &head, |f| &buf[f.name.clone()] != b"X-A");
+        copy_head(&mut out, buf, &head, |f| &buf[f.name.range()] != b"X-A");
         assert_eq!(out, b"GET / HTTP/1.1\r\nHost: x\r\nX-B: 2\r\n");
         // Found by fuzzing: a start line alone, in bare LF, keeps its text.
         let alone = b"1 ? HTTP/1.0\n\n";
