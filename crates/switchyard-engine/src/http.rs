@@ -40,6 +40,7 @@ use smallvec::SmallVec;
 use switchyard_config as config;
 use switchyard_log::TerminationCause as Cause;
 use switchyard_log::{ClientCookie, HttpLogRecord, ServerCookie, SessionState, TcpLogRecord};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::rate::now_ms;
@@ -179,18 +180,15 @@ impl Peer {
     }
 
     /// Reads what is there (at least one byte, waiting for it); `Ok(0)` at the end.
+    ///
+    /// Through `AsyncRead` rather than `try_read`: a read that does not fill the buffer
+    /// clears the socket's readiness there, so the next read waits for epoll instead of
+    /// spending a `recvfrom` on `EAGAIN` (one per request otherwise).
     async fn read_more(&mut self) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < BUF_SIZE / 4 {
             self.buf.reserve(BUF_SIZE);
         }
-        loop {
-            match self.stream.try_read_buf(&mut self.buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
-                }
-                result => return result,
-            }
-        }
+        self.stream.read_buf(&mut self.buf).await
     }
 
     /// Waits until the socket has something to read (or is closed) without holding a
