@@ -543,19 +543,27 @@ EOF
     sleep 0.5
 }
 
-run_connrate() { # path rep -> connections/s
-    local path="$1" rep="$2" out cps errs
+run_connrate() { # path rep -> connections/s and, for proxies, CPU µs per connection
+    local path="$1" rep="$2" out cps errs pid c0="" c1="" per=""
     if ! alive "$path"; then
         log "conns $path rep $rep: proxy is not running"; record conns "$path" "$rep" FAIL; return
     fi
+    pid="$(proxy_pid "$path")"
+    [[ -n "$pid" ]] && c0="$(cpu_ticks "$pid")"
     out="$(loadgen_pin "$BENCH_BIN" connrate --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$CONN_CLIENTS" -d "$DURATION" \
         --size "$MSG_SIZE" --sources "$SOURCES" --threads "$LOADGEN_NCPU" 2>&1)"
+    [[ -n "$pid" ]] && c1="$(cpu_ticks "$pid")"
     printf '%s\n' "$out" >"$WORK/conns-$path-$rep.log"
     cps="$(kv conns_per_sec "$out")"; errs="$(kv errors "$out")"
     [[ -n "$cps" ]] || log "conns $path rep $rep: failed: $out"
     [[ -n "$errs" && "$errs" != 0 ]] && log "conns $path rep $rep: $errs failed connections"
     record conns "$path" "$rep" "${cps:-FAIL}"
-    printf '  %-9s %-10s rep %d: %12s conn/s   (%s errors)\n' conns "$path" "$rep" "${cps:-FAIL}" "${errs:-?}"
+    # The load generator's CPU can bound connections/s for every path alike; the proxy's own
+    # CPU per connection still tells the proxies apart.
+    per="$(per_unit_us "$c0" "$c1" "$(kv completed "$out")")"
+    [[ -n "$per" ]] && record conns.cpu "$path" "$rep" "$per"
+    printf '  %-9s %-10s rep %d: %12s conn/s   (%s errors)%s\n' conns "$path" "$rep" "${cps:-FAIL}" "${errs:-?}" \
+        "${per:+   proxy CPU ${per} us/connection}"
     sleep 0.5
 }
 
@@ -717,6 +725,7 @@ METRICS=(
     "iperfP1.cpu|proxy CPU per Gbit (iperf3 -P 1)|ms/Gbit|0"
     "iperfP4.cpu|proxy CPU per Gbit (iperf3 -P 4)|ms/Gbit|0"
     "conns|short TCP conns (c=$CONN_CLIENTS)|conn/s|1"
+    "conns.cpu|proxy CPU per short connection|us|0"
     "lat.p50|echo latency p50 ($LAT_RATE/s)|us|0"
     "lat.p99|echo latency p99 ($LAT_RATE/s)|us|0|tail"
     "lat.p999|echo latency p99.9 ($LAT_RATE/s)|us|0|tail"
@@ -840,7 +849,8 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "     \`/proc/PID/stat\`, before/after) divided by the Gbit received: ms of CPU per Gbit."
     echo "  4. Short TCP connections (\`switchyard-bench connrate\`): $CONN_CLIENTS concurrent clients, each in a"
     echo "     loop: connect, send $MSG_SIZE bytes, read the echo, close, for ${DURATION}s, against an echo server;"
-    echo "     client sockets spread over source addresses 127.0.0.1-$SOURCES. Connections/s."
+    echo "     client sockets spread over source addresses 127.0.0.1-$SOURCES. Connections/s, and for the"
+    echo "     proxies their CPU time (\`/proc/PID/stat\`, before/after) per completed connection in µs."
     echo "  5. Open-loop latency (\`switchyard-bench latency\`): $LAT_RATE requests/s of $MSG_SIZE bytes, round robin"
     echo "     over $LAT_CONNS persistent connections to the echo server, sent on schedule whether or not"
     echo "     earlier answers arrived (no coordinated omission); latency from send to echo received,"
