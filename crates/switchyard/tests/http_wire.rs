@@ -700,3 +700,51 @@ fn three_mib_bodies_pass_byte_for_byte_both_ways() {
     let next = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
     rig.round_trip(&mut client, next, next, OK);
 }
+
+/// An idle client does not pin a server connection: the one kept from its last response is
+/// closed once the client has been quiet for 5 s (as long as the backend's pool keeps an idle
+/// connection), while the client's own connection stays open and its next request goes over
+/// a new server connection.
+#[test]
+fn an_idle_clients_server_connection_is_closed_after_the_pool_delay() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_port = listener.local_addr().unwrap().port();
+    let port = free_port();
+    // The shortest timeout (8 s) sets the connection's tick to 2 s: the close comes 5–7 s
+    // after the response, and the client's own limit (12 s) is further.
+    let config = format!(
+        "defaults\n    mode http\n    timeout connect 1s\n    timeout client 8s\n\
+         \x20   timeout server 8s\n    timeout http-request 12s\n    timeout http-keep-alive 12s\n\
+         listen web\n    bind 127.0.0.1:{port}\n    server s 127.0.0.1:{server_port}\n"
+    );
+    let _proxy = Switchyard::start(BIN, &config).unwrap_or_else(|e| panic!("{e:#}"));
+    let mut client = Conn::new(TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut served = Vec::new();
+    for round in 0..2 {
+        client.send(request);
+        let mut server = Conn::new(listener.accept().unwrap().0);
+        assert_bytes("request at the server", &server.response(), request);
+        server.stream.write_all(OK).unwrap();
+        assert_bytes("response at the client", &client.response(), OK);
+        if round == 0 {
+            let answered = std::time::Instant::now();
+            server
+                .stream
+                .set_read_timeout(Some(Duration::from_secs(12)))
+                .unwrap();
+            let mut byte = [0u8; 1];
+            let read = server.stream.read(&mut byte);
+            let quiet = answered.elapsed();
+            assert!(
+                matches!(read, Ok(0)),
+                "the proxy kept its server connection: {read:?} after {quiet:?}"
+            );
+            assert!(
+                (Duration::from_millis(4500)..Duration::from_millis(7900)).contains(&quiet),
+                "closed after {quiet:?}"
+            );
+        }
+        served.push(server);
+    }
+}
