@@ -12,12 +12,14 @@
 //! request costs in user space here (see docs/performance.md).
 //!
 //! Server connections come from the client's own last one (as HAProxy's `http-reuse safe`
-//! keeps a session's connection), else the backend's pool of idle keep-alive connections,
-//! else are opened with the same retries and redispatch as a TCP session. A request on a
-//! reused connection that fails before any response goes again on a fresh connection when
-//! that is safe: when writing it failed (nothing reached the server), or when it is
-//! idempotent, carried no body beyond what was buffered, and its connection had been idle
-//! for a second or more (where servers' keep-alive timeouts strike).
+//! keeps a session's connection; closed once the client has been quiet for the pool's 5 s),
+//! else the backend's pool of idle keep-alive connections, else are opened with the same
+//! retries and redispatch as a TCP session. Each exchange is a boxed future, so that a
+//! connection waiting for its next request holds ~1 KB rather than an exchange's 5.6 KB.
+//! A request on a reused connection that fails before any response goes again on a fresh
+//! connection when that is safe: when writing it failed (nothing reached the server), or
+//! when it is idempotent, carried no body beyond what was buffered, and its connection had
+//! been idle for a second or more (where servers' keep-alive timeouts strike).
 //!
 //! Timeouts (`http-request`, `http-keep-alive`, `client`, `server`) are deadlines on the
 //! coarse clock checked by one timer per connection that ticks at a quarter of the shortest
