@@ -279,7 +279,12 @@ impl Deadlines {
 
 /// The deadline `limit` from now on the coarse clock, if there is a limit.
 fn deadline(limit: Option<Duration>) -> Option<u64> {
-    limit.map(|limit| now_ms().saturating_add(u64::try_from(limit.as_millis()).unwrap_or(u64::MAX)))
+    limit.map(|limit| now_ms().saturating_add(millis(limit)))
+}
+
+/// Whole milliseconds, saturating.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One client connection being served.
@@ -371,17 +376,6 @@ impl SideWake {
     /// Keeps `task` as the waker to wake, then says whether a side waker fired since the
     /// last call (the waker is stored first, so a wake-up in between is not lost).
     fn woken(&self, task: &Waker) -> bool {
-        if !self.fired.load(Ordering::Acquire) {
-            // The stored waker is this task's: it does not change within a task.
-            let current = self
-                .task
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if current.as_ref().is_some_and(|c| c.will_wake(task)) {
-                drop(current);
-                return self.fired.swap(false, Ordering::AcqRel);
-            }
-        }
         {
             let mut current = self
                 .task
@@ -463,11 +457,7 @@ impl Client<'_> {
     /// out, or a bad request answered with `400`/`408`).
     async fn read_head(&mut self, first: bool) -> Option<Head> {
         let idle_start = now_ms();
-        let ms = |limit: Option<Duration>| {
-            limit.map(|l| {
-                idle_start.saturating_add(u64::try_from(l.as_millis()).unwrap_or(u64::MAX))
-            })
-        };
+        let ms = |limit: Option<Duration>| limit.map(|l| idle_start.saturating_add(millis(l)));
         let head_deadline = ms(self.head_limit);
         // Between requests `timeout http-keep-alive` applies until the first byte.
         let idle_deadline = if first {
@@ -566,7 +556,7 @@ impl Client<'_> {
         // A request framed ambiguously closes its connection after it (RFC 9112 section
         // 6.1): it is forwarded with one framing, but a hop before us may have seen another.
         let client_keep_alive = !semantics.close
-            && (head.version == Version::Http11 || semantics.keep_alive)
+            && (client_http11 || semantics.keep_alive)
             && !head.closes_after()
             && self.close != CloseMode::Close;
         let Some(backend) = exchange.backend.clone() else {
@@ -622,7 +612,7 @@ impl Client<'_> {
         // A client waiting for `100 Continue` before its body gets it from here; the server
         // then gets the body without being asked.
         let expects_continue = framing != Framing::Empty
-            && head.version == Version::Http11
+            && client_http11
             && head
                 .get(buf, "expect")
                 .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"));
@@ -660,7 +650,7 @@ impl Client<'_> {
             out.extend_from_slice(b"Connection: upgrade\r\n");
         } else if close != CloseMode::KeepAlive {
             out.extend_from_slice(b"Connection: close\r\n");
-        } else if head.version == Version::Http10 {
+        } else if !client_http11 {
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
         if let Some(name) = add_forwardfor {
@@ -859,9 +849,7 @@ impl Client<'_> {
         count_response(frontend, Some(&backend), Some(&server), status);
 
         if status == 101 && upgrade {
-            return self
-                .tunnel(server_conn, response.len, exchange, &backend)
-                .await;
+            return self.tunnel(server_conn, exchange, &backend).await;
         }
         let framing = match h1::response_framing(&response, to_head) {
             Ok(framing) if status != 101 => framing,
@@ -950,20 +938,16 @@ impl Client<'_> {
             )
             .await;
         drop(out);
-        match written {
-            Some(Ok(())) => {}
-            Some(Err(_)) => {
-                exchange.cause = Cause::ClientAbort;
-                exchange.state = SessionState::Data;
-                exchange.finish();
-                return Next::Close;
-            }
-            None => {
-                exchange.cause = Cause::ClientTimeout;
-                exchange.state = SessionState::Data;
-                exchange.finish();
-                return Next::Close;
-            }
+        let failed = match written {
+            Some(Ok(())) => None,
+            Some(Err(_)) => Some(Cause::ClientAbort),
+            None => Some(Cause::ClientTimeout),
+        };
+        if let Some(cause) = failed {
+            exchange.cause = cause;
+            exchange.state = SessionState::Data;
+            exchange.finish();
+            return Next::Close;
         }
         if !response_body.done() {
             let relayed = relay(
@@ -977,14 +961,13 @@ impl Client<'_> {
             .await;
             exchange.count_out(relayed.bytes);
             if let Err(failure) = relayed.result {
-                (exchange.cause, exchange.state) = match failure {
-                    Relay::ReadTimeout => (Cause::ServerTimeout, SessionState::Data),
-                    Relay::ReadClosed | Relay::ReadError | Relay::Framing => {
-                        (Cause::ServerAbort, SessionState::Data)
-                    }
-                    Relay::WriteTimeout => (Cause::ClientTimeout, SessionState::Data),
-                    Relay::WriteError => (Cause::ClientAbort, SessionState::Data),
+                exchange.cause = match failure {
+                    Relay::ReadTimeout => Cause::ServerTimeout,
+                    Relay::ReadClosed | Relay::ReadError | Relay::Framing => Cause::ServerAbort,
+                    Relay::WriteTimeout => Cause::ClientTimeout,
+                    Relay::WriteError => Cause::ClientAbort,
                 };
+                exchange.state = SessionState::Data;
                 exchange.finish();
                 return Next::Close;
             }
@@ -1083,7 +1066,6 @@ impl Client<'_> {
     async fn tunnel(
         &mut self,
         mut server: Peer,
-        head_len: usize,
         mut exchange: Exchange<'_>,
         backend: &Backend,
     ) -> Next {
@@ -1096,7 +1078,6 @@ impl Client<'_> {
         let to_client = std::mem::take(&mut server.buf);
         let to_server = std::mem::take(&mut self.peer.buf);
         exchange.count_in(to_server.len() as u64);
-        let _ = head_len;
         exchange.finish();
         let relay = async {
             write_all(&self.peer.stream, &to_client).await?;
@@ -1363,7 +1344,6 @@ impl Exchange<'_> {
         else {
             return;
         };
-        let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let process = &self.conn.process;
         let session = TcpLogRecord {
             frontend_ssl: self.conn.tls,

@@ -4,7 +4,8 @@
 //! forwarding path copies the lines it keeps, in runs, instead of rebuilding a header map:
 //! a request that needs no edit goes out as one copy of its head plus the lines a proxy
 //! adds. Bodies are relayed as they are framed (length, chunks, or until close); the chunk
-//! scanner only finds where a chunked body ends, it never re-encodes it.
+//! scanner finds where a chunked body ends without re-encoding it, and gives its data
+//! decoded only for a recipient that does not take chunks (an HTTP/1.0 client).
 //!
 //! Framing follows RFC 9112 section 6: `Transfer-Encoding` wins over `Content-Length` (which
 //! is then dropped on the way, against request smuggling), a request whose
@@ -27,15 +28,6 @@ pub const MAX_HEAD: usize = 15 * 1024;
 pub enum Version {
     Http10,
     Http11,
-}
-
-impl Version {
-    pub fn text(self) -> &'static str {
-        match self {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        }
-    }
 }
 
 /// Where a part of a head lies in the buffer it was parsed from. Heads are at most
