@@ -219,6 +219,10 @@ fn nbthread() -> usize {
     }
 }
 
+/// `li_db` accepts on one thread: with several, HAProxy reserves a frontend slot on each thread
+/// woken for a connection before accepting, and the thread that wins the accept may hold the
+/// second slot, so its `smax` reads 2 after a single session (seen in CI). Switchyard ignores
+/// `thread`.
 fn config(ports: Ports, up: &Upstreams) -> String {
     let Upstreams { live, dead, agent } = up;
     let Ports {
@@ -258,7 +262,7 @@ backend be_static
     server s2 127.0.0.1:{live} weight 6
 
 listen li_db
-    bind 127.0.0.1:{listen}
+    bind 127.0.0.1:{listen} thread 1
     balance leastconn
     server l1 127.0.0.1:{live} check inter 500ms
 
