@@ -1012,12 +1012,19 @@ impl Client<'_> {
                 match h1::parse_response(&server.buf) {
                     Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
                         if client_http11 {
-                            let interim = &server.buf[..head.len];
+                            // Interim heads follow the final head's rules: hop-by-hop
+                            // fields stay on this hop, line ends go on as CRLF.
+                            let sbuf = &server.buf;
+                            let mut interim = Vec::with_capacity(head.len + 2);
+                            h1::copy_head(&mut interim, sbuf, &head, |field| {
+                                !head.hop_by_hop(sbuf, field, false)
+                            });
+                            interim.extend_from_slice(b"\r\n");
                             let written = self
                                 .deadlines
                                 .within(
                                     deadline(self.conn.frontend.timeouts.client),
-                                    write_all(&self.peer.stream, interim),
+                                    write_all(&self.peer.stream, &interim),
                                 )
                                 .await;
                             if !matches!(written, Some(Ok(()))) {

@@ -502,7 +502,7 @@ fn expect_100_continue_is_answered_by_the_proxy_and_the_server_gets_the_body_wit
 }
 
 #[test]
-fn interim_100_from_the_server_reaches_http11_clients_only() {
+fn interim_responses_from_the_server_reach_http11_clients_only_without_hop_by_hop_fields() {
     let interim_then_ok = [&b"HTTP/1.1 100 Continue\r\n\r\n"[..], OK].concat();
     let rig = Rig::new(vec![reply(&interim_then_ok), reply(&interim_then_ok)]);
     let mut client = rig.client();
@@ -513,6 +513,22 @@ fn interim_100_from_the_server_reaches_http11_clients_only() {
         "interim response",
         &client.response(),
         b"HTTP/1.1 100 Continue\r\n\r\n",
+    );
+    assert_bytes("final response", &client.response(), OK);
+
+    // An interim head follows the final head's rules: its hop-by-hop fields stay on the
+    // server's hop and its bare-LF line ends go on as CRLF.
+    let hints = b"HTTP/1.1 103 Early Hints\nLink: </s.css>; rel=preload\nConnection: x-hint\nX-Hint: 1\nKeep-Alive: timeout=5\n\n";
+    let hints_then_ok = [&hints[..], OK].concat();
+    let hinted = Rig::new(vec![reply(&hints_then_ok)]);
+    let mut client = hinted.client();
+    let request = b"GET /page HTTP/1.1\r\nHost: x\r\n\r\n";
+    client.send(request);
+    assert_bytes("request at the server", &hinted.server.request(), request);
+    assert_bytes(
+        "early hints",
+        &client.response(),
+        b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n",
     );
     assert_bytes("final response", &client.response(), OK);
 
