@@ -440,22 +440,27 @@ impl Client<'_> {
     async fn run(&mut self) {
         let mut first = true;
         loop {
-            let Some(head) = self.read_head(first).await else {
+            let Some((head, began)) = self.read_head(first).await else {
                 return;
             };
             first = false;
             // Boxed: an exchange's state is ~5.5 KB, and the connection's task would keep
             // that size while it waits for the next request (one allocation per request,
             // against ~1 KB instead of ~10 KB per idle keep-alive connection).
-            if Box::pin(self.exchange(head)).await == Next::Close {
+            if Box::pin(self.exchange(head, began)).await == Next::Close {
                 return;
             }
         }
     }
 
-    /// The next request's head; `None` when the connection ends instead (closed, timed
-    /// out, or a bad request answered with `400`/`408`).
-    async fn read_head(&mut self, first: bool) -> Option<Head> {
+    /// The next request's head, with when its first byte was seen if the frontend logs
+    /// requests (HAProxy's `TR` runs from there to the head's end); `None` when the
+    /// connection ends instead (closed, timed out, or a bad request answered with
+    /// `400`/`408`).
+    async fn read_head(&mut self, first: bool) -> Option<(Head, Option<Instant>)> {
+        let logging = logs_requests(&self.conn.frontend);
+        // Pipelined bytes already here began this request now.
+        let mut began = (logging && !self.peer.buf.is_empty()).then(Instant::now);
         let idle_start = now_ms();
         let ms = |limit: Option<Duration>| limit.map(|l| idle_start.saturating_add(millis(l)));
         let head_deadline = ms(self.head_limit);
@@ -473,7 +478,7 @@ impl Client<'_> {
         loop {
             if !self.peer.buf.is_empty() {
                 match h1::parse_request(&self.peer.buf) {
-                    Ok(Some(head)) => return Some(head),
+                    Ok(Some(head)) => return Some((head, began)),
                     Ok(None) => {}
                     Err(error) => {
                         tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr, %error, "bad request");
@@ -502,7 +507,11 @@ impl Client<'_> {
             };
             match read {
                 Some(Ok(0)) | Some(Err(_)) => return None,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => {
+                    if logging && began.is_none() {
+                        began = Some(Instant::now());
+                    }
+                }
                 None if releases_own => self.own = None,
                 None if waiting => return None,
                 None => {
@@ -515,7 +524,7 @@ impl Client<'_> {
     }
 
     /// Serves one request whose head is at the start of the client's buffer.
-    async fn exchange(&mut self, head: Head) -> Next {
+    async fn exchange(&mut self, head: Head, began: Option<Instant>) -> Next {
         let conn = self.conn;
         let frontend = &conn.frontend;
         frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -524,10 +533,18 @@ impl Client<'_> {
         let mut exchange = Exchange {
             conn,
             backend: frontend.backend.clone(),
-            logged: logs_requests(frontend).then(|| Logged {
-                date: SystemTime::now(),
-                started: Instant::now(),
-                request_line: String::from_utf8_lossy(head.start_line_text(buf)).into_owned(),
+            logged: logs_requests(frontend).then(|| {
+                let now = Instant::now();
+                let began = began.unwrap_or(now);
+                let head_time = now.saturating_duration_since(began);
+                Logged {
+                    date: SystemTime::now()
+                        .checked_sub(head_time)
+                        .unwrap_or_else(SystemTime::now),
+                    started: began,
+                    head_time,
+                    request_line: String::from_utf8_lossy(head.start_line_text(buf)).into_owned(),
+                }
             }),
             report: ConnectReport::default(),
             server: None,
@@ -1334,8 +1351,11 @@ struct Exchange<'c> {
 
 /// The log line's request line and times, taken when the request arrives.
 struct Logged {
+    /// When the request's first byte was seen: the log's date and the start of `Ta`.
     date: SystemTime,
     started: Instant,
+    /// From the first byte to the end of the head (`TR`).
+    head_time: Duration,
     request_line: String,
 }
 
@@ -1383,8 +1403,7 @@ impl Exchange<'_> {
         };
         let record = HttpLogRecord {
             session,
-            // The wait for a request's head counts as idle time, not measured on its own.
-            tr_request: Some(0),
+            tr_request: Some(millis(logged.head_time)),
             tr_response: self.response_time.map(millis),
             ta: millis(logged.started.elapsed()),
             status: self.status,

@@ -792,3 +792,67 @@ fn string_stick_tables_follow_server_cookies_and_headers() {
         }
     }
 }
+
+#[test]
+fn the_log_times_a_slow_request_head_and_not_the_idle_time_before_it() {
+    let server = Backend::start("a");
+    let (port, mut sy) = start_web(&server);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let read_response = |client: &mut TcpStream| {
+        let mut reader = BufReader::new(client.try_clone().unwrap());
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        assert!(reader.buffer().is_empty());
+    };
+    // A head sent in two parts 400 ms apart: TR covers the gap.
+    client
+        .write_all(b"GET /split HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    client.write_all(b"\r\n").unwrap();
+    read_response(&mut client);
+    // The next request comes after 400 ms of keep-alive idleness, in one piece: TR is
+    // about 0, and the idle time is in neither TR nor Ta.
+    std::thread::sleep(Duration::from_millis(400));
+    client
+        .write_all(b"GET /whole HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    read_response(&mut client);
+    sy.wait_for_output("\"GET /whole HTTP/1.1\"", Duration::from_secs(5))
+        .unwrap();
+    let log = sy.stdout_so_far();
+    let times = |path: &str| -> Vec<u64> {
+        let line = log
+            .lines()
+            .find(|l| l.contains(&format!("\"GET {path} HTTP/1.1\"")))
+            .unwrap_or_else(|| panic!("no log line for {path}:\n{log}"));
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields[4]
+            .split('/')
+            .map(|t| t.parse().unwrap_or_else(|_| panic!("{line}")))
+            .collect()
+    };
+    let (split, whole) = (times("/split"), times("/whole"));
+    // TR/Tw/Tc/Tr/Ta
+    assert!(
+        (380..2000).contains(&split[0]),
+        "TR of the split head: {split:?}"
+    );
+    assert!(split[4] >= split[0], "Ta includes TR: {split:?}");
+    assert!(whole[0] < 100, "TR of the whole head: {whole:?}");
+    assert!(whole[4] < 300, "Ta without the idle time: {whole:?}");
+}
