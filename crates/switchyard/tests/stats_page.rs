@@ -275,6 +275,12 @@ fn every_output_matches_the_runtime_api_and_follows_traffic() {
     wait_until("s1's first check", Duration::from_secs(10), || {
         cell(&cli(p.cli, "show stat"), "be", "s1", "check_status") == "L4OK"
     });
+    // The start-up probe of `fe`'s bind is a session of its own: the two reads compared
+    // below must not see it half-way.
+    wait_until("the probe session's end", Duration::from_secs(10), || {
+        let stat = cli(p.cli, "show stat");
+        cell(&stat, "fe", "FRONTEND", "stot") != "0" && cell(&stat, "fe", "FRONTEND", "scur") == "0"
+    });
 
     // The page: one self-contained HTML document naming every proxy and server.
     let page = get(p.stats, "/stats", ADMIN);
@@ -451,13 +457,17 @@ fn every_output_matches_the_runtime_api_and_follows_traffic() {
         assert!(said == "s1" || said == "s2", "{said}");
     }
     let mut after_csv = String::new();
+    // Sessions count when they start and their bytes as they pass: wait for all six to end.
     wait_until(
-        "counters to include six sessions",
+        "counters to include six ended sessions",
         Duration::from_secs(5),
         || {
             after_csv = get(p.stats, "/stats;csv", ADMIN).body;
             stot(&after_csv, "s1") + stot(&after_csv, "s2")
                 == stot(&before_csv, "s1") + stot(&before_csv, "s2") + 6
+                && ["s1", "s2"]
+                    .iter()
+                    .all(|s| cell(&after_csv, "be", s, "scur") == "0")
         },
     );
     assert_eq!(stot(&after_csv, "s1"), stot(&before_csv, "s1") + 3);
