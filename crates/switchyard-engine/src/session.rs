@@ -526,8 +526,10 @@ where
             Err(error) => Err(error),
         };
         let result = match (result, &current.server.tls) {
+            // Boxed: the handshake's state is ~2.7 KB, and every session's and every HTTP
+            // exchange's future would otherwise be that much larger, TLS or not.
             (Ok(stream), Some(tls)) => {
-                tls.connect(stream, connect_timeout.unwrap_or(Duration::from_secs(5)))
+                Box::pin(tls.connect(stream, connect_timeout.unwrap_or(Duration::from_secs(5))))
                     .await
             }
             (result, _) => result,
