@@ -489,6 +489,7 @@ impl Client<'_> {
                     }
                 };
                 if bad {
+                    self.log_refused(400, Cause::Proxy, began);
                     Box::pin(self.local_reply(400, None)).await;
                     return None;
                 }
@@ -522,11 +523,48 @@ impl Client<'_> {
                 None if waiting => return None,
                 None => {
                     // Part of a request, not finished in time: HAProxy's 408.
+                    self.log_refused(408, Cause::ClientTimeout, began);
                     Box::pin(self.local_reply(408, None)).await;
                     return None;
                 }
             }
         }
+    }
+
+    /// The `option httplog` line of a request refused while its head was read, as HAProxy
+    /// writes it: no server (`<NOSRV>`), no timers but the total since the request's first
+    /// byte, `<BADREQ>` for the request line. `began` is `None` unless the frontend logs.
+    fn log_refused(&self, status: u16, cause: Cause, began: Option<Instant>) {
+        let frontend = &self.conn.frontend;
+        let (Some(logger), Some(began)) = (frontend.log.logger.as_ref(), began) else {
+            return;
+        };
+        let since = began.elapsed();
+        let date = SystemTime::now()
+            .checked_sub(since)
+            .unwrap_or_else(SystemTime::now);
+        let record = HttpLogRecord {
+            session: TcpLogRecord {
+                frontend_ssl: self.conn.tls,
+                backend: Some(frontend.name.as_str()),
+                termination: cause,
+                state: SessionState::Request,
+                actconn: self.conn.process.active.load(Ordering::Relaxed),
+                feconn: frontend.counters.current.load(Ordering::Relaxed),
+                ..TcpLogRecord::new(self.conn.client_addr, date, &frontend.name)
+            },
+            tr_request: None,
+            tr_response: None,
+            ta: millis(since),
+            status: Some(status),
+            client_cookie: ClientCookie::NotConfigured,
+            server_cookie: ServerCookie::Untouched,
+            request_line: "<BADREQ>",
+        };
+        logger.log(
+            switchyard_config::Level::Info,
+            &switchyard_log::format_httplog(&record),
+        );
     }
 
     /// Serves one request whose head is at the start of the client's buffer.

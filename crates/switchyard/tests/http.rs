@@ -836,10 +836,7 @@ fn the_log_times_a_slow_request_head_and_not_the_idle_time_before_it() {
         .unwrap();
     let log = sy.stdout_so_far();
     let times = |path: &str| -> Vec<u64> {
-        let line = log
-            .lines()
-            .find(|l| l.contains(&format!("\"GET {path} HTTP/1.1\"")))
-            .unwrap_or_else(|| panic!("no log line for {path}:\n{log}"));
+        let line = log_line(&log, &format!("\"GET {path} HTTP/1.1\""));
         let fields: Vec<&str> = line.split_whitespace().collect();
         fields[4]
             .split('/')
@@ -855,4 +852,56 @@ fn the_log_times_a_slow_request_head_and_not_the_idle_time_before_it() {
     assert!(split[4] >= split[0], "Ta includes TR: {split:?}");
     assert!(whole[0] < 100, "TR of the whole head: {whole:?}");
     assert!(whole[4] < 300, "Ta without the idle time: {whole:?}");
+}
+
+#[test]
+fn refused_request_heads_are_logged_as_haproxy_does() {
+    let server = Backend::start("a");
+    let port = free_port();
+    let mut sy = start(&format!(
+        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    timeout http-request 300ms\n\
+         \x20   server a 127.0.0.1:{}\n",
+        server.port
+    ));
+    let exchange = |request: &[u8]| {
+        let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.write_all(request).unwrap();
+        let mut reply = String::new();
+        let _ = client.read_to_string(&mut reply);
+        reply
+    };
+    assert!(exchange(b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400 "));
+    // Part of a head, then nothing until `timeout http-request`.
+    assert!(exchange(b"GET / HTTP/1.1\r\nHo").starts_with("HTTP/1.1 408 "));
+    sy.wait_for_output(" 408 ", Duration::from_secs(5)).unwrap();
+    let log = sy.stdout_so_far();
+    let fields = |status: &str| -> Vec<String> {
+        let line = log_line(&log, &format!(" {status} 0 "));
+        assert!(line.ends_with(" \"<BADREQ>\""), "{line}");
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    // `127.0.0.1:PORT [date] web web/<NOSRV> -1/-1/-1/-1/Ta 400 0 - - PR-- 1/1/0/0/0 0/0 "<BADREQ>"`
+    let bad = fields("400");
+    assert_eq!(&bad[2..4], ["web", "web/<NOSRV>"], "{bad:?}");
+    assert!(bad[4].starts_with("-1/-1/-1/-1/"), "{bad:?}");
+    assert_eq!(&bad[7..10], ["-", "-", "PR--"], "{bad:?}");
+    let slow = fields("408");
+    assert_eq!(&slow[7..10], ["-", "-", "cR--"], "{slow:?}");
+    let ta: u64 = slow[4].rsplit('/').next().unwrap().parse().unwrap();
+    assert!(
+        (250..3000).contains(&ta),
+        "Ta of the timed-out head: {slow:?}"
+    );
+    // Neither reached the server.
+    assert_eq!(server.accepts(), 0);
+}
+
+/// The first line of `log` that contains `needle`.
+fn log_line<'a>(log: &'a str, needle: &str) -> &'a str {
+    log.lines()
+        .find(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no log line with {needle:?} in:\n{log}"))
 }
