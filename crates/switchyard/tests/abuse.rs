@@ -49,7 +49,7 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
     let backend = echo_server();
     let (front, stats) = (free_port(), free_port());
     let cfg = format!(
-        "global\n    stats socket ipv4@127.0.0.1:{stats} level user\n\
+        "global\n    stats socket ipv4@127.0.0.1:{stats} level operator\n\
          defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 60s\n\
          \x20   timeout server 60s\n\
          listen echo\n    bind 127.0.0.1:{front}\n    maxconn {MAXCONN}\n\
@@ -143,6 +143,12 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let conns_after = current_connections(stats);
+    // A session left over is a bug to chase (seen once in CI): say what it was doing.
+    let left_over = if conns_after == 0 {
+        String::new()
+    } else {
+        cli(stats, "show sess all")
+    };
     let (fds_after, rss_after) = switchyard_testkit::fds_and_rss(pid);
     let mut probe = TcpStream::connect(("127.0.0.1", front)).unwrap();
     probe
@@ -177,7 +183,7 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
         "memory grew by {} KiB",
         rss_held - rss_before
     );
-    assert_eq!(conns_after, 0);
+    assert_eq!(conns_after, 0, "sessions left over:\n{left_over}");
     assert!(fds_after <= fds_before + 2, "{fds_before} -> {fds_after}");
     assert_eq!(&echoed, b"after\n");
     drop(probe); // a graceful stop waits for open sessions
