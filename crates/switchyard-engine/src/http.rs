@@ -531,11 +531,19 @@ impl Client<'_> {
         }
     }
 
-    /// The `option httplog` line of a request refused while its head was read, as HAProxy
+    /// Counts a request refused while its head was read, and writes its `option httplog`
+    /// line as HAProxy
     /// writes it: no server (`<NOSRV>`), no timers but the total since the request's first
     /// byte, `<BADREQ>` for the request line. `began` is `None` unless the frontend logs.
     fn log_refused(&self, status: u16, cause: Cause, began: Option<Instant>) {
         let frontend = &self.conn.frontend;
+        // HAProxy counts a refused head as a request, and an invalid one.
+        frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
+        frontend.counters.request_rate.add(now_ms());
+        frontend
+            .counters
+            .request_errors
+            .fetch_add(1, Ordering::Relaxed);
         let (Some(logger), Some(began)) = (frontend.log.logger.as_ref(), began) else {
             return;
         };
@@ -1211,6 +1219,11 @@ impl Client<'_> {
     /// `400` for a request that cannot be forwarded as it is framed; the connection closes.
     async fn refuse(&mut self, mut exchange: Exchange<'_>, error: h1::Error) -> Next {
         tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr, %error, "bad request");
+        self.conn
+            .frontend
+            .counters
+            .request_errors
+            .fetch_add(1, Ordering::Relaxed);
         exchange.cause = Cause::Proxy;
         exchange.state = SessionState::Request;
         self.local_reply(400, Some(&mut exchange)).await;

@@ -80,6 +80,9 @@ pub struct Counters {
     pub requests: AtomicU64,
     /// HTTP requests per second (`req_rate`, `req_rate_max`): frontends, with `requests`.
     pub request_rate: FreqCtr,
+    /// Requests refused as invalid (`ereq`): frontends, for heads that do not parse, do not
+    /// arrive whole within `timeout http-request` or frame their body wrongly.
+    pub request_errors: AtomicU64,
     /// HTTP responses by status class, 1xx to 5xx then other (`hrsp_1xx`..`hrsp_other`):
     /// frontends and backends count every response, servers those they sent.
     pub http_responses: [AtomicU64; 6],

@@ -373,6 +373,7 @@ impl Executor {
                 c.last_session.clear();
                 for counter in c.http_responses.iter().chain([
                     &c.requests,
+                    &c.request_errors,
                     &c.total,
                     &c.bytes_in,
                     &c.bytes_out,
@@ -710,6 +711,7 @@ fn frontend_stats(f: &Frontend, now_ms: u64) -> model::FrontendStats {
         req_rate: f.counters.request_rate.rate(now_ms),
         req_rate_max: f.counters.request_rate.max(),
         req_tot: f.counters.requests.load(Ordering::Relaxed),
+        ereq: f.counters.request_errors.load(Ordering::Relaxed),
         ..Default::default()
     }
 }

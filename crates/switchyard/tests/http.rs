@@ -855,11 +855,16 @@ fn the_log_times_a_slow_request_head_and_not_the_idle_time_before_it() {
 }
 
 #[test]
-fn refused_request_heads_are_logged_as_haproxy_does() {
+fn refused_request_heads_are_logged_and_counted_as_haproxy_does() {
     let server = Backend::start("a");
-    let port = free_port();
+    let (port, stats) = (free_port(), free_port());
+    let defaults = DEFAULTS.replacen(
+        "global\n",
+        &format!("global\n    stats socket ipv4@127.0.0.1:{stats} level user\n"),
+        1,
+    );
     let mut sy = start(&format!(
-        "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    timeout http-request 300ms\n\
+        "{defaults}listen web\n    bind 127.0.0.1:{port}\n    timeout http-request 300ms\n\
          \x20   server a 127.0.0.1:{}\n",
         server.port
     ));
@@ -895,8 +900,22 @@ fn refused_request_heads_are_logged_as_haproxy_does() {
         (250..3000).contains(&ta),
         "Ta of the timed-out head: {slow:?}"
     );
-    // Neither reached the server.
+    // Neither reached the server; each counts as a request and an invalid one, as in
+    // HAProxy 2.6 (`ereq`, `req_tot`, `hrsp_4xx`).
     assert_eq!(server.accepts(), 0);
+    let stat = switchyard_testkit::cli(stats, "show stat web 1 -1");
+    let (header, frontend) = (stat.lines().next().unwrap(), stat.lines().nth(1).unwrap());
+    let column = |name: &str| {
+        let at = header
+            .trim_start_matches("# ")
+            .split(',')
+            .position(|h| h == name)
+            .unwrap();
+        frontend.split(',').nth(at).unwrap().to_string()
+    };
+    for name in ["ereq", "req_tot", "hrsp_4xx"] {
+        assert_eq!(column(name), "2", "{name} in:\n{stat}");
+    }
 }
 
 /// The first line of `log` that contains `needle`.
