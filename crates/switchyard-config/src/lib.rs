@@ -19,7 +19,8 @@
 //!   only the stats page: see `stats` below),
 //!   `default_backend`, `use_backend` (unconditional), `balance`, `hash-type`, `server`,
 //!   `default-server`, `maxconn`, `fullconn`, `retries`, `option` (redispatch, tcplog, httplog,
-//!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap, the check options below;
+//!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap, forwardfor,
+//!   http-server-close, httpclose, http-keep-alive, http-ignore-probes, the check options below;
 //!   other HAProxy options warn), `no option`, `log`/`log global`/`no log`, `timeout *` (and the deprecated
 //!   `contimeout`/`clitimeout`/`srvtimeout`), `disabled`, `enabled`, `id`, `description`;
 //!   `acl`, `tcp-request`, `http-request`, `stick-table`, ... warn and are ignored;

@@ -355,6 +355,9 @@ pub struct ProxyOptions {
     pub http_server_close: bool,
     /// `option httpclose`: both connections close after each response (HTTP).
     pub httpclose: bool,
+    /// `option http-ignore-probes`: a connection closed or timed out before its first byte
+    /// is neither answered, counted nor logged (HTTP; browsers open such connections ahead).
+    pub http_ignore_probes: bool,
 }
 
 /// `option forwardfor`: the client's address goes to the server in a request header.

@@ -1052,6 +1052,7 @@ const IMPLEMENTED_OPTIONS: &[&str] = &[
     "dontlognull",
     "allbackups",
     "logasap",
+    "http-ignore-probes",
 ];
 
 /// Options HAProxy knows that Switchyard accepts and ignores.
@@ -1071,7 +1072,6 @@ const KNOWN_OPTIONS: &[&str] = &[
     "http-buffer-request",
     "http-drop-request-trailers",
     "http-drop-response-trailers",
-    "http-ignore-probes",
     "http-no-delay",
     "http-pretend-keepalive",
     "http-restrict-req-hdr-names",
@@ -1180,6 +1180,7 @@ fn parse_option(
         "dontlognull" => o.dontlognull = on,
         "allbackups" => o.allbackups = on,
         "logasap" => o.logasap = on,
+        "http-ignore-probes" => o.http_ignore_probes = on,
         _ if KNOWN_OPTIONS.contains(&name) => {
             sink.not_implemented(span, &format!("{prefix} {name}"))
         }

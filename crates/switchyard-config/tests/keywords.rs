@@ -714,13 +714,14 @@ fn listen_old_form_with_address() {
 
 #[test]
 fn proxy_settings() {
-    let p = ok("frontend fe\n bind :1\n maxconn 100\n description main  entry\n disabled\n enabled\n id 42\n option tcplog\n option clitcpka\n option logasap\n default_backend be\nbackend be\n fullconn 50\n retries 0\n option redispatch 2\n option srvtcpka\n option tcpka\n option allbackups\n option httplog\n option dontlognull\n disabled\n");
+    let p = ok("frontend fe\n bind :1\n maxconn 100\n description main  entry\n disabled\n enabled\n id 42\n option tcplog\n option clitcpka\n option logasap\n option http-ignore-probes\n default_backend be\nbackend be\n fullconn 50\n retries 0\n option redispatch 2\n option srvtcpka\n option tcpka\n option allbackups\n option httplog\n option dontlognull\n disabled\n");
     let fe = p.config.proxy("fe").unwrap();
     assert_eq!(
         (fe.maxconn, fe.description.as_deref(), fe.disabled, fe.id),
         (Some(100), Some("main entry"), false, 42)
     );
     assert!(fe.options.tcplog && fe.options.clitcpka && fe.options.logasap);
+    assert!(fe.options.http_ignore_probes);
     let be = p
         .config
         .proxies

@@ -95,6 +95,8 @@ pub struct FrontendHttp {
     pub forwardfor: Option<config::ForwardFor>,
     pub close: CloseMode,
     pub httplog: bool,
+    /// `option http-ignore-probes`.
+    pub ignore_probes: bool,
 }
 
 /// A backend's HTTP settings and its pool of idle server connections.
@@ -423,6 +425,15 @@ struct Client<'c> {
     deadlines: Deadlines,
 }
 
+/// Which request a head is awaited for.
+#[derive(Debug, Clone, Copy)]
+enum Awaited {
+    /// The connection's first, awaited since `opened`.
+    First { opened: Instant },
+    /// One after a response.
+    Next,
+}
+
 /// What became of a request: whether the client connection goes on to the next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
@@ -440,12 +451,14 @@ enum NoResponse {
 
 impl Client<'_> {
     async fn run(&mut self) {
-        let mut first = true;
+        let mut awaited = Awaited::First {
+            opened: Instant::now(),
+        };
         loop {
-            let Some((head, began)) = self.read_head(first).await else {
+            let Some((head, began)) = self.read_head(awaited).await else {
                 return;
             };
-            first = false;
+            awaited = Awaited::Next;
             // Boxed: an exchange's state is ~2.8 KB, and the connection's task would keep
             // that size while it waits for the next request (one allocation per request).
             if Box::pin(self.exchange(&head, began)).await == Next::Close {
@@ -458,7 +471,7 @@ impl Client<'_> {
     /// requests (HAProxy's `TR` runs from there to the head's end); `None` when the
     /// connection ends instead (closed, timed out, or a bad request answered with
     /// `400`/`408`).
-    async fn read_head(&mut self, first: bool) -> Option<(Head, Option<Instant>)> {
+    async fn read_head(&mut self, awaited: Awaited) -> Option<(Head, Option<Instant>)> {
         let logging = logs_requests(&self.conn.frontend);
         // Pipelined bytes already here began this request now.
         let mut began = (logging && !self.peer.buf.is_empty()).then(Instant::now);
@@ -466,10 +479,9 @@ impl Client<'_> {
         let ms = |limit: Option<Duration>| limit.map(|l| idle_start.saturating_add(millis(l)));
         let head_deadline = ms(self.head_limit);
         // Between requests `timeout http-keep-alive` applies until the first byte.
-        let idle_deadline = if first {
-            head_deadline
-        } else {
-            ms(self.keep_alive).into_iter().chain(head_deadline).min()
+        let idle_deadline = match awaited {
+            Awaited::First { .. } => head_deadline,
+            Awaited::Next => ms(self.keep_alive).into_iter().chain(head_deadline).min(),
         };
         // The server connection kept from the previous response is closed once the client
         // has been quiet for as long as the pool would keep it (HAProxy's
@@ -513,22 +525,56 @@ impl Client<'_> {
                 self.deadlines.within(limit, self.peer.read_more()).await
             };
             match read {
-                Some(Ok(0)) | Some(Err(_)) => return None,
+                // Closed (or reset) before the head's end: HAProxy's 400, `CR--`.
+                Some(Ok(0)) | Some(Err(_)) => {
+                    Box::pin(self.refuse_unfinished(400, Cause::ClientAbort, awaited, began)).await;
+                    return None;
+                }
                 Some(Ok(_)) => {
                     if logging && began.is_none() {
                         began = Some(Instant::now());
                     }
                 }
                 None if releases_own => self.own = None,
-                None if waiting => return None,
+                // Not finished in time: HAProxy's 408, `cR--`.
                 None => {
-                    // Part of a request, not finished in time: HAProxy's 408.
-                    self.log_refused(408, Cause::ClientTimeout, began);
-                    Box::pin(self.local_reply(408, None)).await;
+                    Box::pin(self.refuse_unfinished(408, Cause::ClientTimeout, awaited, began))
+                        .await;
                     return None;
                 }
             }
         }
+    }
+
+    /// Ends a connection whose request head did not come whole (`status` 400: closed
+    /// first; 408: timed out), as HAProxy does: a head cut short is answered, counted and
+    /// logged. So is a connection that never sent a byte, except that it is not logged
+    /// with `option dontlognull`, and is only closed with `option http-ignore-probes`
+    /// (browsers open connections ahead of need). Between requests, a client that sent
+    /// nothing is only closed.
+    async fn refuse_unfinished(
+        &mut self,
+        status: u16,
+        cause: Cause,
+        awaited: Awaited,
+        mut began: Option<Instant>,
+    ) {
+        if self.peer.buf.is_empty() {
+            let Awaited::First { opened } = awaited else {
+                return;
+            };
+            let frontend = &self.conn.frontend;
+            if frontend
+                .http
+                .as_ref()
+                .is_some_and(|http| http.ignore_probes)
+            {
+                return;
+            }
+            began = (logs_requests(frontend) && !frontend.log.dontlognull).then_some(opened);
+        }
+        self.log_refused(status, cause, began);
+        self.local_reply(status, None).await;
     }
 
     /// Counts a request refused while its head was read, and writes its `option httplog`

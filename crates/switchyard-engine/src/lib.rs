@@ -234,6 +234,7 @@ impl Engine {
                     forwardfor: proxy.options.forwardfor.clone(),
                     close: http::CloseMode::of(&proxy.options),
                     httplog: proxy.options.httplog,
+                    ignore_probes: proxy.options.http_ignore_probes,
                 }),
             });
             for bind in &proxy.binds {

@@ -1,7 +1,8 @@
 //! Test harness shared by the integration tests and benchmarks.
 //!
 //! * [`free_port`] / [`wait_for_port`]: loopback ports that are not handed out twice, not even
-//!   to another test binary running in parallel (nextest).
+//!   to another test binary running in parallel (nextest); [`is_listening`] tells a listener
+//!   is up without connecting to it.
 //! * [`ChildGuard`]: a spawned process whose output goes to files, killed when dropped.
 //! * [`PgInstance`]: a real, throw-away PostgreSQL server (run as the `postgres` OS user when the
 //!   tests run as root), driven with the real `psql` and `pgbench`.
@@ -70,7 +71,7 @@ pub use pg::{
     have_postgres, node_name_at, pg_bin_dir, pg_tool, pgbench, psql, require_postgres, PgInstance,
     PgbenchReport, NODE_TABLE,
 };
-pub use ports::{free_port, wait_for_port};
+pub use ports::{free_port, is_listening, wait_for_port};
 pub use process::{
     fds_and_rss, have_command, in_ci, promtool_check, require_command, run_with_timeout,
     tool_missing, ChildGuard,

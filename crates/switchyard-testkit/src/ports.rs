@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::sync::Mutex;
@@ -98,6 +98,66 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Whether a socket listens for TCP connections to `addr` in this network namespace, read
+/// from `/proc/net/tcp` and `/proc/net/tcp6` without connecting: a probe connection would be a
+/// session to the program under test (an HTTP frontend answers, counts and logs a connection
+/// that sends nothing, as HAProxy does). A listener on the wildcard address of `addr`'s
+/// family, or on IPv6 for an IPv4 `addr` (dual stack), counts. `None` when neither table can
+/// be read.
+pub fn is_listening(addr: SocketAddr) -> Option<bool> {
+    const LISTEN: &str = "0A";
+    let mut readable = false;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        readable = true;
+        let found = text.lines().skip(1).any(|line| {
+            let mut fields = line.split_whitespace().skip(1);
+            let (Some(local), Some(state)) = (fields.next(), fields.nth(1)) else {
+                return false;
+            };
+            state == LISTEN && proc_addr(local).is_some_and(|l| serves(l, addr))
+        });
+        if found {
+            return Some(true);
+        }
+    }
+    readable.then_some(false)
+}
+
+/// `HEXADDR:HEXPORT` of `/proc/net/tcp{,6}`: the address as 32-bit words in host order.
+fn proc_addr(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let mut bytes = Vec::with_capacity(16);
+    for word in ip.as_bytes().chunks(8) {
+        let word = u32::from_str_radix(std::str::from_utf8(word).ok()?, 16).ok()?;
+        bytes.extend_from_slice(&word.to_ne_bytes());
+    }
+    let ip: IpAddr = match bytes.len() {
+        4 => IpAddr::from(<[u8; 4]>::try_from(bytes).ok()?),
+        16 => IpAddr::from(<[u8; 16]>::try_from(bytes).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+/// Whether a listener on `listener` takes connections to `addr`.
+fn serves(listener: SocketAddr, addr: SocketAddr) -> bool {
+    if listener.port() != addr.port() {
+        return false;
+    }
+    let ip = match listener.ip() {
+        IpAddr::V6(v6) if addr.is_ipv4() => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => return v6.is_unspecified(),
+        },
+        ip => ip,
+    };
+    (ip.is_unspecified() && ip.is_ipv4() == addr.is_ipv4()) || ip == addr.ip()
+}
+
 /// Waits until a TCP connection to `addr` succeeds (the connection is closed at once).
 pub fn wait_for_port(addr: SocketAddr, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
@@ -153,5 +213,37 @@ mod tests {
         let start = Instant::now();
         assert!(wait_for_port(closed, Duration::from_millis(300)).is_err());
         assert!(start.elapsed() < Duration::from_secs(3));
+    }
+
+    #[test]
+    fn listeners_are_seen_without_connecting() {
+        let v4 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = v4.local_addr().unwrap();
+        assert_eq!(is_listening(addr), Some(true));
+        drop(v4);
+        assert_eq!(is_listening(addr), Some(false));
+        // Dual stack: `[::]:PORT` takes IPv4 connections to 127.0.0.1.
+        if let Ok(any6) = TcpListener::bind("[::]:0") {
+            let port = any6.local_addr().unwrap().port();
+            let loopback: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            assert_eq!(is_listening(loopback), Some(true));
+        }
+        // A connected socket is not a listener.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client_addr = client.local_addr().unwrap();
+        assert_eq!(is_listening(client_addr), Some(false));
+    }
+
+    #[test]
+    fn proc_addresses_decode_in_host_order() {
+        let v4 = proc_addr("0100007F:1F90").unwrap();
+        assert_eq!(v4, "127.0.0.1:8080".parse::<SocketAddr>().unwrap());
+        let mapped = proc_addr("0000000000000000FFFF00000100007F:0050").unwrap();
+        assert_eq!(
+            mapped,
+            "[::ffff:127.0.0.1]:80".parse::<SocketAddr>().unwrap()
+        );
+        assert!(proc_addr("zz:1").is_none());
     }
 }

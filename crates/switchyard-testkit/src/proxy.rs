@@ -109,7 +109,12 @@ impl Switchyard {
                 if let Some(status) = self.child.try_wait() {
                     bail!("switchyard exited ({status}) before {addr} accepted connections; output:\n{}", self.output_so_far());
                 }
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // Not by connecting: that would be a session (and, in HTTP, a logged and
+                // counted request) of its own.
+                let listening = crate::ports::is_listening(addr).unwrap_or_else(|| {
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                });
+                if listening {
                     break;
                 }
                 if Instant::now() >= deadline {

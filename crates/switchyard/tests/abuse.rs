@@ -147,7 +147,22 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
     let left_over = if conns_after == 0 {
         String::new()
     } else {
-        cli(stats, "show sess all")
+        // With the kernel's view of its sockets (state, queues, timers) on both sides.
+        let sockets = std::process::Command::new("ss")
+            .args(["-tano", "state", "all"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_else(|e| format!("ss: {e}"));
+        let ours: Vec<&str> = sockets
+            .lines()
+            .filter(|l| l.contains(&format!(":{front} ")) || l.contains(&format!(":{backend} ")))
+            .filter(|l| !l.contains("LISTEN"))
+            .collect();
+        format!(
+            "{}\nsockets of :{front} and :{backend}:\n{}",
+            cli(stats, "show sess all"),
+            ours.join("\n")
+        )
     };
     let (fds_after, rss_after) = switchyard_testkit::fds_and_rss(pid);
     let mut probe = TcpStream::connect(("127.0.0.1", front)).unwrap();

@@ -710,7 +710,7 @@ fn idle_connections_close_after_keep_alive_or_client_timeout() {
     assert!(took < Duration::from_millis(2500), "{took:?}");
 
     // With neither `http-request` nor `http-keep-alive`, `timeout client` bounds a
-    // connection that never sends a request.
+    // connection that never sends a request; it is answered `408`, as in HAProxy.
     let port = free_port();
     let _sy = start(&format!(
         "{DEFAULTS}listen quiet\n    bind 127.0.0.1:{port}\n    timeout client 600ms\n\
@@ -719,7 +719,7 @@ fn idle_connections_close_after_keep_alive_or_client_timeout() {
     ));
     let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let (took, seen) = until_closed(client);
-    assert!(seen.is_empty(), "{seen}");
+    assert!(seen.starts_with("HTTP/1.1 408 "), "{seen}");
     assert!(took >= Duration::from_millis(500), "{took:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
 }
@@ -916,6 +916,152 @@ fn refused_request_heads_are_logged_and_counted_as_haproxy_does() {
     for name in ["ereq", "req_tot", "hrsp_4xx"] {
         assert_eq!(column(name), "2", "{name} in:\n{stat}");
     }
+}
+
+#[test]
+fn connections_that_send_nothing_are_answered_counted_and_logged_as_haproxy_does() {
+    let server = Backend::start("a");
+    let stats = free_port();
+    let defaults = DEFAULTS.replacen(
+        "global\n",
+        &format!("global\n    stats socket ipv4@127.0.0.1:{stats} level user\n"),
+        1,
+    );
+    // One frontend per treatment: HAProxy's default, `dontlognull`, `http-ignore-probes`.
+    let names = ["plain", "quiet", "probes"];
+    let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
+    let mut config = defaults;
+    for ((name, port), option) in names.iter().zip(&ports).zip([
+        "",
+        "    option dontlognull\n",
+        "    option http-ignore-probes\n",
+    ]) {
+        config += &format!(
+            "listen {name}\n    bind 127.0.0.1:{port}\n    timeout http-request 300ms\n\
+             {option}    server a 127.0.0.1:{}\n",
+            server.port
+        );
+    }
+    let mut sy = start(&config);
+    let reply_to = |mut client: TcpStream| {
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut reply = Vec::new();
+        let _ = client.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    let connect = |port: u16| TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for (name, &port) in names.iter().zip(&ports) {
+        let answers = *name != "probes";
+        let status = |reply: &str, code: &str| {
+            if answers {
+                assert!(
+                    reply.starts_with(&format!("HTTP/1.1 {code} ")),
+                    "{name}: {reply}"
+                );
+            } else {
+                assert_eq!(reply, "", "{name}");
+            }
+        };
+        // Closed before any byte.
+        drop(connect(port));
+        // Half-closed after 200 ms without a byte: HAProxy's `400` (`CR--`).
+        let client = connect(port);
+        std::thread::sleep(Duration::from_millis(200));
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        status(&reply_to(client), "400");
+        // Nothing until `timeout http-request`: `408` (`cR--`).
+        status(&reply_to(connect(port)), "408");
+        // Between requests a client may leave, or stay quiet until its timeout, unnoticed.
+        for leave in [true, false] {
+            let mut client = connect(port);
+            client
+                .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut reply = BufReader::new(client.try_clone().unwrap());
+            let mut line = String::new();
+            reply.read_line(&mut line).unwrap();
+            assert!(line.starts_with("HTTP/1.1 200 "), "{name}: {line}");
+            if leave {
+                client.shutdown(std::net::Shutdown::Both).unwrap();
+            } else {
+                let rest = reply_to(client);
+                assert!(!rest.contains("HTTP/1.1 408"), "{name}: {rest}");
+            }
+        }
+        // Part of a head, then a half-close: `400` (`CR--`) whatever the options.
+        let mut client = connect(port);
+        client.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+        client.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(reply_to(client).starts_with("HTTP/1.1 400 "), "{name}");
+    }
+    sy.wait_for_output("probes probes/<NOSRV>", Duration::from_secs(5))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let log = sy.stdout_so_far();
+    // `frontend status termination` of every refused request, in order.
+    let refused: Vec<String> = log
+        .lines()
+        .filter(|l| l.ends_with(" \"<BADREQ>\""))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            assert_eq!(f[3], format!("{}/<NOSRV>", f[2]), "{l}");
+            assert!(f[4].starts_with("-1/-1/-1/-1/"), "{l}");
+            format!("{} {} {}", f[2], f[5], f[9])
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            "plain 400 CR--",
+            "plain 400 CR--",
+            "plain 408 cR--",
+            "plain 400 CR--",
+            "quiet 400 CR--",
+            "probes 400 CR--",
+        ],
+        "{log}"
+    );
+    // `Ta` of a connection that sent nothing runs from its start.
+    let half_closed = log
+        .lines()
+        .filter(|l| l.contains(" plain plain/<NOSRV> "))
+        .nth(1)
+        .unwrap();
+    let ta: u64 = half_closed.split_whitespace().nth(4).unwrap()[12..]
+        .parse()
+        .unwrap();
+    assert!((150..3000).contains(&ta), "{half_closed}");
+    // Counted as HAProxy 2.6 counts them (its numbers for this sequence), also with
+    // `dontlognull`; probes ignored are not counted at all.
+    let stat = switchyard_testkit::cli(stats, "show stat -1 1 -1");
+    let header: Vec<&str> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    for (name, [ereq, req_tot, hrsp_4xx]) in
+        names
+            .iter()
+            .zip([["4", "6", "4"], ["4", "6", "4"], ["1", "3", "1"]])
+    {
+        let row: Vec<&str> = stat
+            .lines()
+            .find(|l| l.starts_with(&format!("{name},FRONTEND,")))
+            .unwrap()
+            .split(',')
+            .collect();
+        let column = |c: &str| row[header.iter().position(|h| *h == c).unwrap()];
+        assert_eq!(
+            [column("ereq"), column("req_tot"), column("hrsp_4xx")],
+            [ereq, req_tot, hrsp_4xx],
+            "{name}: ereq, req_tot, hrsp_4xx in\n{stat}"
+        );
+    }
+    assert_eq!(server.accepts(), 3, "one server connection per frontend");
 }
 
 /// The first line of `log` that contains `needle`.
