@@ -26,6 +26,9 @@ environment:
   BENCH_CONN_CLIENTS  concurrent clients of the short-connection test (default 32)
   BENCH_LAT_RATE    requests/s of the open-loop latency test (default 5000)
   BENCH_LAT_CONNS   persistent connections of the latency test (default 16)
+  BENCH_LAT_RETRIES re-runs of a latency run whose load generator lagged (default 2)
+  BENCH_LAT_MAX_LAG sender-lag p99 (us) above which a latency run is re-run (default:
+                    1.5 x the quietest run's, at least 30)
   BENCH_IDLE_CONNS  idle proxied connections for the memory test (default 10000; lowered
                     to fit the open-files limit)
   BENCH_SOURCES     client source addresses 127.0.0.1..N for short/idle connections (default 8)
@@ -55,6 +58,7 @@ WARMUP="${BENCH_WARMUP:-2}"
 [[ "$QUICK" == 1 && -z "${BENCH_WARMUP:-}" ]] && WARMUP=1
 CONN_CLIENTS="${BENCH_CONN_CLIENTS:-32}"   # short TCP connections: concurrent clients
 MSG_SIZE=64                                 # request (= echo) size of the echo tests
+LAT_RETRIES="${BENCH_LAT_RETRIES:-2}"        # re-runs of a latency run whose sender lagged
 LAT_RATE="${BENCH_LAT_RATE:-5000}"         # open-loop latency: requests/s in total
 LAT_CONNS="${BENCH_LAT_CONNS:-16}"         # ... over this many persistent connections
 IDLE_CONNS="${BENCH_IDLE_CONNS:-10000}"    # memory: idle proxied connections
@@ -567,23 +571,65 @@ run_connrate() { # path rep -> connections/s and, for proxies, CPU µs per conne
     sleep 0.5
 }
 
-run_latency() { # path rep -> p50/p99/p99.9 in microseconds
+# Per path:rep, the latency test's last attempt: "p50 p99 p99.9 sender-lag" (microseconds).
+declare -A LAT_RESULT=()
+LAT_RERUNS=0
+
+run_latency() { # path rep -> LAT_RESULT[path:rep]
     local path="$1" rep="$2" out p50 p99 p999 lost lag
     if ! alive "$path"; then
-        log "lat $path rep $rep: proxy is not running"; record lat.p50 "$path" "$rep" FAIL; return
+        log "lat $path rep $rep: proxy is not running"; LAT_RESULT["$path:$rep"]="FAIL FAIL FAIL NA"; return
     fi
     out="$(loadgen_pin "$BENCH_BIN" latency --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -c "$LAT_CONNS" -r "$LAT_RATE" \
         -d "$DURATION" --warmup 0.5 --size "$MSG_SIZE" 2>&1)"
-    printf '%s\n' "$out" >"$WORK/lat-$path-$rep.log"
+    printf '%s\n' "$out" >>"$WORK/lat-$path-$rep.log"
     p50="$(kv p50_us "$out")"; p99="$(kv p99_us "$out")"; p999="$(kv p999_us "$out")"
     lost="$(kv lost "$out")"; lag="$(kv sched_lag_p99_us "$out")"
     [[ -n "$p50" ]] || log "lat $path rep $rep: failed: $out"
     [[ -n "$lost" && "$lost" != 0 ]] && log "lat $path rep $rep: $lost requests without an answer"
-    record lat.p50 "$path" "$rep" "${p50:-FAIL}"
-    record lat.p99 "$path" "$rep" "${p99:-FAIL}"
-    record lat.p999 "$path" "$rep" "${p999:-FAIL}"
+    LAT_RESULT["$path:$rep"]="${p50:-FAIL} ${p99:-FAIL} ${p999:-FAIL} ${lag:-NA}"
     printf '  %-9s %-10s rep %d: p50 %8s us  p99 %8s us  p99.9 %8s us   (sender lag p99 %s us)\n' \
         lat "$path" "$rep" "${p50:-FAIL}" "${p99:-FAIL}" "${p999:-FAIL}" "${lag:-?}"
+}
+
+# The load generator measures how late its own sends leave (sender lag): when the machine is
+# busy elsewhere (the VM's neighbours, a stray daemon) that lag rises and the run's tail
+# percentiles measure the machine, not the path. A run whose sender-lag p99 exceeds the bound
+# (BENCH_LAT_MAX_LAG, else 1.5 x the quietest run's, at least 30 us) is run again, up to
+# BENCH_LAT_RETRIES times; the last attempt counts, whatever its lag.
+rerun_noisy_latency() {
+    local bound key path rep lag attempt
+    bound="${BENCH_LAT_MAX_LAG:-}"
+    if [[ -z "$bound" ]]; then
+        bound="$(for key in "${!LAT_RESULT[@]}"; do read -r _ _ _ lag <<<"${LAT_RESULT[$key]}"; echo "$lag"; done |
+            awk '$1 + 0 > 0 && (m == "" || $1 + 0 < m) { m = $1 + 0 } END { if (m != "") { b = 1.5 * m; if (b < 30) b = 30; printf "%.1f\n", b } }')"
+    fi
+    [[ -n "$bound" ]] || return
+    for rep in $(seq 1 "$REPS"); do
+        for path in "${PATHS[@]}"; do
+            for attempt in $(seq 1 "$LAT_RETRIES"); do
+                read -r _ _ _ lag <<<"${LAT_RESULT["$path:$rep"]}"
+                awk -v l="$lag" -v b="$bound" 'BEGIN { exit !(l != "NA" && l + 0 > b + 0) }' || break
+                log "lat $path rep $rep: sender lag p99 $lag us > $bound us (the machine was busy): run again ($attempt of $LAT_RETRIES)"
+                LAT_RERUNS=$((LAT_RERUNS + 1))
+                sleep 1
+                run_latency "$path" "$rep"
+            done
+        done
+    done
+}
+
+record_latency() {
+    local key path rep p50 p99 p999 lag
+    for rep in $(seq 1 "$REPS"); do
+        for path in "${PATHS[@]}"; do
+            read -r p50 p99 p999 lag <<<"${LAT_RESULT["$path:$rep"]:-FAIL FAIL FAIL NA}"
+            record lat.p50 "$path" "$rep" "$p50"
+            record lat.p99 "$path" "$rep" "$p99"
+            record lat.p999 "$path" "$rep" "$p999"
+            [[ "$lag" != NA ]] && record lat.lag "$path" "$rep" "$lag"
+        done
+    done
 }
 
 wrk_ms() { # wrk latency text (e.g. 512.00us, 1.20ms, 2.00s) -> milliseconds
@@ -694,6 +740,8 @@ echo "== 5. open-loop latency: $LAT_RATE req/s of ${MSG_SIZE} B over $LAT_CONNS 
 for rep in $(seq 1 "$REPS"); do
     for path in "${PATHS[@]}"; do run_latency "$path" "$rep"; done
 done
+rerun_noisy_latency
+record_latency
 
 if [[ "$HTTP" == 1 ]]; then
     echo "== 6. HTTP: wrk -t $WRK_THREADS -c $WRK_CONNS -d ${DURATION}s, mode http on both proxies"
@@ -729,6 +777,7 @@ METRICS=(
     "lat.p50|echo latency p50 ($LAT_RATE/s)|us|0"
     "lat.p99|echo latency p99 ($LAT_RATE/s)|us|0|tail"
     "lat.p999|echo latency p99.9 ($LAT_RATE/s)|us|0|tail"
+    "lat.lag|load generator's sender lag p99 (noise)|us|0|tail"
 )
 if [[ "$HTTP" == 1 ]]; then
     METRICS+=(
@@ -797,6 +846,8 @@ echo "== medians of $REPS interleaved runs, ${DURATION}s each (latency, CPU, mem
 table text
 echo "$ADDED_NOTE"
 [[ -n "$NOISE_NOTE" ]] && echo "$NOISE_NOTE"
+LAT_NOTE="latency runs run again because the load generator lagged (the machine was busy): $LAT_RERUNS"
+echo "$LAT_NOTE"
 
 # ---------------------------------------------------------------------------- report
 SHA="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo nogit)"
@@ -880,6 +931,8 @@ version_of() { "$@" 2>&1 | head -1; }
     table md
     echo
     echo "${ADDED_NOTE^}."
+    echo
+    echo "${LAT_NOTE^}; the sender-lag row shows how quiet the machine was during the latency runs that count."
     if [[ -n "$NOISE_NOTE" ]]; then
         echo
         echo "**$NOISE_NOTE.**"
