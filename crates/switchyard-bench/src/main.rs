@@ -104,6 +104,10 @@ enum Cmd {
         /// Give up holding after this many seconds.
         #[arg(long, default_value_t = 120.0)]
         hold: f64,
+        /// The round trip is one keep-alive HTTP/1.1 `GET /` and its response (the target
+        /// is a `mode http` proxy), instead of an echoed line.
+        #[arg(long)]
+        http: bool,
     },
 }
 
@@ -159,7 +163,15 @@ fn main() -> Result<()> {
             sources,
             parallel,
             hold: h,
-        } => runtime(2)?.block_on(hold(target, count, sources, parallel.max(1), secs(h)?)),
+            http,
+        } => runtime(2)?.block_on(hold(
+            target,
+            count,
+            sources,
+            parallel.max(1),
+            secs(h)?,
+            http,
+        )),
     }
 }
 
@@ -343,6 +355,25 @@ async fn round_trip(
     Ok(())
 }
 
+/// One keep-alive `GET /`; reads the response head and its `content-length` body.
+async fn http_round_trip(s: &mut tokio::net::TcpStream) -> std::io::Result<()> {
+    s.write_all(b"GET / HTTP/1.1\r\nhost: bench\r\n\r\n")
+        .await?;
+    let mut got = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(head_end) = find(&got, b"\r\n\r\n") {
+            if got.len() >= head_end + 4 + content_length(&got[..head_end]) {
+                return Ok(());
+            }
+        }
+        match s.read(&mut chunk).await? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 async fn connrate(
     target: SocketAddr,
     concurrency: usize,
@@ -406,6 +437,7 @@ async fn hold(
     sources: u8,
     parallel: usize,
     hold: Duration,
+    http: bool,
 ) -> Result<()> {
     connect(target, 0, 1)
         .await
@@ -418,8 +450,12 @@ async fn hold(
         tasks.push(tokio::spawn(async move {
             let one = async {
                 let mut s = connect(target, i, sources).await?;
-                let mut resp = [0u8; 16];
-                round_trip(&mut s, b"idle-connection\n", &mut resp).await?;
+                if http {
+                    http_round_trip(&mut s).await?;
+                } else {
+                    let mut resp = [0u8; 16];
+                    round_trip(&mut s, b"idle-connection\n", &mut resp).await?;
+                }
                 Ok::<_, std::io::Error>(s)
             };
             let r = tokio::time::timeout(Duration::from_secs(10), one).await;

@@ -15,7 +15,7 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::io;
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::os::fd::{AsFd, OwnedFd};
 use std::pin::Pin;
@@ -531,35 +531,45 @@ impl Direction {
     /// Reads into a pooled buffer. `Ok(false)` is end of stream.
     fn read_in(&mut self, from: &TcpStream) -> io::Result<bool> {
         let mut buffer = take_buffer();
-        match from.try_read(&mut buffer) {
+        let capacity = buffer.len();
+        // A short read means the socket is drained. It is reported to tokio as "would
+        // block" from inside `try_io`, so tokio drops the readiness it observed *before*
+        // the read and keeps any that arrived since: no extra read() that would only return
+        // EAGAIN, and no wake-up lost (clearing after the read returned could drop the
+        // event of bytes that arrived in between).
+        let mut drained = 0;
+        let read = from.try_io(Interest::READABLE, || {
+            let read = (&*socket2::SockRef::from(from)).read(&mut buffer)?;
+            if read > 0 && read < capacity {
+                drained = read;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(read)
+        });
+        match read {
+            Err(_) if drained > 0 => self.buffered(buffer, drained),
             Ok(0) => {
                 give_buffer(buffer);
                 Ok(false)
             }
             Ok(read) => {
-                if read == buffer.len() {
-                    self.bulk = true;
-                } else {
-                    // A short read means the socket is drained: drop the readiness now
-                    // instead of paying one more read() that would only return EAGAIN.
-                    // Tokio keeps readiness that arrived after we observed it, so no
-                    // wake-up is lost.
-                    let _ = from.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                    });
-                }
-                self.stage = Stage::Buffered {
-                    buffer,
-                    start: 0,
-                    end: read,
-                };
-                Ok(true)
+                self.bulk = true;
+                self.buffered(buffer, read)
             }
             Err(e) => {
                 give_buffer(buffer);
                 Err(e)
             }
         }
+    }
+
+    fn buffered(&mut self, buffer: Box<[u8]>, end: usize) -> io::Result<bool> {
+        self.stage = Stage::Buffered {
+            buffer,
+            start: 0,
+            end,
+        };
+        Ok(true)
     }
 
     /// Splices from the socket into a pooled pipe. `Ok(false)` is end of stream.

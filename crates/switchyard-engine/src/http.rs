@@ -56,8 +56,9 @@ use switchyard_h1::{self as h1, Framing, Head, Version};
 
 /// Idle server connections kept per backend; more are closed when released.
 const POOL_LIMIT: usize = 256;
-/// An idle server connection older than this is closed rather than reused (HAProxy's
-/// `pool-purge-delay` default), so servers' own keep-alive timeouts rarely race a reuse.
+/// An idle server connection is closed after this long unused (HAProxy's
+/// `pool-purge-delay` default): idle clients do not pin server connections, and servers' own
+/// keep-alive timeouts rarely race a reuse.
 const POOL_IDLE: Duration = Duration::from_secs(5);
 /// A connection idle this long may meet the server's keep-alive timeout (Apache's and
 /// Node's are 5 s) just as a request goes out on it: a safe request written on it goes
@@ -105,8 +106,18 @@ pub struct BackendHttp {
     pub forwardfor: Option<config::ForwardFor>,
     pub close: CloseMode,
     pub cookie: Option<config::Cookie>,
+    pool: Arc<Pool>,
+}
+
+/// A backend's idle server connections. As in HAProxy (`http-reuse safe`), a connection
+/// goes back to its backend's pool as soon as a response is over, for any client's next
+/// request: a client that stays idle holds no server connection.
+#[derive(Debug, Default)]
+struct Pool {
     /// Oldest first: connections are pushed as they become idle and never reordered.
-    pool: Mutex<VecDeque<Idle>>,
+    idle: Mutex<VecDeque<Idle>>,
+    /// Whether a task is closing connections as they pass `POOL_IDLE`.
+    purging: AtomicBool,
 }
 
 impl BackendHttp {
@@ -115,30 +126,22 @@ impl BackendHttp {
             forwardfor: proxy.options.forwardfor.clone(),
             close: CloseMode::of(&proxy.options),
             cookie: proxy.cookie.clone(),
-            pool: Mutex::new(VecDeque::new()),
+            pool: Arc::default(),
         }
-    }
-
-    fn pool(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.pool
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// An idle, still open connection to `server`: the most recently used, the least
-    /// likely to meet the server's own keep-alive timeout. Expired connections leave from
-    /// the front of the pool, so a request looks at a few entries rather than all.
-    fn take_idle(&self, server: &Arc<Server>) -> Option<Idle> {
-        let mut pool = self.pool();
-        if let Some(cutoff) = Instant::now().checked_sub(POOL_IDLE) {
-            while pool.front().is_some_and(|idle| idle.since <= cutoff) {
-                pool.pop_front();
-            }
-        }
+    /// likely to meet the server's own keep-alive timeout. A client connection's first
+    /// request only takes a connection that has already been kept alive after a response
+    /// and carried another request (HAProxy's `http-reuse safe`): a client cannot know to
+    /// retry a first request that a server's close cuts off, and browsers do not.
+    fn take_idle(&self, server: &Arc<Server>, first_request: bool) -> Option<Idle> {
+        let mut pool = self.pool.lock();
+        Pool::expire(&mut pool, Instant::now());
         loop {
-            let index = pool
-                .iter()
-                .rposition(|idle| Arc::ptr_eq(&idle.server, server))?;
+            let index = pool.iter().rposition(|idle| {
+                Arc::ptr_eq(&idle.server, server) && (!first_request || idle.conn.served >= 2)
+            })?;
             let idle = pool.remove(index)?;
             if idle.conn.is_open() {
                 return Some(idle);
@@ -152,12 +155,59 @@ impl BackendHttp {
         if !idle.conn.is_open() {
             return;
         }
-        let mut pool = self.pool();
-        if pool.len() >= POOL_LIMIT {
-            pool.retain(|idle| idle.conn.is_open());
-        }
-        if pool.len() < POOL_LIMIT {
+        {
+            let mut pool = self.pool.lock();
+            if pool.len() >= POOL_LIMIT {
+                pool.retain(|idle| idle.conn.is_open());
+            }
+            if pool.len() >= POOL_LIMIT {
+                return;
+            }
             pool.push_back(idle);
+        }
+        if !self.pool.purging.swap(true, Ordering::AcqRel) {
+            tokio::spawn(Pool::purge(Arc::clone(&self.pool)));
+        }
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Closes the connections idle for `POOL_IDLE`; they are at the front.
+    fn expire(pool: &mut VecDeque<Idle>, now: Instant) {
+        if let Some(cutoff) = now.checked_sub(POOL_IDLE) {
+            while pool.front().is_some_and(|idle| idle.since <= cutoff) {
+                pool.pop_front();
+            }
+        }
+    }
+
+    /// Closes idle connections as they expire, so that a pool no request draws from does
+    /// not keep them open; ends when the pool is empty (the next `put_idle` starts another).
+    /// One timer per backend, armed for the oldest connection.
+    async fn purge(pool: Arc<Pool>) {
+        loop {
+            let oldest = {
+                let mut idle = pool.lock();
+                Pool::expire(&mut idle, Instant::now());
+                idle.front().map(|idle| idle.since)
+            };
+            match oldest {
+                Some(since) => tokio::time::sleep_until((since + POOL_IDLE).into()).await,
+                None => {
+                    pool.purging.store(false, Ordering::Release);
+                    // A connection pooled between the check and the store found the flag
+                    // still set and started no task: this one goes on for it.
+                    if pool.lock().is_empty() || pool.purging.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                }
+            }
         }
     }
 }
@@ -175,6 +225,8 @@ struct Idle {
 struct Peer {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Exchanges (request and response) completed over this connection.
+    served: u32,
 }
 
 impl Peer {
@@ -182,6 +234,7 @@ impl Peer {
         Peer {
             stream,
             buf: Vec::new(),
+            served: 0,
         }
     }
 
@@ -319,7 +372,6 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
         close: settings
             .close
             .max(backend_http.map_or(CloseMode::KeepAlive, |b| b.close)),
-        own: None,
         deadlines: Deadlines::new(
             [
                 timeouts.http_request,
@@ -352,10 +404,6 @@ pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
             Poll::Pending
         })
         .await;
-    }
-    // The client is gone: its server connection goes to the backend's pool.
-    if let (Some(idle), Some(pool)) = (client.own.take(), backend_http) {
-        pool.put_idle(idle);
     }
 }
 
@@ -418,10 +466,6 @@ struct Client<'c> {
     head_limit: Option<Duration>,
     keep_alive: Option<Duration>,
     close: CloseMode,
-    /// The server connection the last response came over, kept for this client's next
-    /// request to the same server: a client's requests stay on one server connection
-    /// instead of taking whichever idle one the backend's pool offers.
-    own: Option<Idle>,
     deadlines: Deadlines,
 }
 
@@ -461,7 +505,9 @@ impl Client<'_> {
             awaited = Awaited::Next;
             // Boxed: an exchange's state is ~2.8 KB, and the connection's task would keep
             // that size while it waits for the next request (one allocation per request).
-            if Box::pin(self.exchange(&head, began)).await == Next::Close {
+            let next = Box::pin(self.exchange(&head, began)).await;
+            self.peer.served = self.peer.served.saturating_add(1);
+            if next == Next::Close {
                 return;
             }
         }
@@ -483,11 +529,6 @@ impl Client<'_> {
             Awaited::First { .. } => head_deadline,
             Awaited::Next => ms(self.keep_alive).into_iter().chain(head_deadline).min(),
         };
-        // The server connection kept from the previous response is closed once the client
-        // has been quiet for as long as the pool would keep it (HAProxy's
-        // `pool-purge-delay`): idle clients must not pin server connections indefinitely.
-        // Checked at the connection's tick, so up to a quarter of its shortest timeout late.
-        let own_expiry = ms(Some(POOL_IDLE));
         loop {
             if !self.peer.buf.is_empty() {
                 // The parse result is not kept across the reply's write: it would take
@@ -507,16 +548,11 @@ impl Client<'_> {
                 }
             }
             let waiting = self.peer.buf.is_empty();
-            let mut limit = if waiting {
+            let limit = if waiting {
                 idle_deadline
             } else {
                 head_deadline
             };
-            let releases_own =
-                self.own.is_some() && own_expiry.is_some_and(|own| limit.is_none_or(|l| own < l));
-            if releases_own {
-                limit = own_expiry;
-            }
             let read = if waiting {
                 self.deadlines
                     .within(limit, self.peer.wait_readable())
@@ -535,7 +571,6 @@ impl Client<'_> {
                         began = Some(Instant::now());
                     }
                 }
-                None if releases_own => self.own = None,
                 // Not finished in time: HAProxy's 408, `cR--`.
                 None => {
                     Box::pin(self.refuse_unfinished(408, Cause::ClientTimeout, awaited, began))
@@ -809,14 +844,12 @@ impl Client<'_> {
         let mut fresh_only = false;
         let (mut server_conn, response, lease) = loop {
             let mut report = std::mem::take(&mut exchange.report);
-            let own = &mut self.own;
+            let first_request = self.peer.served == 0;
             let mut reuse = |server: &Arc<Server>| {
                 if fresh_only || close != CloseMode::KeepAlive {
                     return None;
                 }
-                let mine = own.take_if(|idle| Arc::ptr_eq(&idle.server, server));
-                mine.filter(|idle| idle.conn.is_open())
-                    .or_else(|| settings.take_idle(server))
+                settings.take_idle(server, first_request)
             };
             let connected = connect_server(
                 &backend,
@@ -1090,27 +1123,21 @@ impl Client<'_> {
         }
         // Bytes after the response are a broken server: its connection is not reused.
         if reusable && server_conn.buf.is_empty() {
-            server_conn.release();
-            self.keep_own(&backend, server, server_conn);
+            if let Some(pool) = backend.http.as_ref() {
+                server_conn.release();
+                server_conn.served = server_conn.served.saturating_add(1);
+                pool.put_idle(Idle {
+                    server,
+                    conn: server_conn,
+                    since: Instant::now(),
+                });
+            }
         }
         exchange.finish();
         if client_continues {
             Next::Request
         } else {
             Next::Close
-        }
-    }
-
-    /// Keeps `conn` for this client's next request; a connection kept before, to another
-    /// server, goes to the pool.
-    fn keep_own(&mut self, backend: &Backend, server: Arc<Server>, conn: Peer) {
-        let previous = self.own.replace(Idle {
-            server,
-            conn,
-            since: Instant::now(),
-        });
-        if let (Some(previous), Some(pool)) = (previous, backend.http.as_ref()) {
-            pool.put_idle(previous);
         }
     }
 

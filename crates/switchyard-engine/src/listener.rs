@@ -124,7 +124,7 @@ impl Listener {
                     };
                     // Boxed before spawning: the task then moves a pointer instead of
                     // copying the session's whole future through each layer of the spawn.
-                    tokio::spawn(Box::pin(Box::new(session).run()));
+                    tokio::spawn(Box::new(session).into_task());
                 }
                 Err(error) => {
                     // Running out of descriptors or memory: back off briefly instead of

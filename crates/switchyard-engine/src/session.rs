@@ -1,8 +1,10 @@
 //! One proxied TCP session: pick a server (queueing if needed), connect with retries and
 //! redispatch, forward, then log the way HAProxy's `option tcplog` does.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,7 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::forward::{self, ByteSink, Ending, Limits, Side};
 use crate::select::{self, Lease, NoServer};
-use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionInfo};
+use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionGuard, SessionInfo};
 
 /// Everything a session needs, owned so the task is `'static`.
 pub struct Session {
@@ -107,10 +109,23 @@ impl ByteSink for Sinks<'_> {
 }
 
 impl Session {
+    /// The session's task. HTTP and TCP sessions are different futures: a task keeps the
+    /// size of its largest state for its whole life, and one future for both made every
+    /// HTTP connection carry a TCP relay's state beside its own (boxed) one.
+    pub fn into_task(self: Box<Self>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        if self.frontend.http.is_some() {
+            Box::pin(self.run_http())
+        } else {
+            Box::pin(self.run_tcp())
+        }
+    }
+
+    /// What every session does first: the PROXY header, the TLS handshake, counters, the
+    /// connection's log line, its registration. `None`: the connection ended there.
+    ///
     /// Boxed: an `async fn` keeps a by-value argument twice in its state (the argument and
     /// the local it is moved into), and the session's fields would be both for its life.
-    pub async fn run(mut self: Box<Self>) {
-        let tls_terminated = self.tls.is_some();
+    async fn start(mut self: Box<Self>) -> Option<(Box<Self>, SessionGuard)> {
         let process = Arc::clone(&self.process);
         let frontend = Arc::clone(&self.frontend);
         if self.accept_proxy {
@@ -125,7 +140,7 @@ impl Session {
                 Err(error) => {
                     // As HAProxy: the connection is closed without forwarding anything.
                     tracing::warn!(frontend = %frontend.name, client = %self.client_addr, %error, "PROXY protocol header rejected");
-                    return;
+                    return None;
                 }
             }
         }
@@ -147,7 +162,7 @@ impl Session {
                 Ok(client) => client,
                 Err(error) => {
                     tracing::debug!(frontend = %frontend.name, client = %client_addr, %error, "TLS handshake failed");
-                    return;
+                    return None;
                 }
             };
             *self = Session {
@@ -183,40 +198,45 @@ impl Session {
             }
         }
 
-        let client_addr = self.client_addr;
-        let accepted_at = self.accepted_at;
-        let accepted = self.accepted;
         let registered = process.sessions.register(
             self.client_addr,
             self.local_addr,
             &frontend,
             process.generation,
         );
-        if frontend.http.is_some() {
-            // HTTP logs one line per request (`option httplog`), not one per connection.
-            let connection = crate::http::Connection {
-                process: Arc::clone(&process),
-                frontend: Arc::clone(&frontend),
-                client_addr,
-                local_addr: self.local_addr,
-                tls: tls_terminated,
-            };
-            // Boxed: the task is as large as its largest state, and TCP sessions (most of
-            // them, and idle for long) should not carry the size of an HTTP connection's.
-            Box::pin(crate::http::serve(
-                connection,
-                self.client,
-                &registered.info,
-            ))
-            .await;
-            drop(registered);
-            frontend.counters.session_ended();
-            if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
-                process.idle.notify_waiters();
-            }
+        Some((self, registered))
+    }
+
+    /// A `mode http` connection: HTTP logs one line per request (`option httplog`), not one
+    /// per connection.
+    async fn run_http(self: Box<Self>) {
+        let tls = self.tls.is_some();
+        let Some((session, registered)) = self.start().await else {
             return;
+        };
+        let (process, frontend) = (Arc::clone(&session.process), Arc::clone(&session.frontend));
+        let connection = crate::http::Connection {
+            process: Arc::clone(&process),
+            frontend: Arc::clone(&frontend),
+            client_addr: session.client_addr,
+            local_addr: session.local_addr,
+            tls,
+        };
+        crate::http::serve(connection, session.client, &registered.info).await;
+        drop(registered);
+        frontend.counters.session_ended();
+        if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+            process.idle.notify_waiters();
         }
-        let outcome = self.proxy(&registered.info).await;
+    }
+
+    /// A `mode tcp` session: relayed, then logged as `option tcplog` does.
+    async fn run_tcp(self: Box<Self>) {
+        let Some((session, registered)) = self.start().await else {
+            return;
+        };
+        let (process, frontend) = (Arc::clone(&session.process), Arc::clone(&session.frontend));
+        let outcome = session.proxy(&registered.info).await;
         drop(registered);
 
         if frontend.log.tcplog {
@@ -227,9 +247,9 @@ impl Session {
                         &process,
                         &frontend,
                         &outcome,
-                        client_addr,
-                        accepted_at,
-                        accepted.elapsed(),
+                        session.client_addr,
+                        session.accepted_at,
+                        session.accepted.elapsed(),
                     );
                     logger.log(switchyard_config::Level::Info, &line);
                 }

@@ -24,6 +24,62 @@ fn current_connections(stats: u16) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
+/// `stot` of a frontend from `show stat`: sessions it accepted.
+fn frontend_sessions_total(stats: u16, frontend: &str) -> u64 {
+    cli(stats, "show stat")
+        .lines()
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find(|f| f.len() > 7 && f[0] == frontend && f[1] == "FRONTEND")
+        .and_then(|f| f[7].parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// The TCP sockets (not listeners) with one of `ports` at either end, from `ss -tan`, as
+/// columns: state, receive queue, send queue, local address, peer address.
+fn socket_table(ports: &[u16]) -> Vec<Vec<String>> {
+    let out = std::process::Command::new("ss")
+        .args(["-tano", "state", "all"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("ss: {e}"));
+    out.lines()
+        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|c| c.len() >= 5 && c[0] != "LISTEN")
+        .filter(|c| {
+            ports.iter().any(|p| {
+                let suffix = format!(":{p}");
+                c[3].ends_with(&suffix) || c[4].ends_with(&suffix)
+            })
+        })
+        .collect()
+}
+
+/// `(0x768, 47838)` from a `show sess` line `0x768: proto=tcpv4 src=127.0.0.1:47838 ...`.
+fn session_id_and_client_port(line: &str) -> Option<(String, u16)> {
+    let (id, rest) = line.split_once(": ")?;
+    let src = rest
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("src="))?;
+    let port = src.rsplit_once(':')?.1.parse().ok()?;
+    Some((id.to_owned(), port))
+}
+
+/// A socket of ours to `client_port` that is ESTABLISHED with empty queues while the
+/// client's end of the pair is not open: see the flood test.
+fn is_kernel_duplicate(sockets: &[Vec<String>], front: u16, client_port: u16) -> bool {
+    let (ours, theirs) = (
+        format!("127.0.0.1:{front}"),
+        format!("127.0.0.1:{client_port}"),
+    );
+    let quiet_established = sockets
+        .iter()
+        .any(|c| c[0] == "ESTAB" && c[1] == "0" && c[2] == "0" && c[3] == ours && c[4] == theirs);
+    let client_open = sockets
+        .iter()
+        .any(|c| c[3] == theirs && c[4] == ours && c[0] != "TIME-WAIT");
+    quiet_established && !client_open
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -49,7 +105,7 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
     let backend = echo_server();
     let (front, stats) = (free_port(), free_port());
     let cfg = format!(
-        "global\n    stats socket ipv4@127.0.0.1:{stats} level operator\n\
+        "global\n    stats socket ipv4@127.0.0.1:{stats} level admin\n\
          defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 60s\n\
          \x20   timeout server 60s\n\
          listen echo\n    bind 127.0.0.1:{front}\n    maxconn {MAXCONN}\n\
@@ -142,28 +198,50 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
     while current_connections(stats) != 0 && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let conns_after = current_connections(stats);
-    // A session left over is a bug to chase (seen once in CI): say what it was doing.
-    let left_over = if conns_after == 0 {
-        String::new()
-    } else {
-        // With the kernel's view of its sockets (state, queues, timers) on both sides.
-        let sockets = std::process::Command::new("ss")
-            .args(["-tano", "state", "all"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_else(|e| format!("ss: {e}"));
-        let ours: Vec<&str> = sockets
+    let mut conns_after = current_connections(stats);
+    // A session left over is a bug to chase (seen about once in 25 runs), unless it is the
+    // kernel's: under this SYN flood connections are made from SYN cookies, and when a
+    // client's handshake ACK and its first data segment are each taken for a valid cookie on
+    // two CPUs at once, Linux can create two sockets for one connection and queue both for
+    // accept. The client talks to one; the other never sees a packet and stays ESTABLISHED
+    // until `timeout client`, in any proxy. Seen here as: the client's end in TIME-WAIT (it
+    // closed through the first socket) and a second socket of ours for the same address pair
+    // ESTABLISHED. Such a duplicate is told by all of: the frontend accepted more sessions
+    // than there were clients, by as many as are left over; each left-over's socket is
+    // ESTABLISHED with nothing queued; the client's end of its address pair is not open.
+    let mut left_over = String::new();
+    let mut kernel_duplicates = Vec::new();
+    if conns_after != 0 {
+        let sockets = socket_table(&[front, backend]);
+        let sessions = cli(stats, "show sess all");
+        let accepted = frontend_sessions_total(stats, "echo");
+        let duplicates: Vec<(String, u16)> = sessions
             .lines()
-            .filter(|l| l.contains(&format!(":{front} ")) || l.contains(&format!(":{backend} ")))
-            .filter(|l| !l.contains("LISTEN"))
+            .filter_map(session_id_and_client_port)
+            .filter(|(_, port)| is_kernel_duplicate(&sockets, front, *port))
             .collect();
-        format!(
-            "{}\nsockets of :{front} and :{backend}:\n{}",
-            cli(stats, "show sess all"),
-            ours.join("\n")
-        )
-    };
+        if duplicates.len() as u64 == conns_after && accepted == (FLOOD + duplicates.len()) as u64 {
+            for (id, _) in &duplicates {
+                cli(stats, &format!("shutdown session {id}"));
+            }
+            let started = Instant::now();
+            while current_connections(stats) != 0 && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            conns_after = current_connections(stats);
+            kernel_duplicates = duplicates;
+        } else {
+            left_over = format!(
+                "{sessions}\n{accepted} sessions accepted for {FLOOD} clients\n\
+                 sockets of :{front} and :{backend}:\n{}",
+                sockets
+                    .iter()
+                    .map(|s| s.join(" "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
     let (fds_after, rss_after) = switchyard_testkit::fds_and_rss(pid);
     let mut probe = TcpStream::connect(("127.0.0.1", front)).unwrap();
     probe
@@ -177,10 +255,11 @@ fn a_flood_of_twenty_times_maxconn_waits_in_the_backlog_with_bounded_memory() {
          {conns_held}, fds {fds_before} -> {fds_held}, VmRSS {rss_before} -> {rss_held} KiB; \
          after release {} served (last after {} ms), {not_admitted} never admitted (SYNs \
          dropped on the full backlog for 20 s), {} broken; after: CurrConns {conns_after}, fds \
-         {fds_after}, VmRSS {rss_after} KiB",
+         {fds_after}, VmRSS {rss_after} KiB; kernel duplicate connections shut down: {:?}",
         served.len(),
         served.last().map_or(0, |d| d.as_millis()),
-        broken.len()
+        broken.len(),
+        kernel_duplicates
     );
     assert!(
         served_held as u64 <= MAXCONN,

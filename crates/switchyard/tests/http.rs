@@ -447,8 +447,12 @@ fn responses_carry_the_servers_headers_and_no_date_of_ours() {
     assert!(!head.contains("\ndate:"), "{out}");
 }
 
+/// As HAProxy's default `http-reuse safe` (checked against HAProxy 2.6): a server connection
+/// goes back to the backend's pool when its response is over, for any client's next request,
+/// so idle clients hold none; a client connection's first request only takes one that the
+/// server has already kept alive for a second request.
 #[test]
-fn a_client_keeps_its_own_server_connection_between_requests() {
+fn server_connections_are_shared_and_first_requests_take_only_proven_ones() {
     let a = Backend::start("a");
     let (port, _sy) = start_web(&a);
     let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -477,25 +481,30 @@ fn a_client_keeps_its_own_server_connection_between_requests() {
         String::from_utf8(body).unwrap()
     };
     let conn_of = |body: &str| body.rsplit_once("conn=").unwrap().1.to_string();
-    let (mut first, mut first_reader) = connect();
-    let (mut second, mut second_reader) = connect();
-    // The two clients take turns, so each finds the other's server connection idle
-    // whenever it sends: with one shared pool, requests would hop between them.
-    let mut seen = (Vec::new(), Vec::new());
-    for round in 0..4 {
-        first
-            .write_all(request(&format!("/first/{round}")).as_bytes())
-            .unwrap();
-        seen.0.push(conn_of(&response(&mut first_reader)));
-        second
-            .write_all(request(&format!("/second/{round}")).as_bytes())
-            .unwrap();
-        seen.1.push(conn_of(&response(&mut second_reader)));
-    }
-    assert!(seen.0.iter().all(|c| *c == seen.0[0]), "{seen:?}");
-    assert!(seen.1.iter().all(|c| *c == seen.1[0]), "{seen:?}");
-    assert_ne!(seen.0[0], seen.1[0], "{seen:?}");
+    let ask = |client: &mut (TcpStream, BufReader<TcpStream>), path: &str| {
+        client.0.write_all(request(path).as_bytes()).unwrap();
+        conn_of(&response(&mut client.1))
+    };
+    let (mut first, mut second) = (connect(), connect());
+    let first_1 = ask(&mut first, "/first/1");
+    // Idle, but it has carried one request only: not for another client's first request.
+    let second_1 = ask(&mut second, "/second/1");
+    assert_ne!(first_1, second_1);
     assert_eq!(a.accepts(), 2);
+    // Later requests take whichever is idle, and prove it: two connections serve all.
+    let mut seen = vec![first_1, second_1];
+    for round in 2..5 {
+        seen.push(ask(&mut first, &format!("/first/{round}")));
+        seen.push(ask(&mut second, &format!("/second/{round}")));
+    }
+    // A new client's first request now finds a proven connection.
+    let mut third = connect();
+    seen.push(ask(&mut third, "/third/1"));
+    assert_eq!(a.accepts(), 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|c| *c == seen[0] || *c == seen[1]),
+        "{seen:?}"
+    );
 }
 
 #[test]

@@ -717,17 +717,15 @@ fn three_mib_bodies_pass_byte_for_byte_both_ways() {
     rig.round_trip(&mut client, next, next, OK);
 }
 
-/// An idle client does not pin a server connection: the one kept from its last response is
-/// closed once the client has been quiet for 5 s (as long as the backend's pool keeps an idle
-/// connection), while the client's own connection stays open and its next request goes over
-/// a new server connection.
+/// An idle client does not pin a server connection: the connection goes back to the backend's
+/// pool when the response is over, and the pool closes it after 5 s unused, while the client's
+/// own connection stays open and its next request goes over a new server connection.
 #[test]
 fn an_idle_clients_server_connection_is_closed_after_the_pool_delay() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server_port = listener.local_addr().unwrap().port();
     let port = free_port();
-    // The shortest timeout (8 s) sets the connection's tick to 2 s: the close comes 5–7 s
-    // after the response, and the client's own limit (12 s) is further.
+    // The client's own limit (12 s) is further than the pool's 5 s.
     let config = format!(
         "defaults\n    mode http\n    timeout connect 1s\n    timeout client 8s\n\
          \x20   timeout server 8s\n    timeout http-request 12s\n    timeout http-keep-alive 12s\n\
