@@ -137,10 +137,10 @@ impl BackendHttp {
     /// retry a first request that a server's close cuts off, and browsers do not.
     fn take_idle(&self, server: &Arc<Server>, first_request: bool) -> Option<Idle> {
         let mut pool = self.pool.lock();
-        Pool::expire(&mut pool, Instant::now());
+        Pool::expire(&mut pool);
         loop {
             let index = pool.iter().rposition(|idle| {
-                Arc::ptr_eq(&idle.server, server) && (!first_request || idle.conn.served >= 2)
+                Arc::ptr_eq(&idle.server, server) && (!first_request || idle.conn.proven())
             })?;
             let idle = pool.remove(index)?;
             if idle.conn.is_open() {
@@ -179,8 +179,8 @@ impl Pool {
     }
 
     /// Closes the connections idle for `POOL_IDLE`; they are at the front.
-    fn expire(pool: &mut VecDeque<Idle>, now: Instant) {
-        if let Some(cutoff) = now.checked_sub(POOL_IDLE) {
+    fn expire(pool: &mut VecDeque<Idle>) {
+        if let Some(cutoff) = Instant::now().checked_sub(POOL_IDLE) {
             while pool.front().is_some_and(|idle| idle.since <= cutoff) {
                 pool.pop_front();
             }
@@ -194,7 +194,7 @@ impl Pool {
         loop {
             let oldest = {
                 let mut idle = pool.lock();
-                Pool::expire(&mut idle, Instant::now());
+                Pool::expire(&mut idle);
                 idle.front().map(|idle| idle.since)
             };
             match oldest {
@@ -266,6 +266,12 @@ impl Peer {
     fn is_open(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// Whether the peer has kept this connection open after a response and carried
+    /// another exchange on it: HAProxy's "safe" connections, fit for a client's first request.
+    fn proven(&self) -> bool {
+        self.served >= 2
     }
 
     /// Gives the buffer's memory back when nothing is left in it (between requests).

@@ -108,6 +108,14 @@ impl ByteSink for Sinks<'_> {
     }
 }
 
+/// The end of a session `Session::start` counted: a graceful stop waits for the last.
+fn ended(process: &Process, frontend: &Frontend) {
+    frontend.counters.session_ended();
+    if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
+        process.idle.notify_waiters();
+    }
+}
+
 impl Session {
     /// The session's task. HTTP and TCP sessions are different futures: a task keeps the
     /// size of its largest state for its whole life, and one future for both made every
@@ -214,20 +222,16 @@ impl Session {
         let Some((session, registered)) = self.start().await else {
             return;
         };
-        let (process, frontend) = (Arc::clone(&session.process), Arc::clone(&session.frontend));
         let connection = crate::http::Connection {
-            process: Arc::clone(&process),
-            frontend: Arc::clone(&frontend),
+            process: Arc::clone(&session.process),
+            frontend: Arc::clone(&session.frontend),
             client_addr: session.client_addr,
             local_addr: session.local_addr,
             tls,
         };
         crate::http::serve(connection, session.client, &registered.info).await;
         drop(registered);
-        frontend.counters.session_ended();
-        if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
-            process.idle.notify_waiters();
-        }
+        ended(&session.process, &session.frontend);
     }
 
     /// A `mode tcp` session: relayed, then logged as `option tcplog` does.
@@ -235,7 +239,7 @@ impl Session {
         let Some((session, registered)) = self.start().await else {
             return;
         };
-        let (process, frontend) = (Arc::clone(&session.process), Arc::clone(&session.frontend));
+        let (process, frontend) = (&session.process, &session.frontend);
         let outcome = session.proxy(&registered.info).await;
         drop(registered);
 
@@ -244,8 +248,8 @@ impl Session {
                 let quiet = frontend.log.dontlognull && outcome.upstream == 0;
                 if !quiet {
                     let line = log_line(
-                        &process,
-                        &frontend,
+                        process,
+                        frontend,
                         &outcome,
                         session.client_addr,
                         session.accepted_at,
@@ -256,10 +260,7 @@ impl Session {
             }
         }
         drop(outcome);
-        frontend.counters.session_ended();
-        if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
-            process.idle.notify_waiters();
-        }
+        ended(process, frontend);
     }
 
     async fn proxy(&self, info: &SessionInfo) -> Outcome {

@@ -34,7 +34,7 @@ fn frontend_sessions_total(stats: u16, frontend: &str) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-/// The TCP sockets (not listeners) with one of `ports` at either end, from `ss -tan`, as
+/// The TCP sockets (not listeners) with one of `ports` at either end, from `ss -tano`, as
 /// columns: state, receive queue, send queue, local address, peer address.
 fn socket_table(ports: &[u16]) -> Vec<Vec<String>> {
     let out = std::process::Command::new("ss")
