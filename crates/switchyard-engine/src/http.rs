@@ -11,13 +11,14 @@
 //! connection: no task, channel or waker between the two sides, which is most of what a
 //! request costs in user space here (see docs/performance.md).
 //!
-//! Server connections come from the client's own last one (as HAProxy's `http-reuse safe`
-//! keeps a session's connection; closed once the client has been quiet for the pool's 5 s),
-//! else the backend's pool of idle keep-alive connections, else are opened with the same
-//! retries and redispatch as a TCP session. Each exchange is a boxed future, so that a
-//! connection waiting for its next request holds ~0.9 KB rather than an exchange's 2.8 KB;
-//! within an exchange, the paths that end it early (error pages, tunnels) are boxed too, so
-//! that their state does not enlarge every exchange.
+//! Server connections come from the backend's pool of idle keep-alive connections (the
+//! most recently used first; a client connection's first request takes only one that has
+//! already carried a second request, as HAProxy's default `http-reuse safe`), else are
+//! opened with the same retries and redispatch as a TCP session; each goes back to the pool
+//! as soon as its response is over. Each exchange is a boxed future holding its request
+//! head, so that a connection waiting for its next request keeps ~0.5 KB of task state
+//! rather than an exchange's 3 KB; within an exchange, the paths that end it early (error
+//! pages, tunnels) are boxed too, so that their state does not enlarge every exchange.
 //! A request on a reused connection that fails before any response goes again on a fresh
 //! connection when that is safe: when writing it failed (nothing reached the server), or
 //! when it is idempotent, carried no body beyond what was buffered, and its connection had
@@ -50,7 +51,7 @@ use tokio::net::TcpStream;
 use crate::rate::now_ms;
 use crate::select::{Hint, Lease};
 use crate::session::{connect_server, BackendSession, ConnectReport, Connected};
-use crate::state::{Backend, Counters, Frontend, Process, Server, SessionInfo};
+use crate::state::{Backend, Counters, Frontend, Process, Server, SessionGuard};
 use crate::stick::StickKey;
 use switchyard_h1::{self as h1, Framing, Head, Version};
 
@@ -318,25 +319,47 @@ impl Deadlines {
     }
 
     /// `future`'s output, or `None` once the coarse clock has passed `deadline` (ms).
-    async fn within<F: Future>(&mut self, deadline: Option<u64>, future: F) -> Option<F::Output> {
-        let Some(deadline) = deadline else {
-            return Some(future.await);
+    fn within<F: Future>(&mut self, deadline: Option<u64>, future: F) -> Within<'_, F> {
+        Within {
+            deadlines: self,
+            deadline,
+            future,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Deadlines::within`]'s future. Written out rather than `async`: an `async fn` keeps
+    /// its argument future twice in its state (the argument and the pinned local), and the
+    /// wait for a keep-alive connection's next request is part of every idle connection.
+    struct Within<'d, F> {
+        deadlines: &'d mut Deadlines,
+        deadline: Option<u64>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Within<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.future.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
         };
-        let mut future = pin!(future);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(output) = future.as_mut().poll(cx) {
-                return Poll::Ready(Some(output));
+        let deadlines = this.deadlines;
+        while deadlines.ticker.as_mut().poll(cx).is_ready() {
+            if now_ms() >= deadline {
+                return Poll::Ready(None);
             }
-            while self.ticker.as_mut().poll(cx).is_ready() {
-                if now_ms() >= deadline {
-                    return Poll::Ready(None);
-                }
-                let next = tokio::time::Instant::now() + self.tick;
-                self.ticker.as_mut().reset(next);
-            }
-            Poll::Pending
-        })
-        .await
+            let next = tokio::time::Instant::now() + deadlines.tick;
+            deadlines.ticker.as_mut().reset(next);
+        }
+        Poll::Pending
     }
 }
 
@@ -354,56 +377,72 @@ fn millis(duration: Duration) -> u64 {
 pub struct Connection {
     pub process: Arc<Process>,
     pub frontend: Arc<Frontend>,
-    pub client_addr: SocketAddr,
-    pub local_addr: SocketAddr,
+    /// Its registration: addresses, kill order, `show sess`.
+    pub session: SessionGuard,
     pub tls: bool,
 }
 
+impl Connection {
+    fn client_addr(&self) -> SocketAddr {
+        self.session.info.client
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.session.info.local
+    }
+}
+
 /// Serves HTTP/1.x on `client` until it closes, times out or is shut down.
-pub async fn serve(conn: Connection, client: TcpStream, info: &SessionInfo) {
-    let frontend = Arc::clone(&conn.frontend);
-    let Some(settings) = frontend.http.as_ref() else {
-        return;
-    };
-    let timeouts = frontend.timeouts;
-    let backend_http = frontend.backend.as_ref().and_then(|b| b.http.as_ref());
-    let server_timeouts = frontend.backend.as_ref().map(|b| b.timeouts);
-    let mut client = Client {
-        conn: &conn,
-        peer: Peer::new(client),
-        // Headers of a request must arrive within `timeout http-request` (else `timeout
-        // client`), counted from the end of the previous response (or the start).
-        head_limit: timeouts.http_request.or(timeouts.client),
-        keep_alive: timeouts.http_keep_alive.or(timeouts.http_request),
-        close: settings
-            .close
-            .max(backend_http.map_or(CloseMode::KeepAlive, |b| b.close)),
-        deadlines: Deadlines::new(
-            [
-                timeouts.http_request,
-                timeouts.http_keep_alive,
-                timeouts.client,
-            ]
-            .into_iter()
-            .chain(server_timeouts.map(|t| t.server))
-            .flatten(),
-        ),
-    };
-    // The connection is polled at every wake-up of the task; the kill order only when its
-    // own waker fired.
-    let side = Arc::new(SideWake::default());
-    let side_waker = Waker::from(Arc::clone(&side));
-    let kill = info.kill.notified();
-    let mut kill = pin!(kill);
-    {
+///
+/// Not an `async fn`: those keep their arguments twice in their state (as arguments and as
+/// the locals they are moved into), and this state is what every idle keep-alive connection
+/// holds. The captures of an `async` block are kept once.
+pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> + '_ {
+    let client = conn.frontend.http.as_ref().map(|settings| {
+        let timeouts = conn.frontend.timeouts;
+        let backend = conn.frontend.backend.as_ref();
+        let backend_http = backend.and_then(|b| b.http.as_ref());
+        Client {
+            conn,
+            peer: Peer::new(client),
+            // Headers of a request must arrive within `timeout http-request` (else `timeout
+            // client`), counted from the end of the previous response (or the start).
+            head_limit: timeouts.http_request.or(timeouts.client),
+            keep_alive: timeouts.http_keep_alive.or(timeouts.http_request),
+            close: settings
+                .close
+                .max(backend_http.map_or(CloseMode::KeepAlive, |b| b.close)),
+            deadlines: Deadlines::new(
+                [
+                    timeouts.http_request,
+                    timeouts.http_keep_alive,
+                    timeouts.client,
+                ]
+                .into_iter()
+                .chain(backend.map(|b| b.timeouts.server))
+                .flatten(),
+            ),
+        }
+    });
+    let mut client = client;
+    async move {
+        // Borrowed, not moved out: a move would keep a second copy in the state.
+        let Some(client) = &mut client else {
+            return;
+        };
+        // The connection is polled at every wake-up of the task; the kill order only when
+        // its own waker fired.
+        let side = Arc::new(SideWake::default());
         let mut work = pin!(client.run());
         std::future::poll_fn(|cx| {
             if work.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
             if side.woken(cx.waker()) {
+                // Made when needed rather than kept: it would be part of every idle state.
+                let side_waker = Waker::from(Arc::clone(&side));
                 let mut side_cx = Context::from_waker(&side_waker);
-                if kill.as_mut().poll(&mut side_cx).is_ready() {
+                if conn.session.info.kill.poll_killed(&mut side_cx).is_ready() {
                     return Poll::Ready(());
                 }
             }
@@ -499,22 +538,29 @@ enum NoResponse {
     Invalid(h1::Error),
 }
 
-impl Client<'_> {
-    async fn run(&mut self) {
-        let mut awaited = Awaited::First {
-            opened: Instant::now(),
-        };
-        loop {
-            let Some((head, began)) = self.read_head(awaited).await else {
-                return;
+impl<'c> Client<'c> {
+    /// Serves requests until the connection ends. Not an `async fn`, for the reason given
+    /// at `read_head`.
+    #[allow(clippy::manual_async_fn)]
+    fn run(&mut self) -> impl Future<Output = ()> + use<'_, 'c> {
+        async move {
+            let mut awaited = Awaited::First {
+                opened: Instant::now(),
             };
-            awaited = Awaited::Next;
-            // Boxed: an exchange's state is ~2.8 KB, and the connection's task would keep
-            // that size while it waits for the next request (one allocation per request).
-            let next = Box::pin(self.exchange(&head, began)).await;
-            self.peer.served = self.peer.served.saturating_add(1);
-            if next == Next::Close {
-                return;
+            loop {
+                let Some((head, began)) = self.read_head(awaited).await else {
+                    return;
+                };
+                awaited = Awaited::Next;
+                // Boxed with the head: an exchange's state is ~2.8 KB and a head 280 bytes,
+                // and the connection's task would keep that size while it waits for the
+                // next request (one allocation per request).
+                let client = &mut *self;
+                let next = Box::pin(async move { client.exchange(&head, began).await }).await;
+                self.peer.served = self.peer.served.saturating_add(1);
+                if next == Next::Close {
+                    return;
+                }
             }
         }
     }
@@ -523,10 +569,14 @@ impl Client<'_> {
     /// requests (HAProxy's `TR` runs from there to the head's end); `None` when the
     /// connection ends instead (closed, timed out, or a bad request answered with
     /// `400`/`408`).
-    async fn read_head(&mut self, awaited: Awaited) -> Option<(Head, Option<Instant>)> {
+    ///
+    /// Not an `async fn`, which would keep its arguments twice: this is the state of every
+    /// connection waiting for its next request.
+    fn read_head<'s>(
+        &'s mut self,
+        awaited: Awaited,
+    ) -> impl Future<Output = Option<(Head, Option<Instant>)>> + use<'s, 'c> {
         let logging = logs_requests(&self.conn.frontend);
-        // Pipelined bytes already here began this request now.
-        let mut began = (logging && !self.peer.buf.is_empty()).then(Instant::now);
         let idle_start = now_ms();
         let ms = |limit: Option<Duration>| limit.map(|l| idle_start.saturating_add(millis(l)));
         let head_deadline = ms(self.head_limit);
@@ -535,53 +585,58 @@ impl Client<'_> {
             Awaited::First { .. } => head_deadline,
             Awaited::Next => ms(self.keep_alive).into_iter().chain(head_deadline).min(),
         };
-        loop {
-            if !self.peer.buf.is_empty() {
-                // The parse result is not kept across the reply's write: it would take
-                // room in every idle connection's state.
-                let bad = match h1::parse_request(&self.peer.buf) {
-                    Ok(Some(head)) => return Some((head, began)),
-                    Ok(None) => false,
-                    Err(error) => {
-                        tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr, %error, "bad request");
-                        true
+        async move {
+            // Pipelined bytes already here began this request now.
+            let mut began = (logging && !self.peer.buf.is_empty()).then(Instant::now);
+            loop {
+                if !self.peer.buf.is_empty() {
+                    // The parse result is not kept across the reply's write: it would take
+                    // room in every idle connection's state.
+                    let bad = match h1::parse_request(&self.peer.buf) {
+                        Ok(Some(head)) => return Some((head, began)),
+                        Ok(None) => false,
+                        Err(error) => {
+                            tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr(), %error, "bad request");
+                            true
+                        }
+                    };
+                    if bad {
+                        self.log_refused(400, Cause::Proxy, began);
+                        Box::pin(self.local_reply(400, None)).await;
+                        return None;
                     }
+                }
+                let waiting = self.peer.buf.is_empty();
+                let limit = if waiting {
+                    idle_deadline
+                } else {
+                    head_deadline
                 };
-                if bad {
-                    self.log_refused(400, Cause::Proxy, began);
-                    Box::pin(self.local_reply(400, None)).await;
-                    return None;
-                }
-            }
-            let waiting = self.peer.buf.is_empty();
-            let limit = if waiting {
-                idle_deadline
-            } else {
-                head_deadline
-            };
-            let read = if waiting {
-                self.deadlines
-                    .within(limit, self.peer.wait_readable())
-                    .await
-            } else {
-                self.deadlines.within(limit, self.peer.read_more()).await
-            };
-            match read {
-                // Closed (or reset) before the head's end: HAProxy's 400, `CR--`.
-                Some(Ok(0)) | Some(Err(_)) => {
-                    Box::pin(self.refuse_unfinished(400, Cause::ClientAbort, awaited, began)).await;
-                    return None;
-                }
-                Some(Ok(_)) => {
-                    if logging && began.is_none() {
-                        began = Some(Instant::now());
+                let read = if waiting {
+                    self.deadlines
+                        .within(limit, self.peer.wait_readable())
+                        .await
+                } else {
+                    self.deadlines.within(limit, self.peer.read_more()).await
+                };
+                match read {
+                    // Closed (or reset) before the head's end: HAProxy's 400, `CR--`.
+                    Some(Ok(0)) | Some(Err(_)) => {
+                        Box::pin(self.refuse_unfinished(400, Cause::ClientAbort, awaited, began))
+                            .await;
+                        return None;
                     }
-                }
-                // Not finished in time: HAProxy's 408, `cR--`.
-                None => {
-                    Box::pin(self.refuse_unfinished(408, Cause::ClientTimeout, awaited, began))
-                        .await;
-                    return None;
+                    Some(Ok(_)) => {
+                        if logging && began.is_none() {
+                            began = Some(Instant::now());
+                        }
+                    }
+                    // Not finished in time: HAProxy's 408, `cR--`.
+                    None => {
+                        Box::pin(self.refuse_unfinished(408, Cause::ClientTimeout, awaited, began))
+                            .await;
+                        return None;
+                    }
                 }
             }
         }
@@ -646,7 +701,7 @@ impl Client<'_> {
                 state: SessionState::Request,
                 actconn: self.conn.process.active.load(Ordering::Relaxed),
                 feconn: frontend.counters.current.load(Ordering::Relaxed),
-                ..TcpLogRecord::new(self.conn.client_addr, date, &frontend.name)
+                ..TcpLogRecord::new(self.conn.client_addr(), date, &frontend.name)
             },
             tr_request: None,
             tr_response: None,
@@ -752,7 +807,7 @@ impl Client<'_> {
                 sample.as_ref()?,
                 head,
                 buf,
-                conn.client_addr.ip(),
+                conn.client_addr().ip(),
                 table.settings.key_len,
             )
         };
@@ -786,7 +841,7 @@ impl Client<'_> {
         let add_forwardfor = forwardfor.and_then(|forward| {
             let excepted = forward
                 .except
-                .is_some_and(|(net, len)| in_network(conn.client_addr.ip(), net, len));
+                .is_some_and(|(net, len)| in_network(conn.client_addr().ip(), net, len));
             let theirs = forward.if_none && head.get(buf, &forward.header).is_some();
             (!excepted && !theirs).then_some(forward.header.as_str())
         });
@@ -812,7 +867,7 @@ impl Client<'_> {
             push_line(
                 &mut out,
                 name,
-                client_text(conn.client_addr.ip()).as_bytes(),
+                client_text(conn.client_addr().ip()).as_bytes(),
             );
         }
         out.extend_from_slice(b"\r\n");
@@ -841,7 +896,7 @@ impl Client<'_> {
         }
 
         let hint = Hint {
-            client: Some(conn.client_addr.ip()),
+            client: Some(conn.client_addr().ip()),
             key: key.as_deref(),
             prefer: prefer.as_ref(),
             stick_match: stick_match.as_ref(),
@@ -860,7 +915,7 @@ impl Client<'_> {
             let connected = connect_server(
                 &backend,
                 hint,
-                (conn.client_addr, conn.local_addr),
+                (conn.client_addr(), conn.local_addr()),
                 std::future::pending,
                 Some(&mut reuse),
                 &mut report,
@@ -1297,7 +1352,7 @@ impl Client<'_> {
 
     /// `400` for a request that cannot be forwarded as it is framed; the connection closes.
     async fn refuse(&mut self, mut exchange: Exchange<'_>, error: h1::Error) -> Next {
-        tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr, %error, "bad request");
+        tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr(), %error, "bad request");
         self.conn
             .frontend
             .counters
@@ -1544,7 +1599,7 @@ impl Exchange<'_> {
             retries: self.report.retries,
             redispatched: self.report.redispatched,
             backend_queue: self.report.backend_queue,
-            ..TcpLogRecord::new(self.conn.client_addr, logged.date, &frontend.name)
+            ..TcpLogRecord::new(self.conn.client_addr(), logged.date, &frontend.name)
         };
         let record = HttpLogRecord {
             session,

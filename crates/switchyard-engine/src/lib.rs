@@ -217,6 +217,7 @@ impl Engine {
             let frontend = Arc::new(Frontend {
                 name: proxy.name.clone(),
                 id: proxy.id,
+                listen: proxy.kind == ProxyKind::Listen,
                 backend,
                 slots: Arc::new(Semaphore::new(fe_maxconn as usize)),
                 maxconn: AtomicU32::new(fe_maxconn),

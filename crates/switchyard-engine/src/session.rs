@@ -222,16 +222,44 @@ impl Session {
         let Some((session, registered)) = self.start().await else {
             return;
         };
+        let (connection, client, slots) = session.into_http(registered, tls);
+        crate::http::serve(&connection, client).await;
+        let crate::http::Connection {
+            process,
+            frontend,
+            session,
+            ..
+        } = connection;
+        drop(session);
+        ended(&process, &frontend);
+        drop(slots);
+    }
+
+    /// What a `mode http` connection keeps once set up. A plain function, so that the box is
+    /// freed here: taken apart in an `async fn`, it would stay allocated until the end.
+    fn into_http(
+        self: Box<Self>,
+        session: SessionGuard,
+        tls: bool,
+    ) -> (
+        crate::http::Connection,
+        TcpStream,
+        (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    ) {
+        let Session {
+            process,
+            frontend,
+            client,
+            _slots: slots,
+            ..
+        } = *self;
         let connection = crate::http::Connection {
-            process: Arc::clone(&session.process),
-            frontend: Arc::clone(&session.frontend),
-            client_addr: session.client_addr,
-            local_addr: session.local_addr,
+            process,
+            frontend,
+            session,
             tls,
         };
-        crate::http::serve(connection, session.client, &registered.info).await;
-        drop(registered);
-        ended(&session.process, &session.frontend);
+        (connection, client, slots)
     }
 
     /// A `mode tcp` session: relayed, then logged as `option tcplog` does.

@@ -398,6 +398,9 @@ impl Backend {
 pub struct Frontend {
     pub name: String,
     pub id: u32,
+    /// A `listen` section: its own backend too, which HAProxy shows as a session's backend
+    /// until another is chosen (`show sess`).
+    pub listen: bool,
     pub backend: Option<Arc<Backend>>,
     pub slots: Arc<Semaphore>,
     /// Size of `slots`: `maxconn`, changeable with `set maxconn frontend`.

@@ -336,9 +336,17 @@ impl Executor {
                     continue;
                 }
             }
-            let (be, srv) = session
-                .server_names()
-                .unwrap_or_else(|| ("<NONE>".into(), "<none>".into()));
+            // Before a backend is chosen (and between the requests of an HTTP connection),
+            // HAProxy shows the frontend itself when it is a `listen` section.
+            let (be, srv) = session.server_names().unwrap_or_else(|| {
+                let frontend = &session.frontend;
+                let be = if frontend.listen {
+                    frontend.name.clone()
+                } else {
+                    "<NONE>".into()
+                };
+                (be, "<none>".into())
+            });
             let proto = if session.client.is_ipv4() {
                 "tcpv4"
             } else {

@@ -336,6 +336,94 @@ fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
 
     // Shut down by its ID: HAProxy's empty answer, and the client sees the connection end.
     assert_eq!(cli(admin, &format!("shutdown session {id}")), "\n");
+    assert_closed_after_shutdown(&mut client);
+    no_session_left("still listed after shutdown session");
+    assert_eq!(
+        cli(admin, &format!("shutdown session {id}")),
+        "No such session (use 'show sess').\n\n"
+    );
+    assert_eq!(
+        cli(admin, &format!("show sess {id}")),
+        "Session not found.\n\n"
+    );
+}
+
+/// A `mode http` connection waiting for its next request is a session too: listed by
+/// `show sess`, and `shutdown session ID` closes it (the kill order is polled apart from the
+/// connection's own wake-ups, so this checks that it still gets through while idle).
+#[test]
+fn shutdown_session_closes_an_idle_keep_alive_http_connection() {
+    use std::net::TcpListener;
+    let (admin, front) = (free_port(), free_port());
+    // A keep-alive HTTP/1.1 server answering every request head with the same response.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in server.incoming() {
+            let Ok(mut conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                        if conn.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let config = format!(
+        "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n\
+         defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+         listen web\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{server_port}\n"
+    );
+    let _proxy = Switchyard::start_with(BIN, &config, &[], Some(&[front, admin])).unwrap();
+
+    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 512];
+    while !answer.ends_with(b"\r\n\r\nok") {
+        let n = client.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the response: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    let src = client.local_addr().unwrap();
+
+    // Idle between requests now: its session is listed, found by the client's address.
+    let list = cli(admin, "show sess");
+    let line = list
+        .lines()
+        .find(|line| line.contains(&format!(" src={src} ")))
+        .unwrap_or_else(|| panic!("the idle client is not listed: {list:?}"));
+    let (id, rest) = line.split_once(": ").expect("0xID: fields");
+    assert!(
+        rest.starts_with(&format!("proto=tcpv4 src={src} fe=web be=web ")),
+        "{rest:?}"
+    );
+
+    assert_eq!(cli(admin, &format!("shutdown session {id}")), "\n");
+    assert_closed_after_shutdown(&mut client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while cli(admin, &format!("show sess {id}")) != "Session not found.\n\n" {
+        assert!(std::time::Instant::now() < deadline, "still listed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The client sees its connection end (read timeout set), with nothing more to read.
+fn assert_closed_after_shutdown(client: &mut TcpStream) {
     let mut rest = Vec::new();
     match client.read_to_end(&mut rest) {
         Ok(_) => assert!(rest.is_empty(), "data after the shutdown: {rest:?}"),
@@ -347,13 +435,4 @@ fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
             "the client was not closed: {e}"
         ),
     }
-    no_session_left("still listed after shutdown session");
-    assert_eq!(
-        cli(admin, &format!("shutdown session {id}")),
-        "No such session (use 'show sess').\n\n"
-    );
-    assert_eq!(
-        cli(admin, &format!("show sess {id}")),
-        "Session not found.\n\n"
-    );
 }
