@@ -234,7 +234,13 @@ LOADGEN_NCPU="$NCPU"
 import sys
 print(sum(len(range(int(a), int(b or a) + 1)) for a, _, b in (p.partition("-") for p in sys.argv[1].split(","))))' "$LOADGEN_CPUS")"
 loadgen_pin() { # command... -> runs it pinned to LOADGEN_CPUS when set
-    if [[ -n "$LOADGEN_CPUS" ]]; then taskset -c "$LOADGEN_CPUS" "$@"; else "$@"; fi
+    local -a pin=()
+    [[ -n "$LOADGEN_CPUS" ]] && pin=(taskset -c "$LOADGEN_CPUS")
+    # In a subshell (`loadgen_pin ... &`, `$(...)`) the command replaces it: `$!` is then the
+    # command itself, which the cleanup's `kill` reaches (killing the subshell orphaned the
+    # test servers and idle-connection holders of every run).
+    if [[ "$BASHPID" != "$$" ]]; then exec "${pin[@]}" "$@"; fi
+    "${pin[@]}" "$@"
 }
 
 # ---------------------------------------------------------------------------- helpers
