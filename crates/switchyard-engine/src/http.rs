@@ -376,13 +376,16 @@ fn millis(duration: Duration) -> u64 {
 /// One client connection being served.
 pub struct Connection {
     pub process: Arc<Process>,
-    pub frontend: Arc<Frontend>,
-    /// Its registration: addresses, kill order, `show sess`.
+    /// Its registration: frontend, addresses, kill order, `show sess`.
     pub session: SessionGuard,
     pub tls: bool,
 }
 
 impl Connection {
+    fn frontend(&self) -> &Arc<Frontend> {
+        &self.session.info.frontend
+    }
+
     fn client_addr(&self) -> SocketAddr {
         self.session.info.client
     }
@@ -398,9 +401,10 @@ impl Connection {
 /// the locals they are moved into), and this state is what every idle keep-alive connection
 /// holds. The captures of an `async` block are kept once.
 pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> + '_ {
-    let client = conn.frontend.http.as_ref().map(|settings| {
-        let timeouts = conn.frontend.timeouts;
-        let backend = conn.frontend.backend.as_ref();
+    let frontend = conn.frontend();
+    let mut client = frontend.http.as_ref().map(|settings| {
+        let timeouts = frontend.timeouts;
+        let backend = frontend.backend.as_ref();
         let backend_http = backend.and_then(|b| b.http.as_ref());
         Client {
             conn,
@@ -424,7 +428,6 @@ pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> +
             ),
         }
     });
-    let mut client = client;
     async move {
         // Borrowed, not moved out: a move would keep a second copy in the state.
         let Some(client) = &mut client else {
@@ -576,7 +579,7 @@ impl<'c> Client<'c> {
         &'s mut self,
         awaited: Awaited,
     ) -> impl Future<Output = Option<(Head, Option<Instant>)>> + use<'s, 'c> {
-        let logging = logs_requests(&self.conn.frontend);
+        let logging = logs_requests(self.conn.frontend());
         let idle_start = now_ms();
         let ms = |limit: Option<Duration>| limit.map(|l| idle_start.saturating_add(millis(l)));
         let head_deadline = ms(self.head_limit);
@@ -596,7 +599,7 @@ impl<'c> Client<'c> {
                         Ok(Some(head)) => return Some((head, began)),
                         Ok(None) => false,
                         Err(error) => {
-                            tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr(), %error, "bad request");
+                            tracing::debug!(frontend = %self.conn.frontend().name, client = %self.conn.client_addr(), %error, "bad request");
                             true
                         }
                     };
@@ -659,7 +662,7 @@ impl<'c> Client<'c> {
             let Awaited::First { opened } = awaited else {
                 return;
             };
-            let frontend = &self.conn.frontend;
+            let frontend = self.conn.frontend();
             if frontend
                 .http
                 .as_ref()
@@ -678,7 +681,7 @@ impl<'c> Client<'c> {
     /// writes it: no server (`<NOSRV>`), no timers but the total since the request's first
     /// byte, `<BADREQ>` for the request line. `began` is `None` unless the frontend logs.
     fn log_refused(&self, status: u16, cause: Cause, began: Option<Instant>) {
-        let frontend = &self.conn.frontend;
+        let frontend = self.conn.frontend();
         // HAProxy counts a refused head as a request, and an invalid one.
         frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
         frontend.counters.request_rate.add(now_ms());
@@ -720,7 +723,7 @@ impl<'c> Client<'c> {
     /// Serves one request whose head is at the start of the client's buffer.
     async fn exchange(&mut self, head: &Head, began: Option<Instant>) -> Next {
         let conn = self.conn;
-        let frontend = &conn.frontend;
+        let frontend = conn.frontend();
         frontend.counters.requests.fetch_add(1, Ordering::Relaxed);
         frontend.counters.request_rate.add(now_ms());
         let buf = &self.peer.buf;
@@ -1241,7 +1244,7 @@ impl<'c> Client<'c> {
                         let written = self
                             .deadlines
                             .within(
-                                deadline(self.conn.frontend.timeouts.client),
+                                deadline(self.conn.frontend().timeouts.client),
                                 write_all(&self.peer.stream, &interim),
                             )
                             .await;
@@ -1291,7 +1294,7 @@ impl<'c> Client<'c> {
         let limit = backend
             .timeouts
             .tunnel
-            .or(self.conn.frontend.timeouts.client)
+            .or(self.conn.frontend().timeouts.client)
             .unwrap_or(Duration::from_secs(3600));
         exchange.count_out(server.buf.len() as u64);
         let to_client = std::mem::take(&mut server.buf);
@@ -1316,7 +1319,7 @@ impl<'c> Client<'c> {
         let written = self
             .deadlines
             .within(
-                deadline(self.conn.frontend.timeouts.client),
+                deadline(self.conn.frontend().timeouts.client),
                 write_all(&self.peer.stream, &page),
             )
             .await;
@@ -1352,9 +1355,9 @@ impl<'c> Client<'c> {
 
     /// `400` for a request that cannot be forwarded as it is framed; the connection closes.
     async fn refuse(&mut self, mut exchange: Exchange<'_>, error: h1::Error) -> Next {
-        tracing::debug!(frontend = %self.conn.frontend.name, client = %self.conn.client_addr(), %error, "bad request");
+        tracing::debug!(frontend = %self.conn.frontend().name, client = %self.conn.client_addr(), %error, "bad request");
         self.conn
-            .frontend
+            .frontend()
             .counters
             .request_errors
             .fetch_add(1, Ordering::Relaxed);
@@ -1372,7 +1375,7 @@ impl<'c> Client<'c> {
                 exchange.own_page(status, page.len());
                 exchange.finish();
             }
-            None => count_response(&self.conn.frontend, None, None, status),
+            None => count_response(self.conn.frontend(), None, None, status),
         }
         let _ = self
             .deadlines
@@ -1566,7 +1569,7 @@ fn logs_requests(frontend: &Frontend) -> bool {
 
 impl Exchange<'_> {
     fn log(&self) {
-        let frontend = &self.conn.frontend;
+        let frontend = self.conn.frontend();
         let (Some(logger), Some(logged)) = (frontend.log.logger.as_ref(), self.logged.as_ref())
         else {
             return;
@@ -1620,7 +1623,7 @@ impl Exchange<'_> {
     /// Records a page of Switchyard's own as the response.
     fn own_page(&mut self, status: u16, len: usize) {
         self.status = Some(status);
-        count_response(&self.conn.frontend, self.backend.as_deref(), None, status);
+        count_response(self.conn.frontend(), self.backend.as_deref(), None, status);
         self.count_out(len as u64);
     }
 
@@ -1639,7 +1642,7 @@ impl Exchange<'_> {
     fn count(&self, bytes: u64, field: fn(&Counters) -> &AtomicU64) {
         let backend = self.backend.as_ref().map(|b| &b.counters);
         let server = self.server.as_ref().map(|s| &s.counters);
-        for counters in [Some(&self.conn.frontend.counters), backend, server]
+        for counters in [Some(&self.conn.frontend().counters), backend, server]
             .into_iter()
             .flatten()
         {

@@ -225,11 +225,9 @@ impl Session {
         let (connection, client, slots) = session.into_http(registered, tls);
         crate::http::serve(&connection, client).await;
         let crate::http::Connection {
-            process,
-            frontend,
-            session,
-            ..
+            process, session, ..
         } = connection;
+        let frontend = Arc::clone(&session.info.frontend);
         drop(session);
         ended(&process, &frontend);
         drop(slots);
@@ -248,14 +246,12 @@ impl Session {
     ) {
         let Session {
             process,
-            frontend,
             client,
             _slots: slots,
             ..
         } = *self;
         let connection = crate::http::Connection {
             process,
-            frontend,
             session,
             tls,
         };
