@@ -52,11 +52,10 @@ pub const GETSOCKS: &str = "_getsocks";
 pub enum Bind {
     /// A unix socket file, created with `mode` (e.g. `0o600`) when given; a stale file (no one
     /// accepting on it) is replaced, a live one is an `AddrInUse` error.
-    Unix {
-        path: PathBuf,
-        mode: Option<u32>,
-    },
-    Tcp(SocketAddr),
+    Unix { path: PathBuf, mode: Option<u32> },
+    /// A TCP address. With `reuse_port` (HAProxy's default, off with `noreuseport`) a process
+    /// replacing this one with `-sf` can bind the same address while this one drains.
+    Tcp { addr: SocketAddr, reuse_port: bool },
 }
 
 /// Server settings beyond the level.
@@ -121,8 +120,8 @@ impl Listener {
 
     async fn bind_with(bind: &Bind, replace_live: bool) -> io::Result<Listener> {
         match bind {
-            Bind::Tcp(addr) => Ok(Listener {
-                inner: Inner::Tcp(TcpListener::bind(addr).await?),
+            Bind::Tcp { addr, reuse_port } => Ok(Listener {
+                inner: Inner::Tcp(bind_tcp(*addr, *reuse_port)?),
             }),
             Bind::Unix { path, mode } => {
                 let l = bind_unix(path, *mode, replace_live).await?;
@@ -140,6 +139,19 @@ impl Listener {
             Inner::Unix(..) => None,
         }
     }
+}
+
+fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    TcpListener::from_std(socket.into())
 }
 
 async fn bind_unix(path: &Path, mode: Option<u32>, replace_live: bool) -> io::Result<UnixListener> {

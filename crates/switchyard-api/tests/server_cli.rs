@@ -22,9 +22,12 @@ impl Executor for Fake {
 }
 
 async fn start(level: Level, timeout: Duration) -> (std::net::SocketAddr, watch::Sender<bool>) {
-    let l = Listener::bind(&Bind::Tcp("127.0.0.1:0".parse().unwrap()))
-        .await
-        .unwrap();
+    let l = Listener::bind(&Bind::Tcp {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        reuse_port: false,
+    })
+    .await
+    .unwrap();
     let addr = l.local_addr().unwrap();
     let (tx, rx) = watch::channel(false);
     let mut o = ServeOptions::new(level);

@@ -18,6 +18,7 @@ mod session;
 pub mod state;
 pub mod stick;
 mod tls;
+pub mod workers;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -346,7 +347,7 @@ impl Engine {
 /// pending one; under this floor the connect and inactivity timeouts each session arms,
 /// seconds away, never are: two system calls fewer per connection, for two wake-ups a
 /// second.
-async fn timer_floor() {
+pub(crate) async fn timer_floor() {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -110,21 +110,22 @@ impl Listener {
                         Some(addr) => addr,
                         None => client.local_addr().unwrap_or(client_addr),
                     };
-                    let session = Session {
-                        process: Arc::clone(&process),
-                        frontend: Arc::clone(&frontend),
+                    let process = Arc::clone(&process);
+                    let frontend = Arc::clone(&frontend);
+                    let (accepted_at, accepted) = (SystemTime::now(), Instant::now());
+                    let (accept_proxy, tls) = (self.accept_proxy, self.tls.clone());
+                    crate::workers::dispatch(client, move |client| Session {
+                        process,
+                        frontend,
                         client,
                         client_addr,
                         local_addr,
-                        accepted_at: SystemTime::now(),
-                        accepted: Instant::now(),
-                        accept_proxy: self.accept_proxy,
-                        tls: self.tls.clone(),
+                        accepted_at,
+                        accepted,
+                        accept_proxy,
+                        tls,
                         _slots: permits,
-                    };
-                    // Boxed before spawning: the task then moves a pointer instead of
-                    // copying the session's whole future through each layer of the spawn.
-                    tokio::spawn(Box::new(session).into_task());
+                    });
                 }
                 Err(error) => {
                     // Running out of descriptors or memory: back off briefly instead of

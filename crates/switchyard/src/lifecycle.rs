@@ -389,7 +389,10 @@ async fn start_stats_sockets(
             _ => Level::Operator,
         };
         let bind = match &socket.address {
-            SocketAddress::Inet(addr) => Bind::Tcp(*addr),
+            SocketAddress::Inet(addr) => Bind::Tcp {
+                addr: *addr,
+                reuse_port: !config.global.noreuseport,
+            },
             SocketAddress::Unix(path) => Bind::Unix {
                 path: path.clone(),
                 mode: socket.mode,

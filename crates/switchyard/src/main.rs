@@ -206,17 +206,14 @@ fn run(
         .nbthread
         .map(|n| n as usize)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    // One thread: a current-thread runtime does the same work without the work-stealing
-    // scheduler's atomics and cross-thread wake-ups (HAProxy's `nbthread 1` model).
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    let runtime = match builder
-        .thread_name("switchyard-worker")
+    // One single-threaded runtime per thread, as HAProxy's threads: this one (the control
+    // plane, the accept loops and a share of the sessions) and `nbthread - 1` others, each
+    // keeping the sessions handed to it for their whole life (switchyard_engine::workers).
+    if let Err(error) = switchyard_engine::workers::start(threads.saturating_sub(1)) {
+        eprintln!("switchyard: cannot start {threads} threads: {error}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -57,10 +57,7 @@ impl Executor {
     /// Worker threads of the runtime serving the socket: `nbthread` from the configuration,
     /// or one per CPU (what HAProxy prints in `Nbthread` and `idle_per_thr[]`).
     fn nbthread(&self) -> u32 {
-        tokio::runtime::Handle::try_current().map_or_else(
-            |_| std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            |handle| handle.metrics().num_workers() as u32,
-        )
+        u32::try_from(switchyard_engine::workers::count()).unwrap_or(u32::MAX)
     }
 }
 

@@ -1,0 +1,168 @@
+//! Threads for `nbthread` > 1: one single-threaded tokio runtime per thread, as HAProxy's.
+//!
+//! The process's main runtime is thread 0: it runs the control plane, the accept loops and
+//! its share of the sessions. Each accepted connection goes to the thread carrying the fewest
+//! sessions (HAProxy: "the least loaded thread") and stays there for its whole life. A
+//! work-stealing runtime instead moved sessions' tasks between threads and woke one thread
+//! from another as a session's two sides became ready; with threads of their own, sessions
+//! spent a third less user time per HTTP request (docs/performance.md, "More than one
+//! thread").
+//!
+//! With `nbthread 1` nothing here runs: sessions are spawned where they are accepted.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+
+use crate::session::Session;
+
+/// One thread's share of the sessions.
+struct Thread {
+    /// `None` for thread 0, the runtime the accept loops run on.
+    runtime: Option<Handle>,
+    sessions: AtomicU32,
+}
+
+static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
+
+/// Starts `extra` threads besides the main one (once per process; later calls change
+/// nothing). Without it every session runs on the runtime that accepted it.
+pub fn start(extra: usize) -> std::io::Result<()> {
+    if extra == 0 || THREADS.get().is_some() {
+        return Ok(());
+    }
+    let mut threads = Vec::with_capacity(extra + 1);
+    threads.push(Thread {
+        runtime: None,
+        sessions: AtomicU32::new(0),
+    });
+    for index in 1..=extra {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        threads.push(Thread {
+            runtime: Some(runtime.handle().clone()),
+            sessions: AtomicU32::new(0),
+        });
+        // The thread's own timer floor keeps it busy forever; its sessions are spawned
+        // onto it from thread 0.
+        std::thread::Builder::new()
+            .name(format!("switchyard-{index}"))
+            .spawn(move || runtime.block_on(crate::timer_floor()))?;
+    }
+    let _ = THREADS.set(threads);
+    Ok(())
+}
+
+/// Threads in all (what `nbthread` became).
+pub fn count() -> usize {
+    THREADS.get().map_or(1, Vec::len)
+}
+
+/// Runs a freshly accepted session on the least loaded thread. `make` builds the session
+/// around the client socket once that socket belongs to the chosen thread's runtime.
+pub(crate) fn dispatch<F>(client: TcpStream, make: F)
+where
+    F: FnOnce(TcpStream) -> Session + Send + 'static,
+{
+    let Some(threads) = THREADS.get() else {
+        spawn_here(make(client));
+        return;
+    };
+    let index = least_loaded(
+        threads
+            .iter()
+            .map(|thread| thread.sessions.load(Ordering::Relaxed)),
+    );
+    let Some(thread) = threads.get(index) else {
+        spawn_here(make(client));
+        return;
+    };
+    thread.sessions.fetch_add(1, Ordering::Relaxed);
+    let share = Share(index);
+    let Some(runtime) = &thread.runtime else {
+        let task = Box::new(make(client)).into_task();
+        tokio::spawn(counted(task, share));
+        return;
+    };
+    // The socket is registered with this runtime's reactor; the other thread registers it
+    // with its own (one `epoll_ctl` more per handed-over connection).
+    let client = match client.into_std() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(%error, "cannot hand a connection to another thread");
+            return;
+        }
+    };
+    runtime.spawn(async move {
+        let _share = share;
+        match TcpStream::from_std(client) {
+            Ok(client) => Box::new(make(client)).into_task().await,
+            Err(error) => tracing::warn!(%error, "cannot take over a connection"),
+        }
+    });
+}
+
+/// The index of the thread with the fewest sessions. Ties go to the lowest index, thread 0
+/// first: no hand-over to another thread when nothing is gained by it.
+fn least_loaded(sessions: impl Iterator<Item = u32>) -> usize {
+    sessions
+        .enumerate()
+        .min_by_key(|&(index, sessions)| (sessions, index))
+        .map_or(0, |(index, _)| index)
+}
+
+fn spawn_here(session: Session) {
+    // Boxed before spawning: the task then moves a pointer instead of copying the session's
+    // whole future through each layer of the spawn.
+    tokio::spawn(Box::new(session).into_task());
+}
+
+async fn counted(task: Pin<Box<dyn Future<Output = ()> + Send>>, share: Share) {
+    let _share = share;
+    task.await;
+}
+
+/// A session counted on a thread; uncounted when its task ends or is dropped.
+struct Share(usize);
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if let Some(thread) = THREADS.get().and_then(|threads| threads.get(self.0)) {
+            thread.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::least_loaded;
+
+    #[test]
+    fn the_thread_with_fewest_sessions_wins_and_ties_stay_on_the_lowest() {
+        assert_eq!(least_loaded([0, 0].into_iter()), 0);
+        assert_eq!(least_loaded([1, 0].into_iter()), 1);
+        assert_eq!(least_loaded([1, 1, 1].into_iter()), 0);
+        assert_eq!(least_loaded([3, 2, 2].into_iter()), 1);
+        assert_eq!(least_loaded([5, 9, 0, 0].into_iter()), 2);
+        assert_eq!(least_loaded(std::iter::empty()), 0);
+    }
+
+    #[test]
+    fn alternating_arrivals_alternate_threads() {
+        // Sessions arriving one after another and staying: 0, 1, 0, 1, ...
+        let mut load = [0u32; 2];
+        let chosen: Vec<usize> = (0..6)
+            .map(|_| {
+                let index = least_loaded(load.iter().copied());
+                load[index] += 1;
+                index
+            })
+            .collect();
+        assert_eq!(chosen, [0, 1, 0, 1, 0, 1]);
+    }
+}

@@ -1,0 +1,161 @@
+//! `nbthread` > 1: sessions run on threads of their own (switchyard_engine::workers). Held
+//! connections alternate between the threads, carry data on each, and a process replaced with
+//! `-sf` still drains the sessions its other threads hold while the new one takes the
+//! frontend and the TCP stats socket.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use switchyard_testkit::{cli, echo_server, free_port, wait_for_port, ChildGuard, TempDir};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn config(stats: u16, front: u16, echo: u16) -> String {
+    format!(
+        "global\n    nbthread 2\n    stats socket ipv4@127.0.0.1:{stats} level admin\n\
+         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+         listen db\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{echo}\n"
+    )
+}
+
+/// CPU time (clock ticks, user + system) of each thread of `pid`, by thread name.
+fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = rest.split(' ').collect();
+        let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        threads.push((name.trim().to_string(), ticks));
+    }
+    threads
+}
+
+fn ticks_of(pid: u32, name: &str) -> u64 {
+    thread_ticks(pid)
+        .into_iter()
+        .find(|(thread, _)| thread == name)
+        .unwrap_or_else(|| panic!("no thread {name} in {:?}", thread_ticks(pid)))
+        .1
+}
+
+fn echoes(stream: &mut TcpStream, message: &[u8]) {
+    stream.write_all(message).unwrap();
+    let mut reply = vec![0; message.len()];
+    stream.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, message);
+}
+
+/// Sends `bytes` through `stream` while reading the echo back on another thread.
+fn pump(stream: &TcpStream, bytes: usize) {
+    let mut reader = stream.try_clone().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut buf = vec![0; 64 * 1024];
+        let mut left = bytes;
+        while left > 0 {
+            let n = reader.read(&mut buf).unwrap();
+            assert!(n > 0, "the proxy closed with {left} bytes still to echo");
+            left -= n.min(left);
+        }
+    });
+    let chunk = vec![0x5a; 64 * 1024];
+    let mut writer = stream.try_clone().unwrap();
+    let mut sent = 0;
+    while sent < bytes {
+        let n = chunk.len().min(bytes - sent);
+        writer.write_all(&chunk[..n]).unwrap();
+        sent += n;
+    }
+    reading.join().unwrap();
+}
+
+#[test]
+fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() {
+    let dir = TempDir::new("switchyard-threads").unwrap();
+    let (stats, front, echo) = (free_port(), free_port(), echo_server());
+    let cfg = dir.path().join("sy.cfg");
+    std::fs::write(&cfg, config(stats, front, echo)).unwrap();
+    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
+    let front_addr = format!("127.0.0.1:{front}").parse().unwrap();
+    wait_for_port(front_addr, Duration::from_secs(10)).unwrap();
+    wait_for_port(
+        format!("127.0.0.1:{stats}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let pid = old.pid();
+
+    let info = cli(stats, "show info");
+    assert!(info.contains("\nNbthread: 2\n"), "show info:\n{info}");
+    let names: Vec<String> = thread_ticks(pid).into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.iter().any(|n| n == "switchyard-1"),
+        "no second session thread among {names:?}"
+    );
+
+    // Opened one after another and held: the least loaded thread takes each, so thread 0,
+    // thread 1, thread 0, thread 1. Each must carry data from where it landed.
+    let mut held: Vec<TcpStream> = (0..4)
+        .map(|i| {
+            let mut stream = TcpStream::connect(front_addr).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            echoes(&mut stream, format!("hello {i}").as_bytes());
+            stream
+        })
+        .collect();
+
+    // Bulk data through the second session: its thread, not the accepting one, does the work.
+    let before = ticks_of(pid, "switchyard-1");
+    pump(&held[1], 256 << 20);
+    let after = ticks_of(pid, "switchyard-1");
+    assert!(
+        after > before,
+        "switchyard-1 used no CPU while its session moved 256 MiB each way ({before} -> {after} ticks)"
+    );
+
+    // A new process takes the port; the old one keeps its four sessions, on both threads,
+    // until their clients close them, then exits.
+    let mut new = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg("-f")
+            .arg(&cfg)
+            .arg("-sf")
+            .arg(pid.to_string()),
+    )
+    .unwrap();
+    old.wait_for_output("waiting for 4 session(s)", Duration::from_secs(10))
+        .unwrap();
+    assert!(old.is_running(), "the old process left with sessions open");
+    for (i, stream) in held.iter_mut().enumerate() {
+        echoes(stream, format!("still here {i}").as_bytes());
+    }
+    let mut fresh = TcpStream::connect(front_addr).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    echoes(&mut fresh, b"to the new process");
+
+    held.clear();
+    assert!(
+        old.wait_timeout(Duration::from_secs(10)).is_some(),
+        "the old process did not exit once its last sessions closed"
+    );
+    assert!(new.is_running());
+    // The stats socket (TCP, SO_REUSEPORT) went over to the new process as well.
+    let info = cli(stats, "show info");
+    assert!(
+        info.contains(&format!("\nPid: {}\n", new.pid())),
+        "show info:\n{info}"
+    );
+}
