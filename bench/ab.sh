@@ -8,27 +8,32 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/ab.sh [-s SECONDS] [-r ROUNDS] [--no-haproxy] NAME=BINARY [NAME=BINARY ...]
+usage: bench/ab.sh [-s SECONDS] [-r ROUNDS] [-t THREADS] [--no-haproxy] NAME=BINARY [NAME=BINARY ...]
 
   -s SECONDS    length of each wrk run (default 5)
   -r ROUNDS     rounds; each runs wrk once against every proxy (default 5)
+  -t THREADS    nbthread of every proxy (default 1)
   --no-haproxy  compare the given binaries only
 
-Each binary runs `nbthread 1` pinned to the last CPU; wrk (-t 2 -c 32) and the HTTP server
-(switchyard-bench serve, one worker thread per CPU left) run on the other CPUs. Prints, per
-proxy, the median and range of requests/s and of CPU, user and system time per request.
+Each binary runs `nbthread THREADS` pinned to the last THREADS CPUs; wrk (-t 2 -c 32) and the
+HTTP server (switchyard-bench serve) run on the other CPUs. When THREADS is the number of
+CPUs or more, nothing is pinned: proxies, wrk and the server share every CPU, as they would
+on a host where the proxy is not given cores of its own. Prints, per proxy, the median and
+range of requests/s and of CPU, user and system time per request.
 Needs wrk, python3 and a release build of switchyard-bench; HAProxy unless --no-haproxy.
 EOF
 }
 
 SECONDS_PER_RUN=5
 ROUNDS=5
+THREADS=1
 HAPROXY=1
 declare -a NAMES=() BINS=()
 while (($#)); do
     case "$1" in
         -s) SECONDS_PER_RUN="$2"; shift 2 ;;
         -r) ROUNDS="$2"; shift 2 ;;
+        -t) THREADS="$2"; shift 2 ;;
         --no-haproxy) HAPROXY=0; shift ;;
         -h | --help) usage; exit 0 ;;
         *=*) NAMES+=("${1%%=*}"); BINS+=("${1#*=}"); shift ;;
@@ -45,10 +50,17 @@ REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BENCH_BIN="${SWITCHYARD_BENCH_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/switchyard-bench}"
 [[ -x "$BENCH_BIN" ]] || die "$BENCH_BIN missing: cargo build --release -p switchyard-bench"
 
+[[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "-t wants a positive thread count, not '$THREADS'"
 NCPU="$(nproc)"
-((NCPU >= 2)) || die "needs 2 CPUs: one for the proxies, the rest for wrk and the server"
-PROXY_CPU=$((NCPU - 1))
-LOADGEN_CPUS="0-$((NCPU - 2))"
+if ((THREADS >= NCPU)); then
+    PROXY_CPUS="0-$((NCPU - 1))"
+    LOADGEN_CPUS="$PROXY_CPUS"
+    SERVER_THREADS="$NCPU"
+else
+    PROXY_CPUS="$((NCPU - THREADS))-$((NCPU - 1))"
+    LOADGEN_CPUS="0-$((NCPU - THREADS - 1))"
+    SERVER_THREADS=$((NCPU - THREADS))
+fi
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
@@ -70,7 +82,7 @@ wait_port() {
 HTTP_PORT="$(free_port)"
 ECHO_PORT="$(free_port)"
 taskset -c "$LOADGEN_CPUS" "$BENCH_BIN" serve --echo "127.0.0.1:$ECHO_PORT" --http "127.0.0.1:$HTTP_PORT" \
-    --threads $((NCPU - 1)) >"$WORK/server.log" 2>&1 &
+    --threads "$SERVER_THREADS" >"$WORK/server.log" 2>&1 &
 PIDS+=($!)
 wait_port "$HTTP_PORT" || die "the HTTP server did not start: $(cat "$WORK/server.log")"
 
@@ -78,7 +90,7 @@ config() { # port -> the configuration every proxy gets, but for its bind port
     cat <<EOF
 global
     maxconn 4096
-    nbthread 1
+    nbthread $THREADS
 defaults
     mode http
     maxconn 4096
@@ -97,7 +109,7 @@ start() { # name command...
     shift
     port="$(free_port)"
     config "$port" >"$WORK/$name.cfg"
-    SWITCHYARD_LOG=error taskset -c "$PROXY_CPU" "$@" -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 &
+    SWITCHYARD_LOG=error taskset -c "$PROXY_CPUS" "$@" -f "$WORK/$name.cfg" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     PROXY_PIDS+=($!)
     PORTS+=("$port")
@@ -111,7 +123,7 @@ fi
 
 cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; } # utime stime, in clock ticks
 TICK_US=$((1000000 / $(getconf CLK_TCK)))
-echo "ab.sh: ${#NAMES[@]} proxies on CPU $PROXY_CPU, wrk and server on CPUs $LOADGEN_CPUS, $ROUNDS rounds of ${SECONDS_PER_RUN}s"
+echo "ab.sh: ${#NAMES[@]} proxies (nbthread $THREADS) on CPUs $PROXY_CPUS, wrk and server on CPUs $LOADGEN_CPUS, $ROUNDS rounds of ${SECONDS_PER_RUN}s"
 for round in $(seq "$ROUNDS"); do
     for i in "${!NAMES[@]}"; do
         read -r u0 s0 < <(cpu_ticks "${PROXY_PIDS[$i]}")
