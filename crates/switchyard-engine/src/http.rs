@@ -136,16 +136,43 @@ impl BackendHttp {
     /// request only takes a connection that has already been kept alive after a response
     /// and carried another request (HAProxy's `http-reuse safe`): a client cannot know to
     /// retry a first request that a server's close cuts off, and browsers do not.
+    ///
+    /// With several threads, a connection this thread's reactor watches comes first; one
+    /// from another thread is moved over (registered here, as HAProxy takes an idle
+    /// connection over from another thread), or every event of the exchange would have to
+    /// cross threads: seen by that thread's reactor, then waking this task.
     fn take_idle(&self, server: &Arc<Server>, first_request: bool) -> Option<Idle> {
-        let mut pool = self.pool.lock();
-        Pool::expire(&mut pool);
+        let here = crate::workers::current();
         loop {
-            let index = pool.iter().rposition(|idle| {
-                Arc::ptr_eq(&idle.server, server) && (!first_request || idle.conn.proven())
-            })?;
-            let idle = pool.remove(index)?;
-            if idle.conn.is_open() {
+            let idle = {
+                let mut pool = self.pool.lock();
+                Pool::expire(&mut pool);
+                let fits = |idle: &Idle| {
+                    Arc::ptr_eq(&idle.server, server) && (!first_request || idle.conn.proven())
+                };
+                let index = pick_idle(pool.iter().map(|idle| (idle.thread, fits(idle))), here)?;
+                pool.remove(index)?
+            };
+            if !idle.conn.is_open() {
+                continue;
+            }
+            if idle.thread == here {
                 return Some(idle);
+            }
+            let Idle {
+                server,
+                conn,
+                since,
+                thread: _,
+            } = idle;
+            // A connection that cannot be moved is closed; the next one is tried.
+            if let Ok(conn) = conn.moved_here() {
+                return Some(Idle {
+                    server,
+                    conn,
+                    since,
+                    thread: here,
+                });
             }
         }
     }
@@ -213,12 +240,26 @@ impl Pool {
     }
 }
 
+/// Which of a pool's idle connections (oldest first: each one's thread and whether it fits
+/// the request) to take on thread `here`: the most recent fitting one of this thread, else
+/// the most recent fitting one of any thread.
+fn pick_idle(
+    mut idle: impl DoubleEndedIterator<Item = (usize, bool)> + ExactSizeIterator + Clone,
+    here: usize,
+) -> Option<usize> {
+    idle.clone()
+        .rposition(|(thread, fits)| fits && thread == here)
+        .or_else(|| idle.rposition(|(_, fits)| fits))
+}
+
 /// A keep-alive server connection between two requests.
 #[derive(Debug)]
 struct Idle {
     server: Arc<Server>,
     conn: Peer,
     since: Instant,
+    /// The thread whose reactor the connection is registered with (`workers::current`).
+    thread: usize,
 }
 
 /// One side's socket and the bytes read from it not yet used.
@@ -267,6 +308,22 @@ impl Peer {
     fn is_open(&self) -> bool {
         let mut probe = [0u8; 1];
         matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    /// The same connection, registered with this thread's reactor instead of the one it
+    /// was registered with (another thread's).
+    fn moved_here(self) -> io::Result<Peer> {
+        let Peer {
+            stream,
+            buf,
+            served,
+        } = self;
+        let stream = TcpStream::from_std(stream.into_std()?)?;
+        Ok(Peer {
+            stream,
+            buf,
+            served,
+        })
     }
 
     /// Whether the peer has kept this connection open after a response and carried
@@ -1194,6 +1251,7 @@ impl<'c> Client<'c> {
                     server,
                     conn: server_conn,
                     since: Instant::now(),
+                    thread: crate::workers::current(),
                 });
             }
         }
@@ -2032,6 +2090,20 @@ mod tests {
         assert_eq!(status_class(599), 4);
         assert_eq!(status_class(600), 5);
         assert_eq!(status_class(99), 5);
+    }
+
+    #[test]
+    fn idle_connections_of_this_thread_come_first() {
+        // (thread, fits), oldest first.
+        let pool = [(0, true), (1, true), (0, false), (1, true)];
+        assert_eq!(pick_idle(pool.iter().copied(), 0), Some(0));
+        assert_eq!(pick_idle(pool.iter().copied(), 1), Some(3));
+        // None of this thread's fits: the most recent fitting one of another thread.
+        assert_eq!(pick_idle(pool.iter().copied(), 2), Some(3));
+        let pool = [(1, true), (0, false), (1, false)];
+        assert_eq!(pick_idle(pool.iter().copied(), 0), Some(0));
+        assert_eq!(pick_idle([(0, false)].iter().copied(), 0), None);
+        assert_eq!(pick_idle(std::iter::empty(), 0), None);
     }
 
     #[test]

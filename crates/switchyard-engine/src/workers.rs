@@ -29,6 +29,11 @@ struct Thread {
 
 static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
 
+thread_local! {
+    /// This thread's index: 0 for the main thread (and any thread not started here).
+    static CURRENT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// Starts `extra` threads besides the main one (once per process; later calls change
 /// nothing). Without it every session runs on the runtime that accepted it.
 pub fn start(extra: usize) -> std::io::Result<()> {
@@ -52,7 +57,10 @@ pub fn start(extra: usize) -> std::io::Result<()> {
         // onto it from thread 0.
         std::thread::Builder::new()
             .name(format!("switchyard-{index}"))
-            .spawn(move || runtime.block_on(crate::timer_floor()))?;
+            .spawn(move || {
+                CURRENT.with(|current| current.set(index));
+                runtime.block_on(crate::timer_floor())
+            })?;
     }
     let _ = THREADS.set(threads);
     Ok(())
@@ -61,6 +69,12 @@ pub fn start(extra: usize) -> std::io::Result<()> {
 /// Threads in all (what `nbthread` became).
 pub fn count() -> usize {
     THREADS.get().map_or(1, Vec::len)
+}
+
+/// The index of the thread this runs on: whose reactor a socket created here is registered
+/// with.
+pub(crate) fn current() -> usize {
+    CURRENT.with(std::cell::Cell::get)
 }
 
 /// Runs a freshly accepted session on the least loaded thread. `make` builds the session

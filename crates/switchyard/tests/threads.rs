@@ -172,3 +172,115 @@ fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() 
         "show info:\n{info}"
     );
 }
+
+/// A keep-alive HTTP server whose every response body is the port its client connected from:
+/// which server connection carried the request.
+fn port_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let from = stream.peer_addr().map_or(0, |addr| addr.port()).to_string();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    // Requests without a body: a head ends with an empty line.
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        match std::io::BufRead::read_line(&mut reader, &mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{from}",
+                        from.len()
+                    );
+                    if writer.write_all(response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// One request on a keep-alive client connection; the body (the server side's port).
+fn get(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
+}
+
+#[test]
+fn an_idle_server_connection_moves_to_the_thread_of_the_client_that_takes_it() {
+    let (front, server) = (free_port(), port_server());
+    let dir = TempDir::new("switchyard-threads-http").unwrap();
+    let cfg = dir.path().join("sy.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "global\n    nbthread 2\n\
+             defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+             listen web\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{server}\n"
+        ),
+    )
+    .unwrap();
+    let _proxy = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
+    let front_addr = format!("127.0.0.1:{front}").parse().unwrap();
+    wait_for_port(front_addr, Duration::from_secs(10)).unwrap();
+    // Let a probe connection of the wait end, so that the two clients land on two threads.
+    std::thread::sleep(Duration::from_millis(300));
+    let connect = || {
+        let stream = TcpStream::connect(front_addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    let (mut a, mut b) = (connect(), connect());
+    // Two requests make the server connection "proven" (fit for a client's first request,
+    // `http-reuse safe`); then it serves the other client, on the other thread, and comes
+    // back: one server connection throughout, moved between the threads' reactors.
+    let first = get(&mut a);
+    let carried = [
+        get(&mut a),
+        get(&mut b),
+        get(&mut a),
+        get(&mut b),
+        get(&mut b),
+    ];
+    for (i, port) in carried.iter().enumerate() {
+        assert_eq!(
+            port,
+            &first,
+            "request {} went over another server connection: {first} then {carried:?}",
+            i + 2
+        );
+    }
+}
