@@ -10,15 +10,25 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
 use tokio::sync::watch;
 
 use crate::session::Session;
 use crate::state::{Frontend, Process};
 
+/// The listening socket, registered with this thread's reactor for readability.
+fn watch_readable(listener: std::net::TcpListener) -> io::Result<AsyncFd<std::net::TcpListener>> {
+    // SAFETY: the `TcpListener` owns its descriptor and keeps it open, unchanged, until it is
+    // dropped with the `AsyncFd`; it is only ever borrowed from there (`get_ref`).
+    Ok(unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }?)
+}
+
 #[derive(Debug)]
 pub struct Listener {
-    inner: TcpListener,
+    /// Watched for readiness only: accepted sockets are not registered with this thread's
+    /// reactor, since the thread that serves a connection may be another one.
+    inner: AsyncFd<std::net::TcpListener>,
     /// `accept-proxy` on the `bind` line: every connection starts with a PROXY header.
     pub(crate) accept_proxy: bool,
     /// `ssl crt ...`: TLS is terminated here.
@@ -46,7 +56,7 @@ impl Listener {
         socket.set_nonblocking(true)?;
         socket.bind(&addr.into())?;
         socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
-        let inner = TcpListener::from_std(socket.into())?;
+        let inner = watch_readable(socket.into())?;
         Ok(Listener {
             inner,
             accept_proxy: false,
@@ -57,7 +67,7 @@ impl Listener {
     /// Takes over an already listening socket (one a previous engine shares on reload).
     pub fn from_socket(socket: Socket) -> io::Result<Listener> {
         socket.set_nonblocking(true)?;
-        let inner = TcpListener::from_std(socket.into())?;
+        let inner = watch_readable(socket.into())?;
         Ok(Listener {
             inner,
             accept_proxy: false,
@@ -67,11 +77,34 @@ impl Listener {
 
     /// A second descriptor of the same listening socket.
     pub fn duplicate(&self) -> io::Result<Socket> {
-        socket2::SockRef::from(&self.inner).try_clone()
+        socket2::SockRef::from(self.inner.get_ref()).try_clone()
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.inner.local_addr()
+        self.inner.get_ref().local_addr()
+    }
+
+    /// The next connection, non-blocking and close-on-exec (one `accept4`), registered with
+    /// no reactor yet.
+    async fn accept(&self) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+        loop {
+            let mut ready = self.inner.readable().await?;
+            let accepted = ready.try_io(|listener| {
+                socket2::SockRef::from(listener.get_ref())
+                    .accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            });
+            // Err: the socket had nothing after all; its readiness is cleared, wait again.
+            if let Ok(accepted) = accepted {
+                let (socket, addr) = accepted?;
+                let addr = addr.as_socket().ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "a TCP peer without an IP address",
+                    )
+                })?;
+                return Ok((socket.into(), addr));
+            }
+        }
     }
 
     pub(crate) async fn accept_loop(
@@ -83,7 +116,6 @@ impl Listener {
         // A listener bound to one address accepts only on it: no getsockname() per
         // connection then, only for wildcard binds.
         let bound = self
-            .inner
             .local_addr()
             .ok()
             .filter(|addr| !addr.ip().is_unspecified());
@@ -97,7 +129,7 @@ impl Listener {
             };
             let Some(permits) = permits else { return };
             let accepted = tokio::select! {
-                accepted = self.inner.accept() => accepted,
+                accepted = self.accept() => accepted,
                 _ = stop.changed() => return,
             };
             match accepted {

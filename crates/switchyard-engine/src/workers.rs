@@ -78,13 +78,17 @@ pub(crate) fn current() -> usize {
 }
 
 /// Runs a freshly accepted session on the least loaded thread. `make` builds the session
-/// around the client socket once that socket belongs to the chosen thread's runtime.
-pub(crate) fn dispatch<F>(client: TcpStream, make: F)
+/// around the client socket once that socket is registered with the chosen thread's reactor
+/// (the accept loop registers it with none: a connection handed over costs no more
+/// `epoll_ctl` than one that stays).
+pub(crate) fn dispatch<F>(client: std::net::TcpStream, make: F)
 where
     F: FnOnce(TcpStream) -> Session + Send + 'static,
 {
     let Some(threads) = THREADS.get() else {
-        spawn_here(make(client));
+        if let Some(client) = register(client) {
+            spawn_here(make(client));
+        }
         return;
     };
     let index = least_loaded(
@@ -93,32 +97,34 @@ where
             .map(|thread| thread.sessions.load(Ordering::Relaxed)),
     );
     let Some(thread) = threads.get(index) else {
-        spawn_here(make(client));
+        if let Some(client) = register(client) {
+            spawn_here(make(client));
+        }
         return;
     };
     thread.sessions.fetch_add(1, Ordering::Relaxed);
     let share = Share(index);
     let Some(runtime) = &thread.runtime else {
-        let task = Box::new(make(client)).into_task();
-        tokio::spawn(counted(task, share));
-        return;
-    };
-    // The socket is registered with this runtime's reactor; the other thread registers it
-    // with its own (one `epoll_ctl` more per handed-over connection).
-    let client = match client.into_std() {
-        Ok(client) => client,
-        Err(error) => {
-            tracing::warn!(%error, "cannot hand a connection to another thread");
-            return;
+        if let Some(client) = register(client) {
+            let task = Box::new(make(client)).into_task();
+            tokio::spawn(counted(task, share));
         }
+        return;
     };
     runtime.spawn(async move {
         let _share = share;
-        match TcpStream::from_std(client) {
-            Ok(client) => Box::new(make(client)).into_task().await,
-            Err(error) => tracing::warn!(%error, "cannot take over a connection"),
+        if let Some(client) = register(client) {
+            Box::new(make(client)).into_task().await;
         }
     });
+}
+
+/// The socket, registered with this thread's reactor; `None` (the connection closed) if that
+/// fails.
+fn register(client: std::net::TcpStream) -> Option<TcpStream> {
+    TcpStream::from_std(client)
+        .map_err(|error| tracing::warn!(%error, "cannot register a connection"))
+        .ok()
 }
 
 /// The index of the thread with the fewest sessions. Ties go to the lowest index, thread 0
