@@ -85,18 +85,15 @@ pub(crate) fn dispatch<F>(client: std::net::TcpStream, make: F)
 where
     F: FnOnce(TcpStream) -> Session + Send + 'static,
 {
-    let Some(threads) = THREADS.get() else {
-        if let Some(client) = register(client) {
-            spawn_here(make(client));
-        }
-        return;
-    };
-    let index = least_loaded(
-        threads
-            .iter()
-            .map(|thread| thread.sessions.load(Ordering::Relaxed)),
-    );
-    let Some(thread) = threads.get(index) else {
+    let chosen = THREADS.get().and_then(|threads| {
+        let index = least_loaded(
+            threads
+                .iter()
+                .map(|thread| thread.sessions.load(Ordering::Relaxed)),
+        );
+        threads.get(index).map(|thread| (index, thread))
+    });
+    let Some((index, thread)) = chosen else {
         if let Some(client) = register(client) {
             spawn_here(make(client));
         }

@@ -54,8 +54,8 @@ impl Executor {
         self.info()
     }
 
-    /// Worker threads of the runtime serving the socket: `nbthread` from the configuration,
-    /// or one per CPU (what HAProxy prints in `Nbthread` and `idle_per_thr[]`).
+    /// Threads carrying sessions: `nbthread` from the configuration, or one per CPU (what
+    /// HAProxy prints in `Nbthread` and `idle_per_thr[]`).
     fn nbthread(&self) -> u32 {
         u32::try_from(switchyard_engine::workers::count()).unwrap_or(u32::MAX)
     }
