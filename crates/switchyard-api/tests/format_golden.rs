@@ -842,7 +842,9 @@ fn http_reference_stats() -> Stats {
     web1.need_conn_est = 0;
     let li_web = http_counters(1, 82, 55, (0, 1), [0, 1, 0, 0, 0, 0]);
     let mut w1 = served("w1", li_web.clone(), 14992, 16);
+    // One request over its connection, which went idle: unsafe (`idle_conn_cur`).
     w1.idle_conns = 1;
+    w1.unsafe_conns = 1;
 
     let li_down = http_counters(1, 82, 217, (1, 1), [0, 0, 0, 0, 1, 0]);
     let mut d1 = server(1, "d1", dead, 1);

@@ -18,7 +18,7 @@
 //! * proxies: `bind`, `mode tcp` (`mode http` only while the proxy starts nothing, or serves
 //!   only the stats page: see `stats` below),
 //!   `default_backend`, `use_backend` (unconditional), `balance`, `hash-type`, `server`,
-//!   `default-server`, `maxconn`, `fullconn`, `retries`, `option` (redispatch, tcplog, httplog,
+//!   `default-server`, `maxconn`, `fullconn`, `retries`, `http-reuse`, `option` (redispatch, tcplog, httplog,
 //!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap, forwardfor,
 //!   http-server-close, httpclose, http-keep-alive, http-ignore-probes, the check options below;
 //!   other HAProxy options warn), `no option`, `log`/`log global`/`no log`, `timeout *` (and the deprecated
@@ -57,6 +57,7 @@
 //! * servers' check settings: `check`, `inter`, `fastinter`, `downinter`, `rise`, `fall`,
 //!   `port`, `addr`, `agent-check`, `agent-port`, `agent-inter`, `agent-send`, `agent-addr`,
 //!   `observe layer4`, `error-limit`, `on-error`, `on-marked-down`, `on-marked-up`;
+//! * servers' idle connection pools: `pool-max-conn`, `pool-purge-delay`, `pool-low-conn`;
 //! * validation: backend references, duplicate proxy/server names and ids, capabilities,
 //!   frontends without `bind` or without a backend (warnings).
 //!

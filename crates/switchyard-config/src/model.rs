@@ -307,6 +307,8 @@ pub struct Proxy {
     /// Backend-side `fullconn`, kept for dynamic maxconn (`minconn`).
     pub fullconn: Option<u32>,
     pub retries: u32,
+    /// `http-reuse`: which requests may go over another client's idle server connection.
+    pub http_reuse: HttpReuse,
     pub options: ProxyOptions,
     pub timeouts: Timeouts,
     /// Log targets of this proxy (`log global` expands to the global ones).
@@ -445,6 +447,23 @@ pub struct Bind {
     pub postgres_ssl: bool,
 }
 
+/// `http-reuse`: which requests may take an idle server connection another client's
+/// exchange left (HAProxy's strategies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HttpReuse {
+    /// A server connection serves only the client connection it was opened for.
+    Never,
+    /// A client connection's first request gets a new connection (the client could not
+    /// know to retry it if a server's close cut it off); later ones take any idle one.
+    #[default]
+    Safe,
+    /// First requests take idle connections the server has already kept open after a
+    /// response and used again; later ones take any.
+    Aggressive,
+    /// Every request takes any idle connection.
+    Always,
+}
+
 /// Load-balancing algorithm named by `balance`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Balance {
@@ -567,6 +586,15 @@ pub struct Server {
     /// `resolve-prefer ipv4|ipv6`; unset, DNS answers prefer IPv6 (as HAProxy) and the
     /// system resolver keeps its own order.
     pub resolve_prefer: Option<IpFamily>,
+    /// `pool-max-conn N`: idle connections kept for reuse; `Some(None)` is `-1`, no limit.
+    /// Unset, HAProxy gives configured servers no limit and `add server` ones 0 (no pool).
+    pub pool_max_conn: Option<Option<u32>>,
+    /// `pool-purge-delay T`: how often idle connections are weighed against the need and
+    /// the surplus closed; 0 keeps none. Unset: 5 s, or 0 for `add server`.
+    pub pool_purge_delay: Option<Duration>,
+    /// `pool-low-conn N`: below this many idle connections a thread opens its own rather
+    /// than take another thread's.
+    pub pool_low_conn: u32,
 }
 
 impl Server {
@@ -611,6 +639,9 @@ impl Server {
             agent_addr: None,
             resolvers: None,
             resolve_prefer: None,
+            pool_max_conn: None,
+            pool_purge_delay: None,
+            pool_low_conn: 0,
         }
     }
 }

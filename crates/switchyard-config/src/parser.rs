@@ -154,6 +154,7 @@ impl Draft {
                 maxconn: None,
                 fullconn: None,
                 retries: 3,
+                http_reuse: HttpReuse::Safe,
                 options: ProxyOptions::default(),
                 timeouts: Timeouts::default(),
                 logs: Vec::new(),
@@ -1301,7 +1302,6 @@ const UNIMPLEMENTED_PROXY_KEYWORDS: &[&str] = &[
     "force-persist",
     "ignore-persist",
     "max-keep-alive-queue",
-    "http-reuse",
     "http-send-name-header",
     "bind-process",
     "external-check",
@@ -1476,6 +1476,31 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
                     d.proxy.fullconn = Some(n);
                 } else {
                     cap_warning(sink, d, kw, span, true);
+                }
+            }
+        }
+        "http-reuse" => {
+            if let Some(v) = single_arg(sink, w, span) {
+                let reuse = match v {
+                    "never" => Some(HttpReuse::Never),
+                    "safe" => Some(HttpReuse::Safe),
+                    "aggressive" => Some(HttpReuse::Aggressive),
+                    "always" => Some(HttpReuse::Always),
+                    other => {
+                        sink.err(
+                            span,
+                            format!(
+                                "'http-reuse' expects 'never', 'safe', 'aggressive' or \
+                                 'always', got '{other}'"
+                            ),
+                        );
+                        None
+                    }
+                };
+                match reuse {
+                    Some(reuse) if be => d.proxy.http_reuse = reuse,
+                    Some(_) => cap_warning(sink, d, kw, span, true),
+                    None => {}
                 }
             }
         }
@@ -1937,9 +1962,6 @@ fn server_settings(
         "ciphers",
         "ciphersuites",
         "namespace",
-        "pool-max-conn",
-        "pool-purge-delay",
-        "pool-low-conn",
         "pool-conn-name",
         "max-reuse",
         "proxy-v2-options",
@@ -2072,6 +2094,34 @@ fn server_settings(
                             _ => s.minconn = v,
                         }
                     }
+                }
+            }
+            "pool-max-conn" => {
+                consumed = 2;
+                match valued(sink) {
+                    None => ok = false,
+                    Some("-1") => s.pool_max_conn = Some(None),
+                    Some(v) => match parse_u32(v) {
+                        Ok(n) => s.pool_max_conn = Some(Some(n)),
+                        Err(e) => bad(sink, format!("{e} (expects -1 or more)")),
+                    },
+                }
+            }
+            "pool-low-conn" => {
+                consumed = 2;
+                match valued(sink).map(parse_u32) {
+                    None => ok = false,
+                    Some(Err(e)) => bad(sink, e),
+                    Some(Ok(n)) => s.pool_low_conn = n,
+                }
+            }
+            "pool-purge-delay" => {
+                consumed = 2;
+                match valued(sink).map(parse_duration) {
+                    None => ok = false,
+                    Some(Err(e)) => bad(sink, e),
+                    Some(Ok(d)) if d > MAX_TIMER => bad(sink, "timer overflow".into()),
+                    Some(Ok(d)) => s.pool_purge_delay = Some(d),
                 }
             }
             "port" | "agent-port" => {

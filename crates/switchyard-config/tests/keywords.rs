@@ -548,6 +548,56 @@ fn server_toggles_override_default_server() {
 }
 
 #[test]
+fn http_reuse_strategies() {
+    let p = ok("defaults\n mode http\n http-reuse always\nbackend b1\n server s 1.1.1.1:1\nbackend b2\n http-reuse never\n server s 1.1.1.1:1\nbackend b3\n http-reuse aggressive\n server s 1.1.1.1:1\n");
+    let reuse: Vec<HttpReuse> = p.config.proxies.iter().map(|p| p.http_reuse).collect();
+    assert_eq!(
+        reuse,
+        [HttpReuse::Always, HttpReuse::Never, HttpReuse::Aggressive]
+    );
+    let p = ok("backend b\n mode http\n server s 1.1.1.1:1\n");
+    assert_eq!(p.config.proxies[0].http_reuse, HttpReuse::Safe);
+    let e = errs("backend b\n http-reuse sometimes\n");
+    assert!(
+        has(&e, "t.cfg:2: 'http-reuse' expects 'never', 'safe', 'aggressive' or 'always', got 'sometimes'"),
+        "{e:?}"
+    );
+    let w = warnings("frontend f\n mode http\n bind :80\n http-reuse always\n");
+    assert!(has(&w, "http-reuse"), "{w:?}");
+}
+
+#[test]
+fn server_connection_pool_settings() {
+    let p = ok("backend b\n default-server pool-purge-delay 10s\n server s1 1.1.1.1:1 pool-max-conn -1 pool-low-conn 4\n server s2 1.1.1.1:2 pool-max-conn 0 pool-purge-delay 250\n server s3 1.1.1.1:3\n");
+    let s = &p.config.proxies[0].servers;
+    assert_eq!(
+        (
+            s[0].pool_max_conn,
+            s[0].pool_low_conn,
+            s[0].pool_purge_delay
+        ),
+        (Some(None), 4, Some(Duration::from_secs(10)))
+    );
+    assert_eq!(
+        (s[1].pool_max_conn, s[1].pool_purge_delay),
+        (Some(Some(0)), Some(Duration::from_millis(250)))
+    );
+    assert_eq!((s[2].pool_max_conn, s[2].pool_low_conn), (None, 0));
+    let e = errs(
+        "backend b\n server s1 1.1.1.1:1 pool-max-conn -2 pool-purge-delay soon pool-low-conn\n",
+    );
+    assert!(
+        has(&e, "t.cfg:2: server setting 'pool-max-conn': '-2' is not a valid number (expects -1 or more)"),
+        "{e:?}"
+    );
+    assert!(has(&e, "server setting 'pool-purge-delay'"), "{e:?}");
+    assert!(
+        has(&e, "server setting 'pool-low-conn' expects an argument"),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn server_unimplemented_settings_warn() {
     let w = warnings("resolvers dns\n parse-resolv-conf\nbackend b\n server s1 1.1.1.1:1 check verify none ca-file /x sni str(x) check-ssl resolvers dns init-addr last,libc resolve-prefer ipv4 track b2/s1 observe layer7\n");
     assert_eq!(w.len(), 4, "{w:?}");

@@ -140,6 +140,8 @@ fn check_target(backend: &Backend, server: &Server) -> Target {
 
 /// Feeds one active check result into the server's state.
 fn apply_outcome(backend: &Backend, server: &Server, outcome: CheckOutcome) {
+    // HAProxy counts a check's connection among the server's (`used_max`, `need_est`).
+    server.pool.passing();
     let passed = outcome.status.passed();
     let (transition, changed_status) = {
         let mut health = server.health();
@@ -339,6 +341,7 @@ async fn agent_loop(backend: Arc<Backend>, server: Arc<Server>, mut stop: watch:
                 .map_or(agent.inter, |c| c.min(agent.inter)),
         };
         let reply = kinds::run_agent(&target, agent.send.as_deref()).await;
+        server.pool.passing();
         apply_agent(&backend, &server, reply);
         if sleep_or_stop(agent.inter, &server, &mut stop).await {
             return;

@@ -31,7 +31,6 @@
 //! `Upgrade` requests (WebSocket) that the server answers with `101` become a tunnel between
 //! the two connections, bounded by `timeout tunnel` (else `timeout client`).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -42,12 +41,13 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use smallvec::SmallVec;
-use switchyard_config as config;
+use switchyard_config::{self as config, HttpReuse};
 use switchyard_log::TerminationCause as Cause;
 use switchyard_log::{ClientCookie, HttpLogRecord, ServerCookie, SessionState, TcpLogRecord};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
+use crate::pool::{InUse, Proven};
 use crate::rate::now_ms;
 use crate::select::{Hint, Lease};
 use crate::session::{connect_server, BackendSession, ConnectReport, Connected};
@@ -55,12 +55,6 @@ use crate::state::{Backend, Counters, Frontend, Process, Server, SessionGuard};
 use crate::stick::StickKey;
 use switchyard_h1::{self as h1, Framing, Head, Version};
 
-/// Idle server connections kept per backend; more are closed when released.
-const POOL_LIMIT: usize = 256;
-/// An idle server connection is closed after this long unused (HAProxy's
-/// `pool-purge-delay` default): idle clients do not pin server connections, and servers' own
-/// keep-alive timeouts rarely race a reuse.
-const POOL_IDLE: Duration = Duration::from_secs(5);
 /// A connection idle this long may meet the server's keep-alive timeout (Apache's and
 /// Node's are 5 s) just as a request goes out on it: a safe request written on it goes
 /// again if the server closes without answering. On connections in steady use a server
@@ -101,24 +95,13 @@ pub struct FrontendHttp {
     pub ignore_probes: bool,
 }
 
-/// A backend's HTTP settings and its pool of idle server connections.
+/// A backend's HTTP settings.
 #[derive(Debug)]
 pub struct BackendHttp {
     pub forwardfor: Option<config::ForwardFor>,
     pub close: CloseMode,
     pub cookie: Option<config::Cookie>,
-    pool: Arc<Pool>,
-}
-
-/// A backend's idle server connections. As in HAProxy (`http-reuse safe`), a connection
-/// goes back to its backend's pool as soon as a response is over, for any client's next
-/// request: a client that stays idle holds no server connection.
-#[derive(Debug, Default)]
-struct Pool {
-    /// Oldest first: connections are pushed as they become idle and never reordered.
-    idle: Mutex<VecDeque<Idle>>,
-    /// Whether a task is closing connections as they pass `POOL_IDLE`.
-    purging: AtomicBool,
+    pub reuse: HttpReuse,
 }
 
 impl BackendHttp {
@@ -127,148 +110,83 @@ impl BackendHttp {
             forwardfor: proxy.options.forwardfor.clone(),
             close: CloseMode::of(&proxy.options),
             cookie: proxy.cookie.clone(),
-            pool: Arc::default(),
+            reuse: proxy.http_reuse,
         }
     }
+}
 
-    /// An idle, still open connection to `server`: the most recently used, the least
-    /// likely to meet the server's own keep-alive timeout. A client connection's first
-    /// request only takes a connection that has already been kept alive after a response
-    /// and carried another request (HAProxy's `http-reuse safe`): a client cannot know to
-    /// retry a first request that a server's close cuts off, and browsers do not.
-    ///
-    /// With several threads, a connection this thread's reactor watches comes first; one
-    /// from another thread is moved over (registered here, as HAProxy takes an idle
-    /// connection over from another thread), or every event of the exchange would have to
-    /// cross threads: seen by that thread's reactor, then waking this task.
-    fn take_idle(&self, server: &Arc<Server>, first_request: bool) -> Option<Idle> {
-        let here = crate::workers::current();
-        loop {
-            let idle = {
-                let mut pool = self.pool.lock();
-                Pool::expire(&mut pool);
-                let fits = |idle: &Idle| {
-                    Arc::ptr_eq(&idle.server, server) && (!first_request || idle.conn.proven())
-                };
-                let index = pick_idle(pool.iter().map(|idle| (idle.thread, fits(idle))), here)?;
-                pool.remove(index)?
-            };
-            if !idle.conn.is_open() {
-                continue;
-            }
-            if idle.thread == here {
-                return Some(idle);
-            }
-            let Idle {
-                server,
-                conn,
-                since,
-                thread: _,
-            } = idle;
+/// A server connection kept by its client connection between requests (`http-reuse
+/// never`): still counted as used, as HAProxy counts a connection attached to a session.
+#[derive(Debug)]
+struct Private {
+    server: Arc<Server>,
+    idle: Idle,
+}
+
+/// An idle connection to `server` for a request (see [`crate::pool::Pool::take`]). As in
+/// HAProxy, a connection goes back to its server's pool as soon as a response is over, for
+/// another request: a client that stays idle holds no server connection. Which requests
+/// may take one is `http-reuse`'s: with `safe` (the default) not a client connection's
+/// first request, since a client cannot know to retry a first request that a server's
+/// close cuts off, and browsers do not; with `aggressive` only a connection that has
+/// already been kept alive after a response and carried another.
+///
+/// With several threads, a connection this thread's reactor watches comes first; one
+/// from another thread is moved over (registered here, as HAProxy takes an idle
+/// connection over from another thread), or every event of the exchange would have to
+/// cross threads: seen by that thread's reactor, then waking this task.
+fn take_idle(server: &Server, first_request: bool, reuse: HttpReuse) -> Option<Idle> {
+    let here = crate::workers::current();
+    let needs = match (reuse, first_request) {
+        (HttpReuse::Never, _) | (HttpReuse::Safe, true) => return None,
+        (HttpReuse::Aggressive, true) => Proven::Yes,
+        _ => Proven::Any,
+    };
+    loop {
+        let (idle, in_use) = server.pool.take(needs, here)?;
+        let Idle {
+            mut conn,
+            since,
+            thread,
+        } = idle;
+        if thread != here {
             // A connection that cannot be moved is closed; the next one is tried.
-            if let Ok(conn) = conn.moved_here() {
-                return Some(Idle {
-                    server,
-                    conn,
-                    since,
-                    thread: here,
-                });
+            match conn.moved_here() {
+                Ok(moved) => conn = moved,
+                Err(_) => continue,
             }
         }
+        conn.in_use = Some(in_use);
+        return Some(Idle {
+            conn,
+            since,
+            thread: here,
+        });
     }
-
-    /// `idle.since` is when the connection's last response ended; a connection the server
-    /// has closed meanwhile is dropped instead.
-    fn put_idle(&self, idle: Idle) {
-        if !idle.conn.is_open() {
-            return;
-        }
-        {
-            let mut pool = self.pool.lock();
-            if pool.len() >= POOL_LIMIT {
-                pool.retain(|idle| idle.conn.is_open());
-            }
-            if pool.len() >= POOL_LIMIT {
-                return;
-            }
-            pool.push_back(idle);
-        }
-        if !self.pool.purging.swap(true, Ordering::AcqRel) {
-            tokio::spawn(Pool::purge(Arc::clone(&self.pool)));
-        }
-    }
-}
-
-impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Closes the connections idle for `POOL_IDLE`; they are at the front.
-    fn expire(pool: &mut VecDeque<Idle>) {
-        if let Some(cutoff) = Instant::now().checked_sub(POOL_IDLE) {
-            while pool.front().is_some_and(|idle| idle.since <= cutoff) {
-                pool.pop_front();
-            }
-        }
-    }
-
-    /// Closes idle connections as they expire, so that a pool no request draws from does
-    /// not keep them open; ends when the pool is empty (the next `put_idle` starts another).
-    /// One timer per backend, armed for the oldest connection.
-    async fn purge(pool: Arc<Pool>) {
-        loop {
-            let oldest = {
-                let mut idle = pool.lock();
-                Pool::expire(&mut idle);
-                idle.front().map(|idle| idle.since)
-            };
-            match oldest {
-                Some(since) => tokio::time::sleep_until((since + POOL_IDLE).into()).await,
-                None => {
-                    pool.purging.store(false, Ordering::Release);
-                    // A connection pooled between the check and the store found the flag
-                    // still set and started no task: this one goes on for it.
-                    if pool.lock().is_empty() || pool.purging.swap(true, Ordering::AcqRel) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Which of a pool's idle connections (oldest first: each one's thread and whether it fits
-/// the request) to take on thread `here`: the most recent fitting one of this thread, else
-/// the most recent fitting one of any thread.
-fn pick_idle(
-    mut idle: impl DoubleEndedIterator<Item = (usize, bool)> + ExactSizeIterator + Clone,
-    here: usize,
-) -> Option<usize> {
-    idle.clone()
-        .rposition(|(thread, fits)| fits && thread == here)
-        .or_else(|| idle.rposition(|(_, fits)| fits))
 }
 
 /// A keep-alive server connection between two requests.
-#[derive(Debug)]
-struct Idle {
-    server: Arc<Server>,
-    conn: Peer,
-    since: Instant,
-    /// The thread whose reactor the connection is registered with (`workers::current`).
-    thread: usize,
-}
+type Idle = crate::pool::Idle<Peer>;
 
 /// One side's socket and the bytes read from it not yet used.
 #[derive(Debug)]
-struct Peer {
+pub(crate) struct Peer {
     stream: TcpStream,
     buf: Vec<u8>,
     /// Exchanges (request and response) completed over this connection.
     served: u32,
+    /// A server connection counts as used (`show servers conn`) while it carries an
+    /// exchange.
+    in_use: Option<InUse>,
+}
+
+impl crate::pool::Reusable for Peer {
+    fn is_open(&self) -> bool {
+        Peer::is_open(self)
+    }
+    fn proven(&self) -> bool {
+        Peer::proven(self)
+    }
 }
 
 impl Peer {
@@ -277,6 +195,7 @@ impl Peer {
             stream,
             buf: Vec::new(),
             served: 0,
+            in_use: None,
         }
     }
 
@@ -317,12 +236,14 @@ impl Peer {
             stream,
             buf,
             served,
+            in_use,
         } = self;
         let stream = TcpStream::from_std(stream.into_std()?)?;
         Ok(Peer {
             stream,
             buf,
             served,
+            in_use,
         })
     }
 
@@ -466,6 +387,7 @@ pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> +
         Client {
             conn,
             peer: Peer::new(client),
+            private: None,
             // Headers of a request must arrive within `timeout http-request` (else `timeout
             // client`), counted from the end of the previous response (or the start).
             head_limit: timeouts.http_request.or(timeouts.client),
@@ -568,6 +490,8 @@ impl std::task::Wake for SideWake {
 struct Client<'c> {
     conn: &'c Connection,
     peer: Peer,
+    /// `http-reuse never`: the server connection the last response came over.
+    private: Option<Box<Private>>,
     head_limit: Option<Duration>,
     keep_alive: Option<Duration>,
     close: CloseMode,
@@ -966,11 +890,19 @@ impl<'c> Client<'c> {
         let (mut server_conn, response, lease) = loop {
             let mut report = std::mem::take(&mut exchange.report);
             let first_request = self.peer.served == 0;
+            let mut private = self.private.take();
             let mut reuse = |server: &Arc<Server>| {
                 if fresh_only || close != CloseMode::KeepAlive {
                     return None;
                 }
-                settings.take_idle(server, first_request)
+                if settings.reuse == HttpReuse::Never {
+                    // The client's own connection, if to this server; another one closes.
+                    return private
+                        .take()
+                        .filter(|p| Arc::ptr_eq(&p.server, server) && p.idle.conn.is_open())
+                        .map(|p| p.idle);
+                }
+                take_idle(server, first_request, settings.reuse)
             };
             let connected = connect_server(
                 &backend,
@@ -1001,7 +933,11 @@ impl<'c> Client<'c> {
             exchange.server = Some(Arc::clone(&lease.server));
             let (mut server_conn, idle_since) = match connection {
                 Connected::Reused(idle) => (idle.conn, Some(idle.since)),
-                Connected::Fresh(stream) => (Peer::new(stream), None),
+                Connected::Fresh(stream) => {
+                    let mut conn = Peer::new(stream);
+                    conn.in_use = Some(lease.server.pool.fresh());
+                    (conn, None)
+                }
             };
             let reused = idle_since.is_some();
             let sent_at = (exchange.logged.is_some() || reused).then(Instant::now);
@@ -1244,15 +1180,21 @@ impl<'c> Client<'c> {
         }
         // Bytes after the response are a broken server: its connection is not reused.
         if reusable && server_conn.buf.is_empty() {
-            if let Some(pool) = backend.http.as_ref() {
-                server_conn.release();
-                server_conn.served = server_conn.served.saturating_add(1);
-                pool.put_idle(Idle {
+            server_conn.release();
+            server_conn.served = server_conn.served.saturating_add(1);
+            let here = crate::workers::current();
+            if settings.reuse == HttpReuse::Never {
+                self.private = Some(Box::new(Private {
                     server,
-                    conn: server_conn,
-                    since: Instant::now(),
-                    thread: crate::workers::current(),
-                });
+                    idle: Idle {
+                        conn: server_conn,
+                        since: Instant::now(),
+                        thread: here,
+                    },
+                }));
+            } else if let Some(in_use) = server_conn.in_use.take() {
+                // Refused (the server has all the connections it needs): closed here.
+                let _ = server.pool.put(server_conn, in_use, here);
             }
         }
         exchange.finish();
@@ -2090,20 +2032,6 @@ mod tests {
         assert_eq!(status_class(599), 4);
         assert_eq!(status_class(600), 5);
         assert_eq!(status_class(99), 5);
-    }
-
-    #[test]
-    fn idle_connections_of_this_thread_come_first() {
-        // (thread, fits), oldest first.
-        let pool = [(0, true), (1, true), (0, false), (1, true)];
-        assert_eq!(pick_idle(pool.iter().copied(), 0), Some(0));
-        assert_eq!(pick_idle(pool.iter().copied(), 1), Some(3));
-        // None of this thread's fits: the most recent fitting one of another thread.
-        assert_eq!(pick_idle(pool.iter().copied(), 2), Some(3));
-        let pool = [(1, true), (0, false), (1, false)];
-        assert_eq!(pick_idle(pool.iter().copied(), 0), Some(0));
-        assert_eq!(pick_idle([(0, false)].iter().copied(), 0), None);
-        assert_eq!(pick_idle(std::iter::empty(), 0), None);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod health;
 mod http;
 mod listener;
 pub mod persist;
+pub mod pool;
 pub mod rate;
 pub mod resolve;
 mod select;
@@ -548,6 +549,7 @@ pub(crate) async fn new_server(
             Host::Ip(_) => None,
         },
         resolution,
+        pool: Arc::new(pool::Pool::new(pool::PoolSettings::of(server, dynamic))),
     })
 }
 

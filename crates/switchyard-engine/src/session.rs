@@ -561,6 +561,8 @@ where
             report.connect_time = Some(Duration::ZERO);
             return Some((Connected::Reused(reused), current));
         }
+        // Counted as HAProxy counts a connection it allocates (`used_max`, `need_est`).
+        current.server.pool.passing();
         let target = current.server.target(addresses.1.port());
         let started = Instant::now();
         let result = match connect_to(target, connect_timeout, backend.tcpka).await {

@@ -163,6 +163,8 @@ pub struct Server {
     pub fqdn: Option<String>,
     /// A server given by name whose address follows DNS.
     pub resolution: Option<crate::resolve::Resolution>,
+    /// Idle `mode http` connections, and the accounting of all its connections.
+    pub(crate) pool: Arc<crate::pool::Pool<crate::http::Peer>>,
 }
 
 /// Where a server comes from; decides how its runtime state is saved and restored.
@@ -261,6 +263,16 @@ pub enum KillCause {
 }
 
 impl Server {
+    /// Its connections as `show servers conn` counts them.
+    pub fn pool_stats(&self) -> crate::pool::PoolStats {
+        self.pool.stats()
+    }
+
+    /// Its `pool-max-conn`, `pool-purge-delay` and `pool-low-conn`.
+    pub fn pool_settings(&self) -> crate::pool::PoolSettings {
+        self.pool.settings()
+    }
+
     pub fn admin_state(&self) -> AdminState {
         AdminState::from_u8(self.admin.load(Ordering::Relaxed))
     }

@@ -334,7 +334,7 @@ const SERVER: &[ServerMetric] = &[
     ("max_total_time_seconds", "Maximum observed total request+response time (request+queue+connect+response+processing).", Kind::Gauge, |s| secs(s.counters.timings.ttime_max)),
     ("idle_connections_current", "Current number of idle connections available for reuse.", Kind::Gauge, |s| u(s.idle_conns)),
     ("idle_connections_limit", "Limit on the number of available idle connections.", Kind::Gauge, |s| s.pool_max_conn.map(|m| Num::U(m.into()))),
-    ("unsafe_idle_connections_current", "Current number of unsafe idle connections.", Kind::Gauge, |s| u(s.idle_conns)),
+    ("unsafe_idle_connections_current", "Current number of unsafe idle connections.", Kind::Gauge, |s| u(s.unsafe_conns)),
     ("safe_idle_connections_current", "Current number of safe idle connections.", Kind::Gauge, |s| u(s.safe_conns)),
     ("used_connections_current", "Current number of connections in use.", Kind::Gauge, |s| u(s.used_conns)),
     ("need_connections_current", "Estimated needed number of connections.", Kind::Gauge, |s| u(s.need_conn_est)),

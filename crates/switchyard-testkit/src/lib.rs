@@ -66,7 +66,9 @@ pub use maria::{
     mariadb_sql_as, mariadbd_path, require_galera, require_mariadb, GaleraCluster, MariaInstance,
     GALERA_PROVIDER, WSREP_DONOR_DESYNCED, WSREP_JOINED, WSREP_JOINING, WSREP_SYNCED,
 };
-pub use net::{cli, echo_server, greeter, greeting_through, EchoLoad, LoadReport};
+pub use net::{
+    cli, echo_server, greeter, greeting_through, http_get, http_port_server, EchoLoad, LoadReport,
+};
 pub use pg::{
     have_postgres, node_name_at, pg_bin_dir, pg_tool, pgbench, psql, require_postgres, PgInstance,
     PgbenchReport, NODE_TABLE,

@@ -911,10 +911,8 @@ fn server_stats(s: &Server, now_ms: u64) -> model::Server {
         }
     };
 
-    // Check and agent connections count as used connections in HAProxy's pools (TCP
-    // traffic does not): one at most, once a check or agent connection was made.
-    let checked = (s.check.enabled && health.last.is_some())
-        || (s.check.agent.is_some() && health.last_agent.is_some());
+    let conns = s.pool_stats();
+    let pool = s.pool_settings();
     let last_change = health.last_change.elapsed().as_secs() as u32;
     let weight = s.weight.load(Ordering::Relaxed);
     let maxconn = s.maxconn.load(Ordering::Relaxed);
@@ -942,12 +940,15 @@ fn server_stats(s: &Server, now_ms: u64) -> model::Server {
                 0
             },
         counters: backend_counters(&s.counters, now_ms),
-        need_conn_est: u32::from(checked),
-        used_max: u32::from(checked),
-        // HAProxy 2.6 gives servers added at runtime neither a `pool-purge-delay` nor idle
-        // connection pools (`pool-max-conn 0`); configured ones get the defaults.
-        pool_purge_delay_ms: if dynamic { 0 } else { 5000 },
-        pool_max_conn: dynamic.then_some(0),
+        used_conns: conns.used,
+        used_max: conns.used_max,
+        need_conn_est: conns.need_est,
+        unsafe_conns: conns.idle_unsafe,
+        safe_conns: conns.idle_safe,
+        idle_conns: conns.idle_unsafe + conns.idle_safe,
+        idle_per_thread: conns.idle_per_thread,
+        pool_purge_delay_ms: u32::try_from(pool.purge_delay.as_millis()).unwrap_or(u32::MAX),
+        pool_max_conn: pool.max_idle,
         check,
         agent,
         fqdn: s.fqdn.clone(),

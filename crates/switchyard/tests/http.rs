@@ -447,14 +447,26 @@ fn responses_carry_the_servers_headers_and_no_date_of_ours() {
     assert!(!head.contains("\ndate:"), "{out}");
 }
 
-/// As HAProxy's default `http-reuse safe` (checked against HAProxy 2.6): a server connection
-/// goes back to the backend's pool when its response is over, for any client's next request,
-/// so idle clients hold none; a client connection's first request only takes one that the
-/// server has already kept alive for a second request.
+/// `http-reuse` as HAProxy 2.6 (checked against 2.6.12): a server connection goes back to
+/// its server's pool when its response is over, for other requests, so idle clients hold
+/// none. With `safe` (the default) a client connection's first request always opens its
+/// own; with `aggressive` it takes one the server has already kept alive for a second
+/// request; with `always` any; with `never` each client keeps its own.
 #[test]
-fn server_connections_are_shared_and_first_requests_take_only_proven_ones() {
-    let a = Backend::start("a");
-    let (port, _sy) = start_web(&a);
+fn server_connections_are_shared_as_http_reuse_says() {
+    for reuse in ["safe", "aggressive", "always", "never"] {
+        let a = Backend::start("a");
+        let port = free_port();
+        let _sy = start(&format!(
+            "{DEFAULTS}listen web\n    bind 127.0.0.1:{port}\n    http-reuse {reuse}\n    \
+             server a 127.0.0.1:{}\n",
+            a.port
+        ));
+        shared_connections(reuse, port, &a);
+    }
+}
+
+fn shared_connections(reuse: &str, port: u16, a: &Backend) {
     let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     let connect = || {
         let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -487,24 +499,52 @@ fn server_connections_are_shared_and_first_requests_take_only_proven_ones() {
     };
     let (mut first, mut second) = (connect(), connect());
     let first_1 = ask(&mut first, "/first/1");
-    // Idle, but it has carried one request only: not for another client's first request.
+    // Idle, but it has carried one request only: not for another client's first request
+    // (unless `always`).
     let second_1 = ask(&mut second, "/second/1");
-    assert_ne!(first_1, second_1);
-    assert_eq!(a.accepts(), 2);
-    // Later requests take whichever is idle, and prove it: two connections serve all.
-    let mut seen = vec![first_1, second_1];
+    assert_eq!(first_1 == second_1, reuse == "always", "{reuse}");
+    // Later requests take whichever is idle (`never`: their own), and prove it: one or two
+    // connections serve all.
+    let mut seen = vec![first_1.clone(), second_1.clone()];
     for round in 2..5 {
-        seen.push(ask(&mut first, &format!("/first/{round}")));
-        seen.push(ask(&mut second, &format!("/second/{round}")));
+        let (f, s) = (
+            ask(&mut first, &format!("/first/{round}")),
+            ask(&mut second, &format!("/second/{round}")),
+        );
+        if reuse == "never" {
+            assert_eq!((&f, &s), (&first_1, &second_1), "{reuse}");
+        }
+        seen.extend([f, s]);
     }
-    // A new client's first request now finds a proven connection.
-    let mut third = connect();
-    seen.push(ask(&mut third, "/third/1"));
-    assert_eq!(a.accepts(), 2, "{seen:?}");
+    let opened = a.accepts();
+    assert_eq!(
+        opened,
+        if reuse == "always" { 1 } else { 2 },
+        "{reuse}: {seen:?}"
+    );
     assert!(
         seen.iter().all(|c| *c == seen[0] || *c == seen[1]),
-        "{seen:?}"
+        "{reuse}: {seen:?}"
     );
+    // A new client's first request: a connection of its own, except with `aggressive`
+    // (a proven one) and `always`.
+    let mut third = connect();
+    let third_1 = ask(&mut third, "/third/1");
+    let shared = matches!(reuse, "aggressive" | "always");
+    assert_eq!(
+        seen.contains(&third_1),
+        shared,
+        "{reuse}: {third_1} {seen:?}"
+    );
+    assert_eq!(a.accepts(), opened + usize::from(!shared), "{reuse}");
+    // Its next request: with `safe`, an idle shared one; its own connection was closed, as
+    // the server already had idle connections for all it needs.
+    let third_2 = ask(&mut third, "/third/2");
+    match reuse {
+        "safe" => assert!(seen.contains(&third_2), "{reuse}: {third_2} {seen:?}"),
+        "never" => assert_eq!(third_2, third_1, "{reuse}"),
+        _ => {}
+    }
 }
 
 #[test]

@@ -6,7 +6,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use switchyard_testkit::{cli, free_port, greeter, greeting_through as through, Switchyard};
+use switchyard_testkit::{
+    cli, free_port, greeter, greeting_through as through, http_get, http_port_server, Switchyard,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -353,30 +355,8 @@ fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
 /// connection's own wake-ups, so this checks that it still gets through while idle).
 #[test]
 fn shutdown_session_closes_an_idle_keep_alive_http_connection() {
-    use std::net::TcpListener;
     let (admin, front) = (free_port(), free_port());
-    // A keep-alive HTTP/1.1 server answering every request head with the same response.
-    let server = TcpListener::bind("127.0.0.1:0").unwrap();
-    let server_port = server.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for conn in server.incoming() {
-            let Ok(mut conn) = conn else { return };
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = conn.read(&mut buf) {
-                    seen.extend_from_slice(&buf[..n]);
-                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                        seen.drain(..end + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                        if conn.write_all(answer).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let server_port = http_port_server();
     let config = format!(
         "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n\
          defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
@@ -388,17 +368,9 @@ fn shutdown_session_closes_an_idle_keep_alive_http_connection() {
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
-    client
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 512];
-    while !answer.ends_with(b"\r\n\r\nok") {
-        let n = client.read(&mut buf).unwrap();
-        assert!(n > 0, "closed before the response: {answer:?}");
-        answer.extend_from_slice(&buf[..n]);
-    }
-    assert!(answer.starts_with(b"HTTP/1.1 200 OK\r\n"), "{answer:?}");
+    // The body: the port of the server connection that carried the request.
+    let carried = http_get(&mut client);
+    assert!(carried.parse::<u16>().is_ok(), "{carried:?}");
     let src = client.local_addr().unwrap();
 
     // Idle between requests now: its session is listed, found by the client's address.

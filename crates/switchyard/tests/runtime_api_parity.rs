@@ -53,7 +53,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchyard_testkit::{
-    cli, echo_server, free_port, require_command, wait_for_port, ChildGuard, Switchyard, TempDir,
+    cli, echo_server, free_port, http_get, http_port_server, require_command, wait_for_port,
+    ChildGuard, Switchyard, TempDir,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -660,6 +661,37 @@ impl Parity {
         }
     }
 
+    /// Like [`Parity::same`] for `show stat` CSV, comparing only `fields` (by row: proxy
+    /// and service names first).
+    fn same_fields(&mut self, command: &str, fields: &[&str]) {
+        self.compared += 1;
+        let pick = |reply: &str| {
+            let (header, rows) = parse_csv(reply);
+            let names: Vec<usize> = ["pxname", "svname"]
+                .iter()
+                .chain(fields)
+                .map(|f| column(&header, f))
+                .collect();
+            rows.iter()
+                .map(|r| {
+                    let picked: Vec<&str> = names
+                        .iter()
+                        .map(|&c| r.get(c).map_or("?", String::as_str))
+                        .collect();
+                    picked.join(",") + "\n"
+                })
+                .collect::<String>()
+        };
+        let (theirs, ours) = (pick(&cli(self.hap, command)), pick(&cli(self.sy, command)));
+        if theirs != ours {
+            let header = format!("pxname,svname,{}", fields.join(","));
+            self.failures.push(format!(
+                "'{command}' ({header}):\n{}",
+                diff(&theirs, &ours, None)
+            ));
+        }
+    }
+
     fn report(&self) {
         eprintln!("{} commands compared", self.compared);
         assert!(
@@ -762,9 +794,14 @@ fn one_session(port: u16) {
 
 /// Waits until no session is left in `li_db` (frontend, server and backend).
 fn sessions_gone(port: u16) {
+    sessions_gone_in(port, "li_db");
+}
+
+/// Waits until no session is left in `proxy` (frontend, servers and backend).
+fn sessions_gone_in(port: u16, proxy: &str) {
     let deadline = Instant::now() + SETTLE;
     loop {
-        let stat = cli(port, "show stat li_db -1 -1");
+        let stat = cli(port, &format!("show stat {proxy} -1 -1"));
         let (header, rows) = parse_csv(&stat);
         let scur = column(&header, "scur");
         if rows.iter().all(|r| r.get(scur).is_some_and(|v| v == "0")) {
@@ -1077,5 +1114,117 @@ fn runtime_api_answers_like_haproxy() {
     ] {
         p.same(command);
     }
+    p.report();
+}
+
+/// `mode http` server connections as `show servers conn` and `show stat` count them: used,
+/// most used, estimated need, unsafe and safe idle ones and their threads, on a server that
+/// pools (`pool-purge-delay 1h`: no purge during the test) and on one that does not
+/// (`pool-max-conn 0`). The frontends accept on HAProxy's first thread; Switchyard puts
+/// each client on its least loaded thread, the first as long as one client at a time is
+/// connected.
+#[test]
+fn http_connection_pools_count_like_haproxy() {
+    if !require_command("haproxy", "haproxy") {
+        return;
+    }
+    let server = http_port_server();
+    let config = |stats: u16, pooled: u16, unpooled: u16| {
+        format!(
+            "global
+    stats socket ipv4@127.0.0.1:{stats} level admin
+    nbthread {nbthread}
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+
+listen li_pooled
+    bind 127.0.0.1:{pooled} thread 1
+    server p1 127.0.0.1:{server} pool-purge-delay 1h
+
+listen li_unpooled
+    bind 127.0.0.1:{unpooled} thread 1
+    server u1 127.0.0.1:{server} pool-max-conn 0 pool-low-conn 2
+",
+            nbthread = nbthread()
+        )
+    };
+    let (hp, sp) = (Ports::new(), Ports::new());
+    let _haproxy = start_haproxy(&config(hp.stats, hp.front, hp.listen), hp);
+    let _switchyard = Switchyard::start_with(
+        BIN,
+        &config(sp.stats, sp.front, sp.listen),
+        &[],
+        Some(&[sp.stats]),
+    )
+    .expect("starting switchyard");
+    let mut p = Parity {
+        hap: hp.stats,
+        sy: sp.stats,
+        slack: TIME_SLACK,
+        failures: Vec::new(),
+        compared: 0,
+    };
+    let client = |port: u16| {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+    };
+    let pool_fields = |p: &mut Parity| {
+        p.same("show servers conn");
+        p.same_fields(
+            "show stat -1 4 -1",
+            &[
+                "srv_icur",
+                "src_ilim",
+                "idle_conn_cur",
+                "safe_conn_cur",
+                "used_conn_cur",
+                "need_conn_est",
+            ],
+        );
+    };
+    pool_fields(&mut p);
+
+    // A first request opens a connection that goes idle, unsafe; the client's second
+    // request may take it, and it comes back safe (kept open and used again).
+    let (mut a, mut b) = (client(hp.front), client(sp.front));
+    let opened = (http_get(&mut a), http_get(&mut b));
+    pool_fields(&mut p);
+    let reused = (http_get(&mut a), http_get(&mut b));
+    assert_eq!(
+        reused, opened,
+        "a client's next request reuses its connection"
+    );
+    pool_fields(&mut p);
+    drop((a, b));
+    sessions_gone_in(hp.stats, "li_pooled");
+    sessions_gone_in(sp.stats, "li_pooled");
+    // Another client's first request opens a connection of its own (`http-reuse safe`),
+    // which is closed after its response: the server already has a connection idle for
+    // all it needs. Its next request takes the idle one.
+    let (mut a, mut b) = (client(hp.front), client(sp.front));
+    let first = (http_get(&mut a), http_get(&mut b));
+    pool_fields(&mut p);
+    let next = (http_get(&mut a), http_get(&mut b));
+    assert!(
+        first.0 != opened.0 && first.1 != opened.1,
+        "{first:?} {opened:?}"
+    );
+    assert_eq!(next, opened, "the idle connection serves the next request");
+    pool_fields(&mut p);
+
+    // Without a pool every connection closes after its response.
+    let (mut a, mut b) = (client(hp.listen), client(sp.listen));
+    for _ in 0..2 {
+        http_get(&mut a);
+        http_get(&mut b);
+    }
+    pool_fields(&mut p);
     p.report();
 }

@@ -8,7 +8,9 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
-use switchyard_testkit::{cli, echo_server, free_port, wait_for_port, ChildGuard, TempDir};
+use switchyard_testkit::{
+    cli, echo_server, free_port, http_get, http_port_server, wait_for_port, ChildGuard, TempDir,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -173,73 +175,9 @@ fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() 
     );
 }
 
-/// A keep-alive HTTP server whose every response body is the port its client connected from:
-/// which server connection carried the request.
-fn port_server() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let from = stream.peer_addr().map_or(0, |addr| addr.port()).to_string();
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut writer = stream;
-                loop {
-                    // Requests without a body: a head ends with an empty line.
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        match std::io::BufRead::read_line(&mut reader, &mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if line == "\r\n" => break,
-                            Ok(_) => {}
-                        }
-                    }
-                    let response = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{from}",
-                        from.len()
-                    );
-                    if writer.write_all(response.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
-/// One request on a keep-alive client connection; the body (the server side's port).
-fn get(stream: &mut TcpStream) -> String {
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase()
-                .strip_prefix("content-length: ")
-                .map(str::to_string)
-        })
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let mut body = vec![0; length];
-    stream.read_exact(&mut body).unwrap();
-    String::from_utf8(body).unwrap()
-}
-
 #[test]
 fn an_idle_server_connection_moves_to_the_thread_of_the_client_that_takes_it() {
-    let (front, server) = (free_port(), port_server());
+    let (front, server) = (free_port(), http_port_server());
     let dir = TempDir::new("switchyard-threads-http").unwrap();
     let cfg = dir.path().join("sy.cfg");
     std::fs::write(
@@ -247,7 +185,7 @@ fn an_idle_server_connection_moves_to_the_thread_of_the_client_that_takes_it() {
         format!(
             "global\n    nbthread 2\n\
              defaults\n    mode http\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
-             listen web\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{server}\n"
+             listen web\n    bind 127.0.0.1:{front}\n    http-reuse aggressive\n    server s1 127.0.0.1:{server}\n"
         ),
     )
     .unwrap();
@@ -264,17 +202,17 @@ fn an_idle_server_connection_moves_to_the_thread_of_the_client_that_takes_it() {
         stream
     };
     let (mut a, mut b) = (connect(), connect());
-    // Two requests make the server connection "proven" (fit for a client's first request,
-    // `http-reuse safe`); then it serves the other client, on the other thread, and comes
-    // back: one server connection throughout, moved between the threads' reactors.
+    // Two requests make the server connection "proven" (fit for a client's first request
+    // with `http-reuse aggressive`); then it serves the other client, on the other thread,
+    // and comes back: one server connection throughout, moved between the threads' reactors.
     // A response reaches the client just before its server connection is back in the pool
     // (the proxy pools it once the response is written): the next request gives it time.
     let pooled = || std::thread::sleep(Duration::from_millis(200));
     let on = |client: &mut TcpStream| {
         pooled();
-        get(client)
+        http_get(client)
     };
-    let first = get(&mut a);
+    let first = http_get(&mut a);
     let carried = [on(&mut a), on(&mut b), on(&mut a), on(&mut b), on(&mut b)];
     for (i, port) in carried.iter().enumerate() {
         assert_eq!(

@@ -425,7 +425,7 @@ fn server_row(px: &Proxy, s: &Server) -> Row {
     if let Some(m) = s.pool_max_conn {
         r.u32("src_ilim", m);
     }
-    r.u32("idle_conn_cur", s.idle_conns);
+    r.u32("idle_conn_cur", s.unsafe_conns);
     r.u32("safe_conn_cur", s.safe_conns);
     r.u32("used_conn_cur", s.used_conns);
     r.u32("need_conn_est", s.need_conn_est);

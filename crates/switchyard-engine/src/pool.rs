@@ -1,0 +1,575 @@
+//! A server's idle keep-alive connections, and the accounting of its connections that
+//! HAProxy's `show servers conn` and `show stat` report (`used_cur`, `used_max`,
+//! `need_est`, `unsafe_nb`, `safe_nb`, `idle_cur`, `idle_per_thr`).
+//!
+//! The pool keeps what HAProxy keeps: a connection goes idle unless the server's connections
+//! (used and idle) already exceed its estimated need by `pool-low-conn`, or its thread has
+//! none idle yet; every `pool-purge-delay` half of the surplus over the need is closed, and
+//! the estimate moves halfway towards the most connections used since the last purge. A
+//! burst leaves idle connections for a few purge periods, not for ever, and a steady load
+//! keeps what it uses.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use switchyard_config as config;
+
+/// HAProxy's `pool-purge-delay` default.
+const PURGE_DELAY: Duration = Duration::from_secs(5);
+
+/// A pooled connection as the pool sees it.
+pub(crate) trait Reusable {
+    /// Not closed by the server, with nothing unexpected to read.
+    fn is_open(&self) -> bool;
+    /// "Safe" in HAProxy's terms: kept open by the server after a response and used
+    /// again, so fit for a client's first request.
+    fn proven(&self) -> bool;
+}
+
+/// Which idle connections a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Proven {
+    /// Only those [`Reusable::proven`].
+    Yes,
+    Any,
+}
+
+/// `pool-*` settings of one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `pool-max-conn`; `None` is unlimited (-1).
+    pub max_idle: Option<u32>,
+    /// `pool-purge-delay`; zero keeps no idle connection.
+    pub purge_delay: Duration,
+    /// `pool-low-conn`.
+    pub low_idle: u32,
+}
+
+impl PoolSettings {
+    /// HAProxy 2.6's defaults: configured servers pool without limit, purging every 5 s;
+    /// servers from `add server` have no pool unless given the settings.
+    pub fn of(server: &config::Server, dynamic: bool) -> PoolSettings {
+        PoolSettings {
+            max_idle: server
+                .pool_max_conn
+                .unwrap_or(if dynamic { Some(0) } else { None }),
+            purge_delay: server.pool_purge_delay.unwrap_or(if dynamic {
+                Duration::ZERO
+            } else {
+                PURGE_DELAY
+            }),
+            low_idle: server.pool_low_conn,
+        }
+    }
+
+    fn pools(&self) -> bool {
+        !self.purge_delay.is_zero() && self.max_idle != Some(0)
+    }
+}
+
+/// What `show servers conn` prints of a server's connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub used: u32,
+    pub used_max: u32,
+    pub need_est: u32,
+    pub idle_unsafe: u32,
+    pub idle_safe: u32,
+    /// Idle connections per thread (index: `workers::current`).
+    pub idle_per_thread: Vec<u32>,
+}
+
+/// Connections in use: counted apart from the idle list, without its lock, since every
+/// HTTP exchange and TCP connection changes them.
+#[derive(Debug, Default)]
+struct Usage {
+    used: AtomicU32,
+    /// Most used at once since the last purge.
+    used_max: AtomicU32,
+    /// The estimate of connections needed, which idle connections are weighed against.
+    need_est: AtomicU32,
+}
+
+impl Usage {
+    fn record(&self, used: u32) {
+        self.used_max.fetch_max(used, Ordering::Relaxed);
+        self.need_est.fetch_max(used, Ordering::Relaxed);
+    }
+}
+
+/// A connection of the pool's server in use; counted until dropped or pooled again.
+#[derive(Debug)]
+pub(crate) struct InUse(Arc<Usage>);
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        self.0.used.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// An idle connection and when it went idle.
+#[derive(Debug)]
+pub(crate) struct Idle<C> {
+    pub conn: C,
+    pub since: Instant,
+    /// The thread whose reactor the connection is registered with.
+    pub thread: usize,
+}
+
+#[derive(Debug)]
+struct IdleList<C> {
+    /// Oldest first.
+    conns: VecDeque<Idle<C>>,
+    safe: u32,
+    /// Per thread: (unsafe, safe).
+    per_thread: Vec<(u32, u32)>,
+}
+
+impl<C> Default for IdleList<C> {
+    fn default() -> Self {
+        IdleList {
+            conns: VecDeque::new(),
+            safe: 0,
+            per_thread: Vec::new(),
+        }
+    }
+}
+
+impl<C: Reusable> IdleList<C> {
+    fn thread(&mut self, thread: usize) -> &mut (u32, u32) {
+        if self.per_thread.len() <= thread {
+            self.per_thread.resize(thread + 1, (0, 0));
+        }
+        &mut self.per_thread[thread]
+    }
+
+    fn push(&mut self, idle: Idle<C>, safe: bool) {
+        let counts = self.thread(idle.thread);
+        if safe {
+            counts.1 += 1;
+            self.safe += 1;
+        } else {
+            counts.0 += 1;
+        }
+        self.conns.push_back(idle);
+    }
+
+    fn remove(&mut self, index: usize) -> Option<Idle<C>> {
+        let idle = self.conns.remove(index)?;
+        let safe = idle.conn.proven();
+        let counts = self.thread(idle.thread);
+        if safe {
+            counts.1 -= 1;
+            self.safe -= 1;
+        } else {
+            counts.0 -= 1;
+        }
+        Some(idle)
+    }
+
+    /// Forgets the connections their servers closed meanwhile.
+    fn prune_closed(&mut self) {
+        let mut index = 0;
+        while index < self.conns.len() {
+            if self.conns[index].conn.is_open() {
+                index += 1;
+            } else {
+                self.remove(index);
+            }
+        }
+    }
+
+    fn on_thread(&self, thread: usize) -> (u32, u32) {
+        self.per_thread.get(thread).copied().unwrap_or((0, 0))
+    }
+}
+
+/// One server's idle connections and connection accounting.
+#[derive(Debug)]
+pub(crate) struct Pool<C> {
+    settings: PoolSettings,
+    usage: Arc<Usage>,
+    idle: Mutex<IdleList<C>>,
+    /// Whether a purge task runs for this pool.
+    purging: AtomicBool,
+}
+
+impl<C: Reusable + Send + 'static> Pool<C> {
+    pub fn new(settings: PoolSettings) -> Pool<C> {
+        Pool {
+            settings,
+            usage: Arc::default(),
+            idle: Mutex::default(),
+            purging: AtomicBool::new(false),
+        }
+    }
+
+    pub fn settings(&self) -> PoolSettings {
+        self.settings
+    }
+
+    fn lock(&self) -> MutexGuard<'_, IdleList<C>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A connection opened (or being opened) that is not kept: a TCP session's, whose
+    /// connection HAProxy stops counting as used once it belongs to the session, or a
+    /// check's. It still raises the most used and the estimated need.
+    pub fn passing(&self) {
+        let used = self.usage.used.load(Ordering::Relaxed) + 1;
+        self.usage.record(used);
+    }
+
+    /// A new connection to keep for reuse: counted as used until pooled or dropped.
+    pub fn fresh(&self) -> InUse {
+        let used = self.usage.used.fetch_add(1, Ordering::Relaxed) + 1;
+        self.usage.record(used);
+        InUse(Arc::clone(&self.usage))
+    }
+
+    /// An idle connection for a request on thread `here`: one of this thread first, the
+    /// most recently pooled (the least likely to meet the server's keep-alive timeout).
+    /// Another thread's only when the server has `pool-low-conn` idle connections or more.
+    pub fn take(&self, needs: Proven, here: usize) -> Option<(Idle<C>, InUse)> {
+        let mut idle = self.lock();
+        loop {
+            let steal = idle.conns.len() >= self.settings.low_idle as usize;
+            let index = pick_idle(
+                idle.conns
+                    .iter()
+                    .map(|i| (i.thread, needs == Proven::Any || i.conn.proven())),
+                here,
+                steal,
+            )?;
+            let taken = idle.remove(index)?;
+            if taken.conn.is_open() {
+                return Some((taken, self.fresh()));
+            }
+        }
+    }
+
+    /// Pools `conn`, now idle on thread `here`, unless the server already has all the
+    /// connections it is estimated to need (HAProxy's rule); gives it back otherwise, for
+    /// the caller to close.
+    pub fn put(self: &Arc<Self>, conn: C, in_use: InUse, here: usize) -> Result<(), C> {
+        if !self.settings.pools() || !conn.is_open() {
+            drop(in_use);
+            return Err(conn);
+        }
+        let safe = conn.proven();
+        {
+            let mut idle = self.lock();
+            let idle_now = idle.conns.len() as u32;
+            let used = self.usage.used.load(Ordering::Relaxed);
+            let need = self.usage.need_est.load(Ordering::Relaxed);
+            let (thread_unsafe, thread_safe) = idle.on_thread(here);
+            let under_limit = self.settings.max_idle.is_none_or(|max| idle_now < max);
+            let thread_has_none = thread_safe == 0 && (safe || thread_unsafe == 0);
+            let within_need = used + idle_now <= used.max(need) + self.settings.low_idle;
+            if !(under_limit && (thread_has_none || within_need)) {
+                drop(idle);
+                drop(in_use);
+                return Err(conn);
+            }
+            idle.push(
+                Idle {
+                    conn,
+                    since: Instant::now(),
+                    thread: here,
+                },
+                safe,
+            );
+            drop(in_use);
+        }
+        if !self.purging.swap(true, Ordering::AcqRel) {
+            tokio::spawn(Arc::clone(self).purge());
+        }
+        Ok(())
+    }
+
+    /// Every `pool-purge-delay` while connections are idle: closes half the surplus of
+    /// connections over the estimated need (spread over threads as they hold them, unsafe
+    /// ones and the oldest first) and moves the estimate halfway to the most used since
+    /// the last purge.
+    async fn purge(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.settings.purge_delay).await;
+            let closed = {
+                let mut idle = self.lock();
+                idle.prune_closed();
+                if idle.conns.is_empty() {
+                    self.purging.store(false, Ordering::Release);
+                    // A connection pooled between the check and the store found the flag
+                    // still set and started no task: this one goes on for it.
+                    if self.lock_is_empty(idle) || self.purging.swap(true, Ordering::AcqRel) {
+                        return;
+                    }
+                    continue;
+                }
+                self.purge_step(&mut idle)
+            };
+            // Closed outside the lock.
+            drop(closed);
+        }
+    }
+
+    fn lock_is_empty(&self, held: MutexGuard<'_, IdleList<C>>) -> bool {
+        drop(held);
+        self.lock().conns.is_empty()
+    }
+
+    /// One purge (HAProxy's arithmetic, to the rounding); returns the connections to close.
+    fn purge_step(&self, idle: &mut IdleList<C>) -> Vec<Idle<C>> {
+        let usage = &self.usage;
+        let used = usage.used.load(Ordering::Relaxed);
+        let used_max = usage.used_max.load(Ordering::Relaxed);
+        let need = usage.need_est.load(Ordering::Relaxed);
+        let idle_now = idle.conns.len() as i64;
+        let exceed = i64::from(used) + idle_now - i64::from(used_max.max(need));
+        // As HAProxy rounds: half, rounded up (and a surplus of -1 closes one).
+        let to_close = exceed / 2 + (exceed & 1);
+        let need = ((need + used_max) / 2).max(used_max);
+        usage.need_est.store(need, Ordering::Relaxed);
+        usage.used_max.store(used, Ordering::Relaxed);
+        let mut closed = Vec::new();
+        if to_close <= 0 {
+            return closed;
+        }
+        for thread in 0..idle.per_thread.len() {
+            let (unsafe_nb, safe_nb) = idle.on_thread(thread);
+            let on_thread = i64::from(unsafe_nb + safe_nb);
+            let mut quota = to_close * on_thread / idle_now + 1;
+            for proven in [false, true] {
+                let mut index = 0;
+                while quota > 0 && index < idle.conns.len() {
+                    let candidate = &idle.conns[index];
+                    if candidate.thread == thread && candidate.conn.proven() == proven {
+                        closed.extend(idle.remove(index));
+                        quota -= 1;
+                    } else {
+                        index += 1;
+                    }
+                }
+            }
+        }
+        closed
+    }
+
+    /// The counts `show servers conn` prints (closed idle connections are forgotten first).
+    pub fn stats(&self) -> PoolStats {
+        let (idle_unsafe, idle_safe, idle_per_thread) = {
+            let mut idle = self.lock();
+            idle.prune_closed();
+            let total = idle.conns.len() as u32;
+            (
+                total - idle.safe,
+                idle.safe,
+                idle.per_thread.iter().map(|(u, s)| u + s).collect(),
+            )
+        };
+        PoolStats {
+            used: self.usage.used.load(Ordering::Relaxed),
+            used_max: self.usage.used_max.load(Ordering::Relaxed),
+            need_est: self.usage.need_est.load(Ordering::Relaxed),
+            idle_unsafe,
+            idle_safe,
+            idle_per_thread,
+        }
+    }
+}
+
+/// Which idle connection (oldest first: each one's thread and whether it fits the request)
+/// to take on thread `here`: the most recent fitting one of this thread, else, if `steal`,
+/// the most recent fitting one of any thread.
+fn pick_idle(
+    mut idle: impl DoubleEndedIterator<Item = (usize, bool)> + ExactSizeIterator + Clone,
+    here: usize,
+    steal: bool,
+) -> Option<usize> {
+    idle.clone()
+        .rposition(|(thread, fits)| fits && thread == here)
+        .or_else(|| steal.then(|| idle.rposition(|(_, fits)| fits)).flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pooled connection: proven or not, open or closed by its server.
+    #[derive(Debug)]
+    struct Conn {
+        proven: bool,
+        open: Arc<AtomicBool>,
+    }
+
+    impl Reusable for Conn {
+        fn is_open(&self) -> bool {
+            self.open.load(Ordering::Relaxed)
+        }
+        fn proven(&self) -> bool {
+            self.proven
+        }
+    }
+
+    fn conn(proven: bool) -> Conn {
+        Conn {
+            proven,
+            open: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    fn pool(max_idle: Option<u32>, low_idle: u32) -> Arc<Pool<Conn>> {
+        Arc::new(Pool::new(PoolSettings {
+            max_idle,
+            purge_delay: Duration::from_secs(3600),
+            low_idle,
+        }))
+    }
+
+    fn counts(p: &Pool<Conn>) -> (u32, u32, u32, u32, u32, Vec<u32>) {
+        let s = p.stats();
+        (
+            s.used,
+            s.used_max,
+            s.need_est,
+            s.idle_unsafe,
+            s.idle_safe,
+            s.idle_per_thread,
+        )
+    }
+
+    fn purge(p: &Pool<Conn>) -> usize {
+        let mut idle = p.lock();
+        p.purge_step(&mut idle).len()
+    }
+
+    #[test]
+    fn idle_choice_prefers_own_thread_and_steals_only_when_allowed() {
+        let pool = [(0, true), (1, true), (0, false), (1, true)];
+        assert_eq!(pick_idle(pool.iter().copied(), 0, true), Some(0));
+        assert_eq!(pick_idle(pool.iter().copied(), 1, true), Some(3));
+        // A thread with none of its own takes the most recent of any.
+        assert_eq!(pick_idle(pool.iter().copied(), 2, true), Some(3));
+        assert_eq!(pick_idle(pool.iter().copied(), 2, false), None);
+        let pool = [(1, true), (0, false), (1, false)];
+        assert_eq!(pick_idle(pool.iter().copied(), 0, true), Some(0));
+        assert_eq!(pick_idle([(0, false)].iter().copied(), 0, true), None);
+        assert_eq!(pick_idle(std::iter::empty(), 0, true), None);
+    }
+
+    /// The sequence measured against HAProxy 2.6.12 (two servers, `nbthread 2`, a client
+    /// on thread 0 sending three requests round-robin, then one on thread 1): the counts
+    /// of `show servers conn`, then what two purges leave.
+    #[tokio::test]
+    async fn accounting_and_purges_follow_haproxy() {
+        let (h1, h2) = (pool(None, 0), pool(None, 0));
+        // Client a, first request to h1: a new connection, pooled unsafe on thread 0.
+        let used = h1.fresh();
+        assert_eq!(counts(&h1), (1, 1, 1, 0, 0, vec![]));
+        h1.put(conn(false), used, 0).unwrap();
+        assert_eq!(counts(&h1), (0, 1, 1, 1, 0, vec![1]));
+        // Its second request, to h2: a non-first request may reuse, but h2 has nothing.
+        let used = h2.fresh();
+        h2.put(conn(false), used, 0).unwrap();
+        // Its third, to h1: reuses the unsafe connection, which comes back proven.
+        let (taken, used) = h1.take(Proven::Any, 0).unwrap();
+        assert_eq!(counts(&h1), (1, 1, 1, 0, 0, vec![0]));
+        drop(taken);
+        h1.put(conn(true), used, 0).unwrap();
+        assert_eq!(counts(&h1), (0, 1, 1, 0, 1, vec![1]));
+        // Client b (thread 1), first request, to h2: the unsafe one does not do; a new one.
+        assert!(h2.take(Proven::Yes, 1).is_none());
+        let used = h2.fresh();
+        h2.put(conn(false), used, 1).unwrap();
+        assert_eq!(counts(&h2), (0, 1, 1, 2, 0, vec![1, 1]));
+        // First purge: h2's surplus (2 idle, need 1) closes one per thread; h1 keeps its
+        // one; the most used resets to what is used now (0).
+        assert_eq!(purge(&h2), 2);
+        assert_eq!(counts(&h2), (0, 0, 1, 0, 0, vec![0, 0]));
+        assert_eq!(purge(&h1), 0);
+        assert_eq!(counts(&h1), (0, 0, 1, 0, 1, vec![1]));
+        // Second: h1's need halves to 0; third: its connection goes.
+        assert_eq!(purge(&h1), 0);
+        assert_eq!(counts(&h1), (0, 0, 0, 0, 1, vec![1]));
+        assert_eq!(purge(&h1), 1);
+        assert_eq!(counts(&h1), (0, 0, 0, 0, 0, vec![0]));
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_need_are_not_pooled() {
+        for low_idle in [0, 1] {
+            let p = pool(None, low_idle);
+            // Three used at once, then released on thread 0: all three are needed.
+            let used: Vec<InUse> = (0..3).map(|_| p.fresh()).collect();
+            for u in used {
+                p.put(conn(true), u, 0).unwrap();
+            }
+            assert_eq!(counts(&p), (0, 3, 3, 0, 3, vec![3]));
+            // Idle purges: the need stays 3 (nothing in surplus), then halves to 1, and
+            // the third closes half the surplus of 2, rounded up, plus one per thread.
+            assert_eq!(purge(&p), 0);
+            assert_eq!(counts(&p).2, 3);
+            assert_eq!(purge(&p), 0);
+            assert_eq!(counts(&p).2, 1);
+            assert_eq!(purge(&p), 2);
+            assert_eq!(counts(&p), (0, 0, 0, 0, 1, vec![1]));
+            // One used (need 1) and one idle on thread 0: another idle one there exceeds
+            // the need, unless pool-low-conn allows one more.
+            let kept = p.put(conn(true), p.fresh(), 0).is_ok();
+            assert_eq!(kept, low_idle == 1);
+            // A thread with no idle connection of its own keeps one regardless.
+            p.put(conn(true), p.fresh(), 1).unwrap();
+        }
+    }
+
+    #[test]
+    fn pool_max_conn_and_disabled_pools() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let _guard = rt.enter();
+        let p = pool(Some(1), 0);
+        let (a, b) = (p.fresh(), p.fresh());
+        p.put(conn(true), a, 0).unwrap();
+        assert!(p.put(conn(true), b, 1).is_err(), "pool-max-conn 1");
+        assert_eq!(counts(&p).0, 0, "a refused connection is no longer used");
+        let p = pool(Some(0), 0);
+        assert!(p.put(conn(true), p.fresh(), 0).is_err());
+        let closed = conn(true);
+        closed.open.store(false, Ordering::Relaxed);
+        let p = pool(None, 0);
+        assert!(p.put(closed, p.fresh(), 0).is_err());
+    }
+
+    #[tokio::test]
+    async fn closed_connections_are_neither_taken_nor_counted() {
+        let p = pool(None, 0);
+        let c = conn(true);
+        let open = Arc::clone(&c.open);
+        p.put(c, p.fresh(), 0).unwrap();
+        open.store(false, Ordering::Relaxed);
+        assert!(p.take(Proven::Yes, 0).is_none());
+        let c = conn(true);
+        let open = Arc::clone(&c.open);
+        p.put(c, p.fresh(), 0).unwrap();
+        open.store(false, Ordering::Relaxed);
+        assert_eq!(counts(&p).4, 0);
+    }
+
+    #[tokio::test]
+    async fn low_idle_keeps_threads_to_their_own() {
+        let p = pool(None, 2);
+        p.put(conn(true), p.fresh(), 0).unwrap();
+        assert!(
+            p.take(Proven::Any, 1).is_none(),
+            "below pool-low-conn: no stealing"
+        );
+        p.put(conn(true), p.fresh(), 0).unwrap();
+        assert!(p.take(Proven::Any, 1).is_some());
+    }
+}
