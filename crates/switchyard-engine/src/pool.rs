@@ -302,24 +302,16 @@ impl<C: Reusable + Send + 'static> Pool<C> {
                 let mut idle = self.lock();
                 idle.prune_closed();
                 if idle.conns.is_empty() {
+                    // Cleared under the lock, so a connection pooled after this finds it
+                    // clear and starts a new task.
                     self.purging.store(false, Ordering::Release);
-                    // A connection pooled between the check and the store found the flag
-                    // still set and started no task: this one goes on for it.
-                    if self.lock_is_empty(idle) || self.purging.swap(true, Ordering::AcqRel) {
-                        return;
-                    }
-                    continue;
+                    return;
                 }
                 self.purge_step(&mut idle)
             };
             // Closed outside the lock.
             drop(closed);
         }
-    }
-
-    fn lock_is_empty(&self, held: MutexGuard<'_, IdleList<C>>) -> bool {
-        drop(held);
-        self.lock().conns.is_empty()
     }
 
     /// One purge (HAProxy's arithmetic, to the rounding); returns the connections to close.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_testkit::{free_port, Switchyard};
+use switchyard_testkit::{cli, free_port, http_get, http_port_server, Switchyard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -545,6 +545,76 @@ fn shared_connections(reuse: &str, port: u16, a: &Backend) {
         "never" => assert_eq!(third_2, third_1, "{reuse}"),
         _ => {}
     }
+}
+
+/// Idle server connections beyond the server's estimated need are closed every
+/// `pool-purge-delay`: half the surplus each time, the need decaying to what was used since.
+/// Four clients one after the other leave four idle connections (`pool-low-conn 3` lets three
+/// go idle beyond the need of one); the first purge closes three (half the surplus of
+/// three, rounded up, plus one), the next halves the need to 0 and the third closes the last.
+#[test]
+fn idle_server_connections_are_purged_down_to_the_need() {
+    let server = http_port_server();
+    let (front, stats) = (free_port(), free_port());
+    let _sy = Switchyard::start_with(
+        BIN,
+        &format!(
+            "global\n    nbthread 1\n    stats socket ipv4@127.0.0.1:{stats} level admin\n{}listen web\n    \
+             bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{server} pool-purge-delay 1s \
+             pool-low-conn 3\n",
+            DEFAULTS.trim_start_matches("global\n")
+        ),
+        &[],
+        Some(&[front, stats]),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    // used_cur used_max need_est unsafe_nb safe_nb idle_cur
+    let counts = || {
+        let reply = cli(stats, "show servers conn web");
+        let line = reply.lines().nth(1).unwrap_or_default().to_string();
+        let fields: Vec<i64> = line
+            .split(' ')
+            .skip(6)
+            .take(7)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        assert_eq!(fields.len(), 7, "{reply}");
+        [
+            fields[0], fields[1], fields[2], fields[3], fields[4], fields[6],
+        ]
+    };
+    let mut ports = Vec::new();
+    for _ in 0..4 {
+        let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        ports.push(http_get(&mut client));
+    }
+    ports.dedup();
+    assert_eq!(ports.len(), 4, "first requests open their own: {ports:?}");
+    assert_eq!(counts(), [0, 1, 1, 4, 0, 4]);
+    // Polled well within each period, so that every stage is seen.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = vec![counts()];
+    while counts()[5] > 0 {
+        assert!(Instant::now() < deadline, "still idle: {seen:?}");
+        let now = counts();
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    seen.push(counts());
+    assert_eq!(
+        seen,
+        [
+            [0, 1, 1, 4, 0, 4],
+            [0, 0, 1, 1, 0, 1],
+            [0, 0, 0, 1, 0, 1],
+            [0, 0, 0, 0, 0, 0]
+        ]
+    );
 }
 
 #[test]
