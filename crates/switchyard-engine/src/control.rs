@@ -64,8 +64,7 @@ impl Runtime {
         state: AdminState,
     ) -> Result<(), ControlError> {
         let (backend, server) = self.server(backend, server)?;
-        let previous = server.admin.swap(state as u8, Ordering::Relaxed);
-        if previous != state as u8 {
+        if server.set_admin(state) {
             server.health().last_change = Instant::now();
             backend.bump_generation();
         }
@@ -129,7 +128,9 @@ impl Runtime {
         let (backend, server) = self.server(backend, server)?;
         let old = server.addr();
         let new = SocketAddr::new(ip, port.unwrap_or(old.port()));
-        server.addr.store(Arc::new(new));
+        if new != old {
+            server.move_to(new);
+        }
         backend.bump_generation();
         let mut reply = String::new();
         if old.ip() != new.ip() {
@@ -373,6 +374,7 @@ impl Runtime {
             let previous = backend.servers.compare_and_swap(&current, Arc::new(next));
             if Arc::ptr_eq(&previous, &current) {
                 backend.bump_generation();
+                target.pool.close_idle();
                 return Ok(());
             }
         }

@@ -364,7 +364,7 @@ fn apply_agent(backend: &Backend, server: &Server, reply: kinds::AgentReply) {
             AgentAdmin::Drain => AdminState::Drain,
             AgentAdmin::Maint => AdminState::Maint,
         };
-        if server.admin.swap(state as u8, Ordering::Relaxed) != state as u8 {
+        if server.set_admin(state) {
             backend.bump_generation();
         }
     }

@@ -351,6 +351,12 @@ impl<C: Reusable + Send + 'static> Pool<C> {
         closed
     }
 
+    /// Closes every idle connection: the server moved, or went into maintenance.
+    pub fn close_idle(&self) {
+        let closed = std::mem::take(&mut *self.lock());
+        drop(closed);
+    }
+
     /// The counts `show servers conn` prints (closed idle connections are forgotten first).
     pub fn stats(&self) -> PoolStats {
         let (idle_unsafe, idle_safe, idle_per_thread) = {

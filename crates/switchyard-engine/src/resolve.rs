@@ -191,9 +191,7 @@ fn apply(backend: &Backend, server: &Server, addresses: &[IpAddr]) {
     let Some(new) = addresses.first() else {
         return;
     };
-    server
-        .addr
-        .store(Arc::new(SocketAddr::new(*new, current.port())));
+    server.move_to(SocketAddr::new(*new, current.port()));
     backend.bump_generation();
     backend.changes.notify_one();
     // HAProxy's wording, so log watchers keep working.

@@ -273,6 +273,23 @@ impl Server {
         self.pool.settings()
     }
 
+    /// Moves the server to `addr`. Its idle connections lead to the old address: they are
+    /// closed (as HAProxy does on `set server addr` and DNS changes).
+    pub fn move_to(&self, addr: SocketAddr) {
+        self.addr.store(Arc::new(addr));
+        self.pool.close_idle();
+    }
+
+    /// Sets the admin state; whether it changed. Entering maintenance closes the idle
+    /// connections, as in HAProxy: nothing may reuse them now.
+    pub fn set_admin(&self, state: AdminState) -> bool {
+        let previous = self.admin.swap(state as u8, Ordering::Relaxed);
+        if state == AdminState::Maint && previous != state as u8 {
+            self.pool.close_idle();
+        }
+        previous != state as u8
+    }
+
     pub fn admin_state(&self) -> AdminState {
         AdminState::from_u8(self.admin.load(Ordering::Relaxed))
     }

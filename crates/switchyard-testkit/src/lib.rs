@@ -67,7 +67,8 @@ pub use maria::{
     GALERA_PROVIDER, WSREP_DONOR_DESYNCED, WSREP_JOINED, WSREP_JOINING, WSREP_SYNCED,
 };
 pub use net::{
-    cli, echo_server, greeter, greeting_through, http_get, http_port_server, EchoLoad, LoadReport,
+    cli, echo_server, greeter, greeting_through, http_get, http_get_path, http_port_server,
+    EchoLoad, LoadReport,
 };
 pub use pg::{
     have_postgres, node_name_at, pg_bin_dir, pg_tool, pgbench, psql, require_postgres, PgInstance,

@@ -186,8 +186,14 @@ pub fn http_port_server() -> u16 {
 /// One `GET /` on a keep-alive client connection; the response's body (with
 /// [`http_port_server`] behind the proxy: which server connection carried it).
 pub fn http_get(stream: &mut TcpStream) -> String {
+    http_get_path(stream, "/")
+}
+
+/// One `GET PATH` on a keep-alive client connection; the response's body. Read byte by
+/// byte up to the body's `Content-Length`, so nothing of a next response is consumed.
+pub fn http_get_path(stream: &mut TcpStream, path: &str) -> String {
     stream
-        .write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
         .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];

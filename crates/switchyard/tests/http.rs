@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use switchyard_testkit::{cli, free_port, http_get, http_port_server, Switchyard};
+use switchyard_testkit::{cli, free_port, http_get, http_get_path, http_port_server, Switchyard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -467,35 +467,16 @@ fn server_connections_are_shared_as_http_reuse_says() {
 }
 
 fn shared_connections(reuse: &str, port: u16, a: &Backend) {
-    let request = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
     let connect = || {
         let client = TcpStream::connect(("127.0.0.1", port)).unwrap();
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        (client.try_clone().unwrap(), BufReader::new(client))
+        client
     };
-    // One response: its head up to the blank line, then `Content-Length` bytes.
-    let response = |reader: &mut BufReader<TcpStream>| {
-        let mut length = 0;
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            if line == "\r\n" {
-                break;
-            }
-            if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                length = value.trim().parse().unwrap();
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).unwrap();
-        String::from_utf8(body).unwrap()
-    };
-    let conn_of = |body: &str| body.rsplit_once("conn=").unwrap().1.to_string();
-    let ask = |client: &mut (TcpStream, BufReader<TcpStream>), path: &str| {
-        client.0.write_all(request(path).as_bytes()).unwrap();
-        conn_of(&response(&mut client.1))
+    let ask = |client: &mut TcpStream, path: &str| {
+        let body = http_get_path(client, path);
+        body.rsplit_once("conn=").unwrap().1.to_string()
     };
     let (mut first, mut second) = (connect(), connect());
     let first_1 = ask(&mut first, "/first/1");
@@ -615,6 +596,59 @@ fn idle_server_connections_are_purged_down_to_the_need() {
             [0, 0, 0, 0, 0, 0]
         ]
     );
+}
+
+/// A server's idle connections lead to its old address once `set server addr` moves it, and
+/// nothing may use them in maintenance: both close them (as HAProxy does), so the next
+/// request reaches the new address, and `del server` follows maintenance.
+#[test]
+fn idle_connections_close_when_the_server_moves_or_enters_maintenance() {
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let (front, stats) = (free_port(), free_port());
+    let _sy = Switchyard::start_with(
+        BIN,
+        &format!(
+            "global\n    stats socket ipv4@127.0.0.1:{stats} level admin\n{}listen web\n    \
+             bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{}\n",
+            DEFAULTS.trim_start_matches("global\n"),
+            a.port
+        ),
+        &[],
+        Some(&[front, stats]),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    let idle_cur = || {
+        let reply = cli(stats, "show servers conn web");
+        let line = reply.lines().nth(1).unwrap_or_default().to_string();
+        line.split(' ')
+            .nth(13)
+            .unwrap_or_else(|| panic!("{reply}"))
+            .to_string()
+    };
+    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut ask = |path: &str| http_get_path(&mut client, path);
+    assert!(ask("/1").starts_with("a GET /1"));
+    assert_eq!(idle_cur(), "1");
+    let moved = cli(
+        stats,
+        &format!("set server web/s1 addr 127.0.0.1 port {}", b.port),
+    );
+    assert!(moved.contains("port changed from"), "{moved}");
+    assert_eq!(
+        idle_cur(),
+        "0",
+        "the connection to the old address is closed"
+    );
+    // The client's next request may take any idle connection: none leads to `a` any more.
+    assert!(ask("/2").starts_with("b GET /2"), "went to the old address");
+    assert_eq!(idle_cur(), "1");
+    assert_eq!(cli(stats, "set server web/s1 state maint"), "\n");
+    assert_eq!(idle_cur(), "0", "closed on entering maintenance");
+    assert_eq!(cli(stats, "del server web/s1"), "Server deleted.\n");
+    assert_eq!(a.accepts() + b.accepts(), 2);
 }
 
 #[test]
