@@ -1194,7 +1194,8 @@ impl<'c> Client<'c> {
                 }));
             } else if let Some(in_use) = server_conn.in_use.take() {
                 // Refused (the server has all the connections it needs): closed here.
-                let _ = server.pool.put(server_conn, in_use, here);
+                let sessions = self.conn.process.active.load(Ordering::Relaxed);
+                let _ = server.pool.put(server_conn, in_use, here, sessions);
             }
         }
         exchange.finish();

@@ -134,6 +134,7 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         // Each session needs two descriptors: take all the process is allowed.
         let nofile = listener::raise_nofile_limit();
+        pool::set_fd_limit(nofile);
         forward::set_splice(!config.global.nosplice);
         let maxconn = config
             .global

@@ -8,6 +8,11 @@
 //! the estimate moves halfway towards the most connections used since the last purge. A
 //! burst leaves idle connections for a few purge periods, not for ever, and a steady load
 //! keeps what it uses.
+//!
+//! As HAProxy (`tune.pool-high-fd-ratio` 25, `tune.pool-low-fd-ratio` 20), pooling also
+//! yields to the file descriptor limit: nothing more goes idle once a quarter of the
+//! descriptors are in use, and past a fifth only a thread's first idle connection does, so
+//! idle connections never take the descriptors new clients and their servers need.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -18,6 +23,21 @@ use switchyard_config as config;
 
 /// HAProxy's `pool-purge-delay` default.
 const PURGE_DELAY: Duration = Duration::from_secs(5);
+
+/// Idle connections in every pool of the process.
+static POOLED: AtomicU32 = AtomicU32::new(0);
+/// Descriptors in use at or above which nothing is pooled (a quarter of the limit).
+static FDS_HIGH: AtomicU32 = AtomicU32::new(u32::MAX);
+/// Descriptors in use at or above which only a thread's first idle connection is pooled
+/// (a fifth).
+static FDS_LOW: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// The process's file descriptor limit (`RLIMIT_NOFILE`), which pooling yields to.
+pub(crate) fn set_fd_limit(limit: u64) {
+    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+    FDS_HIGH.store(limit / 4, Ordering::Relaxed);
+    FDS_LOW.store(limit / 5, Ordering::Relaxed);
+}
 
 /// A pooled connection as the pool sees it.
 pub(crate) trait Reusable {
@@ -127,6 +147,12 @@ struct IdleList<C> {
     per_thread: Vec<(u32, u32)>,
 }
 
+impl<C> Drop for IdleList<C> {
+    fn drop(&mut self) {
+        POOLED.fetch_sub(self.conns.len() as u32, Ordering::Relaxed);
+    }
+}
+
 impl<C> Default for IdleList<C> {
     fn default() -> Self {
         IdleList {
@@ -154,10 +180,12 @@ impl<C: Reusable> IdleList<C> {
             counts.0 += 1;
         }
         self.conns.push_back(idle);
+        POOLED.fetch_add(1, Ordering::Relaxed);
     }
 
     fn remove(&mut self, index: usize) -> Option<Idle<C>> {
         let idle = self.conns.remove(index)?;
+        POOLED.fetch_sub(1, Ordering::Relaxed);
         let safe = idle.conn.proven();
         let counts = self.thread(idle.thread);
         if safe {
@@ -253,9 +281,16 @@ impl<C: Reusable + Send + 'static> Pool<C> {
     }
 
     /// Pools `conn`, now idle on thread `here`, unless the server already has all the
-    /// connections it is estimated to need (HAProxy's rule); gives it back otherwise, for
-    /// the caller to close.
-    pub fn put(self: &Arc<Self>, conn: C, in_use: InUse, here: usize) -> Result<(), C> {
+    /// connections it is estimated to need or descriptors run short (HAProxy's rules);
+    /// gives it back otherwise, for the caller to close. `sessions` is how many sessions
+    /// the process carries (two descriptors each, at most).
+    pub fn put(
+        self: &Arc<Self>,
+        conn: C,
+        in_use: InUse,
+        here: usize,
+        sessions: u32,
+    ) -> Result<(), C> {
         if !self.settings.pools() || !conn.is_open() {
             drop(in_use);
             return Err(conn);
@@ -267,10 +302,22 @@ impl<C: Reusable + Send + 'static> Pool<C> {
             let used = self.usage.used.load(Ordering::Relaxed);
             let need = self.usage.need_est.load(Ordering::Relaxed);
             let (thread_unsafe, thread_safe) = idle.on_thread(here);
-            let under_limit = self.settings.max_idle.is_none_or(|max| idle_now < max);
-            let thread_has_none = thread_safe == 0 && (safe || thread_unsafe == 0);
-            let within_need = used + idle_now <= used.max(need) + self.settings.low_idle;
-            if !(under_limit && (thread_has_none || within_need)) {
+            let fds = sessions
+                .saturating_mul(2)
+                .saturating_add(POOLED.load(Ordering::Relaxed));
+            let admitted = Admission {
+                idle: idle_now,
+                used,
+                need,
+                thread_has_none: thread_safe == 0 && (safe || thread_unsafe == 0),
+                fds,
+            }
+            .admits(
+                &self.settings,
+                FDS_HIGH.load(Ordering::Relaxed),
+                FDS_LOW.load(Ordering::Relaxed),
+            );
+            if !admitted {
                 drop(idle);
                 drop(in_use);
                 return Err(conn);
@@ -380,6 +427,30 @@ impl<C: Reusable + Send + 'static> Pool<C> {
     }
 }
 
+/// What decides whether a connection that went idle is pooled.
+#[derive(Debug, Clone, Copy)]
+struct Admission {
+    /// The server's idle connections.
+    idle: u32,
+    /// Its used connections, this one included.
+    used: u32,
+    need: u32,
+    /// The thread has no safe idle connection, nor an unsafe one unless this one is safe.
+    thread_has_none: bool,
+    /// Descriptors estimated in use.
+    fds: u32,
+}
+
+impl Admission {
+    /// HAProxy's `srv_add_to_idle_list` conditions.
+    fn admits(&self, settings: &PoolSettings, fds_high: u32, fds_low: u32) -> bool {
+        let under_limit = settings.max_idle.is_none_or(|max| self.idle < max);
+        let within_need = self.fds < fds_low
+            && self.used + self.idle <= self.used.max(self.need) + settings.low_idle;
+        self.fds < fds_high && under_limit && (self.thread_has_none || within_need)
+    }
+}
+
 /// Which idle connection (oldest first: each one's thread and whether it fits the request)
 /// to take on thread `here`: the most recent fitting one of this thread, else, if `steal`,
 /// the most recent fitting one of any thread.
@@ -417,6 +488,12 @@ mod tests {
         Conn {
             proven,
             open: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    impl Admission {
+        fn with_fds(self, fds: u32) -> Admission {
+            Admission { fds, ..self }
         }
     }
 
@@ -468,21 +545,21 @@ mod tests {
         // Client a, first request to h1: a new connection, pooled unsafe on thread 0.
         let used = h1.fresh();
         assert_eq!(counts(&h1), (1, 1, 1, 0, 0, vec![]));
-        h1.put(conn(false), used, 0).unwrap();
+        h1.put(conn(false), used, 0, 0).unwrap();
         assert_eq!(counts(&h1), (0, 1, 1, 1, 0, vec![1]));
         // Its second request, to h2: a non-first request may reuse, but h2 has nothing.
         let used = h2.fresh();
-        h2.put(conn(false), used, 0).unwrap();
+        h2.put(conn(false), used, 0, 0).unwrap();
         // Its third, to h1: reuses the unsafe connection, which comes back proven.
         let (taken, used) = h1.take(Proven::Any, 0).unwrap();
         assert_eq!(counts(&h1), (1, 1, 1, 0, 0, vec![0]));
         drop(taken);
-        h1.put(conn(true), used, 0).unwrap();
+        h1.put(conn(true), used, 0, 0).unwrap();
         assert_eq!(counts(&h1), (0, 1, 1, 0, 1, vec![1]));
         // Client b (thread 1), first request, to h2: the unsafe one does not do; a new one.
         assert!(h2.take(Proven::Yes, 1).is_none());
         let used = h2.fresh();
-        h2.put(conn(false), used, 1).unwrap();
+        h2.put(conn(false), used, 1, 0).unwrap();
         assert_eq!(counts(&h2), (0, 1, 1, 2, 0, vec![1, 1]));
         // First purge: h2's surplus (2 idle, need 1) closes one per thread; h1 keeps its
         // one; the most used resets to what is used now (0).
@@ -504,7 +581,7 @@ mod tests {
             // Three used at once, then released on thread 0: all three are needed.
             let used: Vec<InUse> = (0..3).map(|_| p.fresh()).collect();
             for u in used {
-                p.put(conn(true), u, 0).unwrap();
+                p.put(conn(true), u, 0, 0).unwrap();
             }
             assert_eq!(counts(&p), (0, 3, 3, 0, 3, vec![3]));
             // Idle purges: the need stays 3 (nothing in surplus), then halves to 1, and
@@ -517,10 +594,52 @@ mod tests {
             assert_eq!(counts(&p), (0, 0, 0, 0, 1, vec![1]));
             // One used (need 1) and one idle on thread 0: another idle one there exceeds
             // the need, unless pool-low-conn allows one more.
-            let kept = p.put(conn(true), p.fresh(), 0).is_ok();
+            let kept = p.put(conn(true), p.fresh(), 0, 0).is_ok();
             assert_eq!(kept, low_idle == 1);
             // A thread with no idle connection of its own keeps one regardless.
-            p.put(conn(true), p.fresh(), 1).unwrap();
+            p.put(conn(true), p.fresh(), 1, 0).unwrap();
+        }
+    }
+
+    #[test]
+    fn pooling_yields_to_the_descriptor_limit() {
+        let settings = PoolSettings {
+            max_idle: None,
+            purge_delay: Duration::from_secs(5),
+            low_idle: 0,
+        };
+        // A limit of 1,000 descriptors: nothing pooled from 250 in use, only a thread's
+        // first from 200.
+        let (high, low) = (250, 200);
+        let first = Admission {
+            idle: 0,
+            used: 1,
+            need: 1,
+            thread_has_none: true,
+            fds: 0,
+        };
+        let needed = Admission {
+            thread_has_none: false,
+            idle: 0,
+            ..first
+        };
+        for (fds, first_kept, needed_kept) in [
+            (0, true, true),
+            (199, true, true),
+            (200, true, false),
+            (249, true, false),
+            (250, false, false),
+        ] {
+            assert_eq!(
+                first.with_fds(fds).admits(&settings, high, low),
+                first_kept,
+                "{fds}"
+            );
+            assert_eq!(
+                needed.with_fds(fds).admits(&settings, high, low),
+                needed_kept,
+                "{fds}"
+            );
         }
     }
 
@@ -533,15 +652,15 @@ mod tests {
         let _guard = rt.enter();
         let p = pool(Some(1), 0);
         let (a, b) = (p.fresh(), p.fresh());
-        p.put(conn(true), a, 0).unwrap();
-        assert!(p.put(conn(true), b, 1).is_err(), "pool-max-conn 1");
+        p.put(conn(true), a, 0, 0).unwrap();
+        assert!(p.put(conn(true), b, 1, 0).is_err(), "pool-max-conn 1");
         assert_eq!(counts(&p).0, 0, "a refused connection is no longer used");
         let p = pool(Some(0), 0);
-        assert!(p.put(conn(true), p.fresh(), 0).is_err());
+        assert!(p.put(conn(true), p.fresh(), 0, 0).is_err());
         let closed = conn(true);
         closed.open.store(false, Ordering::Relaxed);
         let p = pool(None, 0);
-        assert!(p.put(closed, p.fresh(), 0).is_err());
+        assert!(p.put(closed, p.fresh(), 0, 0).is_err());
     }
 
     #[tokio::test]
@@ -549,12 +668,12 @@ mod tests {
         let p = pool(None, 0);
         let c = conn(true);
         let open = Arc::clone(&c.open);
-        p.put(c, p.fresh(), 0).unwrap();
+        p.put(c, p.fresh(), 0, 0).unwrap();
         open.store(false, Ordering::Relaxed);
         assert!(p.take(Proven::Yes, 0).is_none());
         let c = conn(true);
         let open = Arc::clone(&c.open);
-        p.put(c, p.fresh(), 0).unwrap();
+        p.put(c, p.fresh(), 0, 0).unwrap();
         open.store(false, Ordering::Relaxed);
         assert_eq!(counts(&p).4, 0);
     }
@@ -562,12 +681,12 @@ mod tests {
     #[tokio::test]
     async fn low_idle_keeps_threads_to_their_own() {
         let p = pool(None, 2);
-        p.put(conn(true), p.fresh(), 0).unwrap();
+        p.put(conn(true), p.fresh(), 0, 0).unwrap();
         assert!(
             p.take(Proven::Any, 1).is_none(),
             "below pool-low-conn: no stealing"
         );
-        p.put(conn(true), p.fresh(), 0).unwrap();
+        p.put(conn(true), p.fresh(), 0, 0).unwrap();
         assert!(p.take(Proven::Any, 1).is_some());
     }
 }
