@@ -113,9 +113,14 @@ struct Usage {
 }
 
 impl Usage {
+    /// Raises the most used and the need to `used`. Read first: they rarely move, and a
+    /// read leaves the cache line shared between threads where a write would take it.
     fn record(&self, used: u32) {
-        self.used_max.fetch_max(used, Ordering::Relaxed);
-        self.need_est.fetch_max(used, Ordering::Relaxed);
+        for counter in [&self.used_max, &self.need_est] {
+            if counter.load(Ordering::Relaxed) < used {
+                counter.fetch_max(used, Ordering::Relaxed);
+            }
+        }
     }
 }
 
