@@ -156,3 +156,38 @@ fn tcp_proxies_have_no_http_families() {
     }
     assert!(text.contains("haproxy_frontend_sessions_total{proxy=\"fe_web\"}"));
 }
+
+/// The connection-pool families against the same capture, with the model holding what
+/// HAProxy's `show servers conn` said of each server then: `w1` keeps the connection of its
+/// one request idle, unsafe (one exchange only), and needs one; `d1`'s checks made the need
+/// one; `be_web`'s pool had been purged and its need had decayed.
+#[test]
+fn connection_pool_families_match_haproxy() {
+    let mut stats = reference();
+    for p in &mut stats.proxies {
+        for s in p.backend.iter_mut().flat_map(|b| b.servers.iter_mut()) {
+            match s.name.as_str() {
+                "w1" => {
+                    s.idle_conns = 1;
+                    s.unsafe_conns = 1;
+                    s.need_conn_est = 1;
+                }
+                "d1" => s.need_conn_est = 1,
+                _ => {}
+            }
+        }
+    }
+    let theirs = golden();
+    let ours = render(&stats, &Info::default(), Scope::ALL);
+    for name in [
+        "haproxy_server_idle_connections_current",
+        "haproxy_server_unsafe_idle_connections_current",
+        "haproxy_server_safe_idle_connections_current",
+        "haproxy_server_used_connections_current",
+        "haproxy_server_need_connections_current",
+    ] {
+        let expected = family(&theirs, name);
+        assert!(expected.len() > 2, "{name} missing from the capture");
+        assert_eq!(family(&ours, name), expected, "{name}");
+    }
+}
