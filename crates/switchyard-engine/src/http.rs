@@ -1136,6 +1136,15 @@ impl<'c> Client<'c> {
         let response_len = response.len;
         drop(response);
         server_conn.buf.drain(..response_len + buffered);
+        // A response that came whole frees its server connection before it goes to the
+        // client: another request can have it at once, and a client that reads the response
+        // and then asks `show servers conn` finds it idle, as HAProxy shows it.
+        let mut unfinished = Some(server_conn);
+        if response_body.done() {
+            if let Some(conn) = unfinished.take() {
+                self.release_server_conn(settings.reuse, &server, conn, reusable);
+            }
+        }
         let written = self
             .deadlines
             .within(
@@ -1155,7 +1164,7 @@ impl<'c> Client<'c> {
             exchange.finish();
             return Next::Close;
         }
-        if !response_body.done() {
+        if let Some(mut server_conn) = unfinished {
             let relayed = relay(
                 &mut self.deadlines,
                 &mut server_conn,
@@ -1177,32 +1186,45 @@ impl<'c> Client<'c> {
                 exchange.finish();
                 return Next::Close;
             }
-        }
-        // Bytes after the response are a broken server: its connection is not reused.
-        if reusable && server_conn.buf.is_empty() {
-            server_conn.release();
-            server_conn.served = server_conn.served.saturating_add(1);
-            let here = crate::workers::current();
-            if settings.reuse == HttpReuse::Never {
-                self.private = Some(Box::new(Private {
-                    server,
-                    idle: Idle {
-                        conn: server_conn,
-                        since: Instant::now(),
-                        thread: here,
-                    },
-                }));
-            } else if let Some(in_use) = server_conn.in_use.take() {
-                // Refused (the server has all the connections it needs): closed here.
-                let sessions = self.conn.process.active.load(Ordering::Relaxed);
-                let _ = server.pool.put(server_conn, in_use, here, sessions);
-            }
+            self.release_server_conn(settings.reuse, &server, server_conn, reusable);
         }
         exchange.finish();
         if client_continues {
             Next::Request
         } else {
             Next::Close
+        }
+    }
+
+    /// A server connection whose response is over: kept by this client (`http-reuse
+    /// never`) or offered to the server's pool if `reusable` and nothing follows the
+    /// response (bytes after it are a broken server); closed otherwise.
+    fn release_server_conn(
+        &mut self,
+        reuse: HttpReuse,
+        server: &Arc<Server>,
+        mut conn: Peer,
+        reusable: bool,
+    ) {
+        if !reusable || !conn.buf.is_empty() {
+            return;
+        }
+        conn.release();
+        conn.served = conn.served.saturating_add(1);
+        let here = crate::workers::current();
+        if reuse == HttpReuse::Never {
+            self.private = Some(Box::new(Private {
+                server: Arc::clone(server),
+                idle: Idle {
+                    conn,
+                    since: Instant::now(),
+                    thread: here,
+                },
+            }));
+        } else if let Some(in_use) = conn.in_use.take() {
+            // Refused (the server has all the connections it needs): closed here.
+            let sessions = self.conn.process.active.load(Ordering::Relaxed);
+            let _ = server.pool.put(conn, in_use, here, sessions);
         }
     }
 
