@@ -44,7 +44,7 @@ pub(crate) trait Reusable {
     /// Not closed by the server, with nothing unexpected to read.
     fn is_open(&self) -> bool;
     /// "Safe" in HAProxy's terms: kept open by the server after a response and used
-    /// again, so fit for a client's first request.
+    /// again, so fit for a client's first request under `http-reuse aggressive`.
     fn proven(&self) -> bool;
 }
 
