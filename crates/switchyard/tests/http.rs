@@ -172,6 +172,38 @@ fn start_web(server: &Backend) -> (u16, Switchyard) {
     (port, sy)
 }
 
+/// A `listen web` in front of `server s1 SERVER` with an admin stats socket; `global` adds
+/// lines to the global section. Returns the frontend's and the stats socket's ports.
+fn start_web_with_stats(global: &str, server: &str) -> (u16, u16, Switchyard) {
+    let (front, stats) = (free_port(), free_port());
+    let sy = Switchyard::start_with(
+        BIN,
+        &format!(
+            "global\n{global}    stats socket ipv4@127.0.0.1:{stats} level admin\n{}listen web\n    \
+             bind 127.0.0.1:{front}\n    server s1 {server}\n",
+            DEFAULTS.trim_start_matches("global\n")
+        ),
+        &[],
+        Some(&[front, stats]),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
+    (front, stats, sy)
+}
+
+/// The fields of `web/s1`'s line in `show servers conn web` (at least 14: up to `idle_cur`).
+fn servers_conn(stats: u16) -> Vec<String> {
+    let reply = cli(stats, "show servers conn web");
+    let fields: Vec<String> = reply
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert!(fields.len() >= 14, "{reply}");
+    fields
+}
+
 fn start(config: &str) -> Switchyard {
     Switchyard::start(BIN, config).unwrap_or_else(|e| panic!("{e:#}"))
 }
@@ -536,32 +568,20 @@ fn shared_connections(reuse: &str, port: u16, a: &Backend) {
 #[test]
 fn idle_server_connections_are_purged_down_to_the_need() {
     let server = http_port_server();
-    let (front, stats) = (free_port(), free_port());
-    let _sy = Switchyard::start_with(
-        BIN,
-        &format!(
-            "global\n    nbthread 1\n    stats socket ipv4@127.0.0.1:{stats} level admin\n{}listen web\n    \
-             bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{server} pool-purge-delay 1s \
-             pool-low-conn 3\n",
-            DEFAULTS.trim_start_matches("global\n")
-        ),
-        &[],
-        Some(&[front, stats]),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
+    let (front, stats, _sy) = start_web_with_stats(
+        "    nbthread 1\n",
+        &format!("127.0.0.1:{server} pool-purge-delay 1s pool-low-conn 3"),
+    );
     // used_cur used_max need_est unsafe_nb safe_nb idle_cur
     let counts = || {
-        let reply = cli(stats, "show servers conn web");
-        let line = reply.lines().nth(1).unwrap_or_default().to_string();
-        let fields: Vec<i64> = line
-            .split(' ')
-            .skip(6)
-            .take(7)
+        let fields = servers_conn(stats);
+        let numbers: Vec<i64> = fields[6..13]
+            .iter()
             .filter_map(|f| f.parse().ok())
             .collect();
-        assert_eq!(fields.len(), 7, "{reply}");
+        assert_eq!(numbers.len(), 7, "{fields:?}");
         [
-            fields[0], fields[1], fields[2], fields[3], fields[4], fields[6],
+            numbers[0], numbers[1], numbers[2], numbers[3], numbers[4], numbers[6],
         ]
     };
     let mut ports = Vec::new();
@@ -604,27 +624,8 @@ fn idle_server_connections_are_purged_down_to_the_need() {
 #[test]
 fn idle_connections_close_when_the_server_moves_or_enters_maintenance() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
-    let (front, stats) = (free_port(), free_port());
-    let _sy = Switchyard::start_with(
-        BIN,
-        &format!(
-            "global\n    stats socket ipv4@127.0.0.1:{stats} level admin\n{}listen web\n    \
-             bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{}\n",
-            DEFAULTS.trim_start_matches("global\n"),
-            a.port
-        ),
-        &[],
-        Some(&[front, stats]),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    let idle_cur = || {
-        let reply = cli(stats, "show servers conn web");
-        let line = reply.lines().nth(1).unwrap_or_default().to_string();
-        line.split(' ')
-            .nth(13)
-            .unwrap_or_else(|| panic!("{reply}"))
-            .to_string()
-    };
+    let (front, stats, _sy) = start_web_with_stats("", &format!("127.0.0.1:{}", a.port));
+    let idle_cur = || servers_conn(stats)[13].clone();
     let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
