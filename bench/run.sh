@@ -71,6 +71,13 @@ PGB_C_CLIENTS=8     # pgbench -S -C (connection per transaction)
 PGB_JOBS=2
 PGB_SCALE=10
 PATHS=(direct switchyard haproxy)
+# The paths in rep N's order: rotated by one each rep, so that no path always runs right
+# after the same other one (a path inherits its predecessor's TIME_WAIT sockets, page cache
+# and CPU frequency state).
+paths_of_rep() {
+    local shift=$((($1 - 1) % ${#PATHS[@]}))
+    echo "${PATHS[@]:shift}" "${PATHS[@]:0:shift}"
+}
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
@@ -722,29 +729,29 @@ fi
 
 echo "== 1. pgbench -S -M prepared -c $PGB_CLIENTS -j $PGB_JOBS -T $DURATION (persistent connections)"
 for rep in $(seq 1 "$REPS"); do
-    for path in "${PATHS[@]}"; do run_pgbench pgS "$path" "$rep" -S -M prepared -c "$PGB_CLIENTS"; done
+    for path in $(paths_of_rep "$rep"); do run_pgbench pgS "$path" "$rep" -S -M prepared -c "$PGB_CLIENTS"; done
 done
 
 echo "== 2. pgbench -S -C -c $PGB_C_CLIENTS -j $PGB_JOBS -T $DURATION (new connection per transaction)"
 for rep in $(seq 1 "$REPS"); do
-    for path in "${PATHS[@]}"; do run_pgbench pgSC "$path" "$rep" -S -C -c "$PGB_C_CLIENTS"; done
+    for path in $(paths_of_rep "$rep"); do run_pgbench pgSC "$path" "$rep" -S -C -c "$PGB_C_CLIENTS"; done
 done
 
 echo "== 3. iperf3 -t $DURATION -P 1 / -P 4 (bulk TCP; proxy CPU time per Gbit)"
 for par in 1 4; do
     for rep in $(seq 1 "$REPS"); do
-        for path in "${PATHS[@]}"; do run_iperf "iperfP$par" "$path" "$rep" "$par"; done
+        for path in $(paths_of_rep "$rep"); do run_iperf "iperfP$par" "$path" "$rep" "$par"; done
     done
 done
 
 echo "== 4. short TCP connections: $CONN_CLIENTS clients x (connect, ${MSG_SIZE} B request, echo, close) for ${DURATION}s"
 for rep in $(seq 1 "$REPS"); do
-    for path in "${PATHS[@]}"; do run_connrate "$path" "$rep"; done
+    for path in $(paths_of_rep "$rep"); do run_connrate "$path" "$rep"; done
 done
 
 echo "== 5. open-loop latency: $LAT_RATE req/s of ${MSG_SIZE} B over $LAT_CONNS persistent connections for ${DURATION}s"
 for rep in $(seq 1 "$REPS"); do
-    for path in "${PATHS[@]}"; do run_latency "$path" "$rep"; done
+    for path in $(paths_of_rep "$rep"); do run_latency "$path" "$rep"; done
 done
 rerun_noisy_latency
 record_latency
@@ -752,7 +759,7 @@ record_latency
 if [[ "$HTTP" == 1 ]]; then
     echo "== 6. HTTP: wrk -t $WRK_THREADS -c $WRK_CONNS -d ${DURATION}s, mode http on both proxies"
     for rep in $(seq 1 "$REPS"); do
-        for path in "${PATHS[@]}"; do run_wrk "$path" "$rep"; done
+        for path in $(paths_of_rep "$rep"); do run_wrk "$path" "$rep"; done
     done
 fi
 
@@ -890,7 +897,8 @@ version_of() { "$@" 2>&1 | head -1; }
         echo "  \`taskset -c $PROXY_CPUS\`. Clients and servers are not pinned."
     fi
     echo "- Each configuration is run $REPS times for ${DURATION}s, interleaved (direct, switchyard, haproxy,"
-    echo "  direct, switchyard, haproxy, …) so that drift in machine load hits all paths alike;"
+    echo "  then switchyard, haproxy, direct, …: the order rotates each rep, so that no path always"
+    echo "  follows the same one) so that drift in machine load hits all paths alike;"
     echo "  the table shows the **median** of the $REPS runs. All raw runs are listed at the end."
     if (( WARMUP > 0 )); then
         echo "- Before measuring, an unrecorded ${WARMUP}s \`pgbench -S\` warm-up per path."

@@ -146,7 +146,8 @@ impl Listener {
                     let frontend = Arc::clone(&frontend);
                     let (accepted_at, accepted) = (SystemTime::now(), Instant::now());
                     let (accept_proxy, tls) = (self.accept_proxy, self.tls.clone());
-                    crate::workers::dispatch(client, move |client| Session {
+                    let http = frontend.http.is_some();
+                    crate::workers::dispatch(client, http, move |client| Session {
                         process,
                         frontend,
                         client,

@@ -14,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -80,8 +81,14 @@ pub(crate) fn current() -> usize {
 /// Runs a freshly accepted session on the least loaded thread. `make` builds the session
 /// around the client socket once that socket is registered with the chosen thread's reactor
 /// (the accept loop registers it with none: a connection handed over costs no more
-/// `epoll_ctl` than one that stays).
-pub(crate) fn dispatch<F>(client: std::net::TcpStream, make: F)
+/// `epoll_ctl` than one that stays). `http`: the session is a `mode http` connection.
+///
+/// The tasks are shaped for what they hold while idle, since tokio rounds each task up to
+/// a multiple of 128 bytes: an HTTP connection's whole future lives in its task (~640
+/// bytes) instead of a task pointing to a boxed future (256 + 512), and a session handed
+/// to another thread waits for it in a box of its own, so that the task does not keep the
+/// `make` closure's captures for the session's whole life (docs/performance.md).
+pub(crate) fn dispatch<F>(client: std::net::TcpStream, http: bool, make: F)
 where
     F: FnOnce(TcpStream) -> Session + Send + 'static,
 {
@@ -95,7 +102,7 @@ where
     });
     let Some((index, thread)) = chosen else {
         if let Some(client) = register(client) {
-            spawn_here(make(client));
+            spawn_here(Box::new(make(client)), None);
         }
         return;
     };
@@ -103,17 +110,36 @@ where
     let share = Share(index);
     let Some(runtime) = &thread.runtime else {
         if let Some(client) = register(client) {
-            let task = Box::new(make(client)).into_task();
-            tokio::spawn(counted(task, share));
+            spawn_here(Box::new(make(client)), Some(share));
         }
         return;
     };
-    runtime.spawn(async move {
-        let _share = share;
-        if let Some(client) = register(client) {
-            Box::new(make(client)).into_task().await;
-        }
-    });
+    let pending = Box::new((client, make));
+    if http {
+        runtime.spawn(async move {
+            let _share = share;
+            // In a block of its own, so that nothing of the pending session stays in the
+            // task's state across the await.
+            let session = {
+                let (client, make) = *pending;
+                register(client).map(|client| Box::new(make(client)))
+            };
+            if let Some(session) = session {
+                session.run_http().await;
+            }
+        });
+    } else {
+        runtime.spawn(async move {
+            let _share = share;
+            let task = {
+                let (client, make) = *pending;
+                register(client).map(|client| Box::new(make(client)).into_tcp_task())
+            };
+            if let Some(task) = task {
+                task.await;
+            }
+        });
+    }
 }
 
 /// The socket, registered with this thread's reactor; `None` (the connection closed) if that
@@ -133,15 +159,37 @@ fn least_loaded(sessions: impl Iterator<Item = u32>) -> usize {
         .map_or(0, |(index, _)| index)
 }
 
-fn spawn_here(session: Session) {
-    // Boxed before spawning: the task then moves a pointer instead of copying the session's
-    // whole future through each layer of the spawn.
-    tokio::spawn(Box::new(session).into_task());
+fn spawn_here(session: Box<Session>, share: Option<Share>) {
+    if session.is_http() {
+        tokio::spawn(Counted {
+            task: session.run_http(),
+            _share: share,
+        });
+    } else {
+        tokio::spawn(Counted {
+            task: session.into_tcp_task(),
+            _share: share,
+        });
+    }
 }
 
-async fn counted(task: Pin<Box<dyn Future<Output = ()> + Send>>, share: Share) {
-    let _share = share;
-    task.await;
+pin_project_lite::pin_project! {
+    /// A session's task and its place in its thread's count. A future of its own rather
+    /// than an `async fn`, which would keep `task` twice in its state (the argument and
+    /// the future it awaits).
+    struct Counted<F> {
+        #[pin]
+        task: F,
+        _share: Option<Share>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Counted<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().task.poll(cx)
+    }
 }
 
 /// A session counted on a thread; uncounted when its task ends or is dropped.
