@@ -178,6 +178,9 @@ pub(crate) struct Peer {
     /// A server connection counts as used (`show servers conn`) while it carries an
     /// exchange.
     in_use: Option<InUse>,
+    /// A server connection's place in the descriptor count, idle or not (a client's is its
+    /// session's).
+    _socket: Option<crate::pool::Descriptor>,
 }
 
 impl crate::pool::Reusable for Peer {
@@ -196,6 +199,7 @@ impl Peer {
             buf: Vec::new(),
             served: 0,
             in_use: None,
+            _socket: None,
         }
     }
 
@@ -237,6 +241,7 @@ impl Peer {
             buf,
             served,
             in_use,
+            _socket,
         } = self;
         let stream = TcpStream::from_std(stream.into_std()?)?;
         Ok(Peer {
@@ -244,6 +249,7 @@ impl Peer {
             buf,
             served,
             in_use,
+            _socket,
         })
     }
 
@@ -933,9 +939,10 @@ impl<'c> Client<'c> {
             exchange.server = Some(Arc::clone(&lease.server));
             let (mut server_conn, idle_since) = match connection {
                 Connected::Reused(idle) => (idle.conn, Some(idle.since)),
-                Connected::Fresh(stream) => {
+                Connected::Fresh(stream, socket) => {
                     let mut conn = Peer::new(stream);
                     conn.in_use = Some(lease.server.pool.fresh());
+                    conn._socket = Some(socket);
                     (conn, None)
                 }
             };
@@ -1223,8 +1230,7 @@ impl<'c> Client<'c> {
             }));
         } else if let Some(in_use) = conn.in_use.take() {
             // Refused (the server has all the connections it needs): closed here.
-            let sessions = self.conn.process.active.load(Ordering::Relaxed);
-            let _ = server.pool.put(conn, in_use, here, sessions);
+            let _ = server.pool.put(conn, in_use, here);
         }
     }
 

@@ -134,7 +134,6 @@ impl Engine {
     ) -> anyhow::Result<Engine> {
         // Each session needs two descriptors: take all the process is allowed.
         let nofile = listener::raise_nofile_limit();
-        pool::set_fd_limit(nofile);
         forward::set_splice(!config.global.nosplice);
         let maxconn = config
             .global
@@ -278,6 +277,8 @@ impl Engine {
             }
             frontends.push(frontend);
         }
+        let (maxsock, listening) = haproxy_maxsock(config, maxconn, workers::count());
+        pool::set_fd_budget(maxsock, listening);
         let (stop, _) = watch::channel(false);
         Ok(Engine {
             runtime: Arc::new(Runtime {
@@ -606,6 +607,34 @@ async fn resolve(host: &Host) -> anyhow::Result<IpAddr> {
             .next()
             .ok_or_else(|| anyhow!("'{name}' resolves to no address")),
     }
+}
+
+/// HAProxy 2.6's `global.maxsock` for `config` (`compute_ideal_maxsock`): ten reserved, one
+/// per listening socket (stats sockets included, and ten more for the CLI's own `maxconn`
+/// when there is one), one per health and agent check, two per `maxconn`, three per thread.
+/// Its idle-connection thresholds are fractions of it. HAProxy also counts two per pipe
+/// when `option splice-*` or `maxpipes` ask for pipes; Switchyard splices without them
+/// (and ignores those keywords), so no pipes are counted. Also returns the listening
+/// sockets, which count as descriptors in use.
+fn haproxy_maxsock(config: &Config, maxconn: u32, threads: usize) -> (u64, u32) {
+    let binds: usize = config
+        .proxies
+        .iter()
+        .filter(|proxy| proxy.kind.has_frontend() && !proxy.disabled)
+        .map(|proxy| proxy.binds.len())
+        .sum();
+    let stats_sockets = config.global.stats_sockets.len();
+    let listening = binds + stats_sockets;
+    let checks: usize = config
+        .proxies
+        .iter()
+        .flat_map(|proxy| &proxy.servers)
+        .map(|server| usize::from(server.check) + usize::from(server.agent_check))
+        .sum();
+    let cli = if stats_sockets > 0 { 10 } else { 0 };
+    let maxsock =
+        10 + (listening + cli + checks) as u64 + 2 * u64::from(maxconn) + 3 * threads as u64;
+    (maxsock, u32::try_from(listening).unwrap_or(u32::MAX))
 }
 
 /// HAProxy derives its default from the file descriptor limit: each session needs two.

@@ -134,6 +134,7 @@ impl Listener {
             };
             match accepted {
                 Ok((client, client_addr)) => {
+                    let socket = crate::pool::Descriptor::open();
                     // HAProxy counts connections as accepted, before any handshake.
                     let now_ms = crate::rate::now_ms();
                     process.connection_rate.add(now_ms);
@@ -157,7 +158,7 @@ impl Listener {
                         accepted,
                         accept_proxy,
                         tls,
-                        _slots: permits,
+                        _slots: (permits.0, permits.1, socket),
                     });
                 }
                 Err(error) => {

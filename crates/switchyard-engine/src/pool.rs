@@ -9,10 +9,12 @@
 //! burst leaves idle connections for a few purge periods, not for ever, and a steady load
 //! keeps what it uses.
 //!
-//! As HAProxy (`tune.pool-high-fd-ratio` 25, `tune.pool-low-fd-ratio` 20), pooling also
-//! yields to the file descriptor limit: nothing more goes idle once a quarter of the
-//! descriptors are in use, and past a fifth only a thread's first idle connection does, so
-//! idle connections never take the descriptors new clients and their servers need.
+//! As HAProxy 2.6 (`tune.pool-high-fd-ratio` 25, `tune.pool-low-fd-ratio` 20), pooling also
+//! yields to the descriptors the configuration allows for (its `maxsock`, about two per
+//! `maxconn`): nothing more goes idle once a quarter of them are in use, past a fifth only a
+//! thread's first idle connection does, and past a quarter every server connection about to
+//! be made first closes one idle connection of that server, so that idle connections never
+//! take the descriptors new clients and their servers need.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -24,19 +26,58 @@ use switchyard_config as config;
 /// HAProxy's `pool-purge-delay` default.
 const PURGE_DELAY: Duration = Duration::from_secs(5);
 
-/// Idle connections in every pool of the process.
-static POOLED: AtomicU32 = AtomicU32::new(0);
-/// Descriptors in use at or above which nothing is pooled (a quarter of the limit).
+/// Sockets open for sessions: client connections, and server connections in use or idle.
+static OPEN: AtomicU32 = AtomicU32::new(0);
+/// Listening sockets, counted with the open ones as HAProxy's `ha_used_fds` counts them.
+static LISTENING: AtomicU32 = AtomicU32::new(0);
+/// Descriptors in use above which nothing is pooled and each new server connection closes
+/// an idle one (a quarter of the budget).
 static FDS_HIGH: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Descriptors in use at or above which only a thread's first idle connection is pooled
 /// (a fifth).
 static FDS_LOW: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// The process's file descriptor limit (`RLIMIT_NOFILE`), which pooling yields to.
-pub(crate) fn set_fd_limit(limit: u64) {
-    let limit = u32::try_from(limit).unwrap_or(u32::MAX);
-    FDS_HIGH.store(limit / 4, Ordering::Relaxed);
-    FDS_LOW.store(limit / 5, Ordering::Relaxed);
+/// The descriptors the configuration allows for (HAProxy's `global.maxsock`), which the
+/// pooling thresholds are fractions of (rounded up, as HAProxy rounds), and the listening
+/// sockets open.
+pub(crate) fn set_fd_budget(maxsock: u64, listening: u32) {
+    let (high, low) = fd_thresholds(maxsock);
+    FDS_HIGH.store(high, Ordering::Relaxed);
+    FDS_LOW.store(low, Ordering::Relaxed);
+    LISTENING.store(listening, Ordering::Relaxed);
+}
+
+/// The high and low thresholds: a quarter and a fifth of `maxsock`, rounded up.
+fn fd_thresholds(maxsock: u64) -> (u32, u32) {
+    let share = |percent: u64| {
+        u32::try_from(maxsock.saturating_mul(percent).div_ceil(100)).unwrap_or(u32::MAX)
+    };
+    (share(25), share(20))
+}
+
+/// Descriptors in use by listeners and sessions.
+fn fds_in_use() -> u32 {
+    LISTENING
+        .load(Ordering::Relaxed)
+        .saturating_add(OPEN.load(Ordering::Relaxed))
+}
+
+/// One open socket of a session (client or server connection) in the descriptor count;
+/// uncounted when dropped, with the socket it stands for.
+#[derive(Debug)]
+pub struct Descriptor(());
+
+impl Descriptor {
+    pub(crate) fn open() -> Descriptor {
+        OPEN.fetch_add(1, Ordering::Relaxed);
+        Descriptor(())
+    }
+}
+
+impl Drop for Descriptor {
+    fn drop(&mut self) {
+        OPEN.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A pooled connection as the pool sees it.
@@ -152,12 +193,6 @@ struct IdleList<C> {
     per_thread: Vec<(u32, u32)>,
 }
 
-impl<C> Drop for IdleList<C> {
-    fn drop(&mut self) {
-        POOLED.fetch_sub(self.conns.len() as u32, Ordering::Relaxed);
-    }
-}
-
 impl<C> Default for IdleList<C> {
     fn default() -> Self {
         IdleList {
@@ -185,12 +220,10 @@ impl<C: Reusable> IdleList<C> {
             counts.0 += 1;
         }
         self.conns.push_back(idle);
-        POOLED.fetch_add(1, Ordering::Relaxed);
     }
 
     fn remove(&mut self, index: usize) -> Option<Idle<C>> {
         let idle = self.conns.remove(index)?;
-        POOLED.fetch_sub(1, Ordering::Relaxed);
         let safe = idle.conn.proven();
         let counts = self.thread(idle.thread);
         if safe {
@@ -287,15 +320,8 @@ impl<C: Reusable + Send + 'static> Pool<C> {
 
     /// Pools `conn`, now idle on thread `here`, unless the server already has all the
     /// connections it is estimated to need or descriptors run short (HAProxy's rules);
-    /// gives it back otherwise, for the caller to close. `sessions` is how many sessions
-    /// the process carries (two descriptors each, at most).
-    pub fn put(
-        self: &Arc<Self>,
-        conn: C,
-        in_use: InUse,
-        here: usize,
-        sessions: u32,
-    ) -> Result<(), C> {
+    /// gives it back otherwise, for the caller to close.
+    pub fn put(self: &Arc<Self>, conn: C, in_use: InUse, here: usize) -> Result<(), C> {
         if !self.settings.pools() || !conn.is_open() {
             drop(in_use);
             return Err(conn);
@@ -307,9 +333,7 @@ impl<C: Reusable + Send + 'static> Pool<C> {
             let used = self.usage.used.load(Ordering::Relaxed);
             let need = self.usage.need_est.load(Ordering::Relaxed);
             let (thread_unsafe, thread_safe) = idle.on_thread(here);
-            let fds = sessions
-                .saturating_mul(2)
-                .saturating_add(POOLED.load(Ordering::Relaxed));
+            let fds = fds_in_use();
             let admitted = Admission {
                 idle: idle_now,
                 used,
@@ -401,6 +425,33 @@ impl<C: Reusable + Send + 'static> Pool<C> {
             }
         }
         closed
+    }
+
+    /// Before a connection to this pool's server is made (or reused) on thread `here`:
+    /// past the high descriptor threshold, closes one idle connection of the server, this
+    /// thread's first (an unsafe one: HAProxy looks at its own thread's unsafe list only),
+    /// else another thread's, unsafe before safe (HAProxy's `connect_server`).
+    pub fn make_room(&self, here: usize) {
+        if fds_in_use() > FDS_HIGH.load(Ordering::Relaxed) {
+            self.close_one_idle(here);
+        }
+    }
+
+    fn close_one_idle(&self, here: usize) {
+        let closed = {
+            let mut idle = self.lock();
+            let pick = |idle: &IdleList<C>, own: bool, proven: bool| {
+                idle.conns
+                    .iter()
+                    .position(|i| (i.thread == here) == own && i.conn.proven() == proven)
+            };
+            let index = pick(&idle, true, false)
+                .or_else(|| pick(&idle, false, false))
+                .or_else(|| pick(&idle, false, true));
+            index.and_then(|index| idle.remove(index))
+        };
+        // Closed outside the lock.
+        drop(closed);
     }
 
     /// Closes every idle connection: the server moved, or went into maintenance.
@@ -550,21 +601,21 @@ mod tests {
         // Client a, first request to h1: a new connection, pooled unsafe on thread 0.
         let used = h1.fresh();
         assert_eq!(counts(&h1), (1, 1, 1, 0, 0, vec![]));
-        h1.put(conn(false), used, 0, 0).unwrap();
+        h1.put(conn(false), used, 0).unwrap();
         assert_eq!(counts(&h1), (0, 1, 1, 1, 0, vec![1]));
         // Its second request, to h2: a non-first request may reuse, but h2 has nothing.
         let used = h2.fresh();
-        h2.put(conn(false), used, 0, 0).unwrap();
+        h2.put(conn(false), used, 0).unwrap();
         // Its third, to h1: reuses the unsafe connection, which comes back proven.
         let (taken, used) = h1.take(Proven::Any, 0).unwrap();
         assert_eq!(counts(&h1), (1, 1, 1, 0, 0, vec![0]));
         drop(taken);
-        h1.put(conn(true), used, 0, 0).unwrap();
+        h1.put(conn(true), used, 0).unwrap();
         assert_eq!(counts(&h1), (0, 1, 1, 0, 1, vec![1]));
         // Client b (thread 1), first request, to h2: the unsafe one does not do; a new one.
         assert!(h2.take(Proven::Yes, 1).is_none());
         let used = h2.fresh();
-        h2.put(conn(false), used, 1, 0).unwrap();
+        h2.put(conn(false), used, 1).unwrap();
         assert_eq!(counts(&h2), (0, 1, 1, 2, 0, vec![1, 1]));
         // First purge: h2's surplus (2 idle, need 1) closes one per thread; h1 keeps its
         // one; the most used resets to what is used now (0).
@@ -586,7 +637,7 @@ mod tests {
             // Three used at once, then released on thread 0: all three are needed.
             let used: Vec<InUse> = (0..3).map(|_| p.fresh()).collect();
             for u in used {
-                p.put(conn(true), u, 0, 0).unwrap();
+                p.put(conn(true), u, 0).unwrap();
             }
             assert_eq!(counts(&p), (0, 3, 3, 0, 3, vec![3]));
             // Idle purges: the need stays 3 (nothing in surplus), then halves to 1, and
@@ -599,10 +650,10 @@ mod tests {
             assert_eq!(counts(&p), (0, 0, 0, 0, 1, vec![1]));
             // One used (need 1) and one idle on thread 0: another idle one there exceeds
             // the need, unless pool-low-conn allows one more.
-            let kept = p.put(conn(true), p.fresh(), 0, 0).is_ok();
+            let kept = p.put(conn(true), p.fresh(), 0).is_ok();
             assert_eq!(kept, low_idle == 1);
             // A thread with no idle connection of its own keeps one regardless.
-            p.put(conn(true), p.fresh(), 1, 0).unwrap();
+            p.put(conn(true), p.fresh(), 1).unwrap();
         }
     }
 
@@ -613,9 +664,13 @@ mod tests {
             purge_delay: Duration::from_secs(5),
             low_idle: 0,
         };
-        // A limit of 1,000 descriptors: nothing pooled from 250 in use, only a thread's
+        // A budget of 1,000 descriptors: nothing pooled from 250 in use, only a thread's
         // first from 200.
-        let (high, low) = (250, 200);
+        let (high, low) = fd_thresholds(1000);
+        assert_eq!((high, low), (250, 200));
+        // HAProxy rounds up: `maxconn 60`, one frontend and a stats socket, one thread
+        // (maxsock 10 + 2 + 10 + 120 + 3 = 145) pool below 37 descriptors.
+        assert_eq!(fd_thresholds(145), (37, 29));
         let first = Admission {
             idle: 0,
             used: 1,
@@ -648,6 +703,47 @@ mod tests {
         }
     }
 
+    /// Past the high threshold, a connection about to be made closes one idle connection:
+    /// an unsafe one of its own thread, else another thread's, unsafe before safe.
+    #[tokio::test]
+    async fn room_is_made_from_unsafe_connections_of_this_thread_first() {
+        let p = pool(None, 0);
+        let idle = |p: &Pool<Conn>| {
+            p.lock()
+                .conns
+                .iter()
+                .map(|i| (i.thread, i.conn.proven()))
+                .collect::<Vec<_>>()
+        };
+        for (thread, proven) in [(0, true), (1, true), (1, false), (0, false)] {
+            let mut idle = p.lock();
+            idle.push(
+                Idle {
+                    conn: conn(proven),
+                    since: Instant::now(),
+                    thread,
+                },
+                proven,
+            );
+        }
+        p.close_one_idle(0);
+        assert_eq!(idle(&p), [(0, true), (1, true), (1, false)]);
+        // Thread 0's own safe connection is not taken: another thread's unsafe one goes.
+        p.close_one_idle(0);
+        assert_eq!(idle(&p), [(0, true), (1, true)]);
+        p.close_one_idle(0);
+        assert_eq!(idle(&p), [(0, true)]);
+        p.close_one_idle(0);
+        assert_eq!(
+            idle(&p),
+            [(0, true)],
+            "HAProxy keeps its own thread's safe ones"
+        );
+        p.close_one_idle(1);
+        assert!(idle(&p).is_empty());
+        assert_eq!(counts(&p).3 + counts(&p).4, 0);
+    }
+
     #[test]
     fn pool_max_conn_and_disabled_pools() {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -657,15 +753,15 @@ mod tests {
         let _guard = rt.enter();
         let p = pool(Some(1), 0);
         let (a, b) = (p.fresh(), p.fresh());
-        p.put(conn(true), a, 0, 0).unwrap();
-        assert!(p.put(conn(true), b, 1, 0).is_err(), "pool-max-conn 1");
+        p.put(conn(true), a, 0).unwrap();
+        assert!(p.put(conn(true), b, 1).is_err(), "pool-max-conn 1");
         assert_eq!(counts(&p).0, 0, "a refused connection is no longer used");
         let p = pool(Some(0), 0);
-        assert!(p.put(conn(true), p.fresh(), 0, 0).is_err());
+        assert!(p.put(conn(true), p.fresh(), 0).is_err());
         let closed = conn(true);
         closed.open.store(false, Ordering::Relaxed);
         let p = pool(None, 0);
-        assert!(p.put(closed, p.fresh(), 0, 0).is_err());
+        assert!(p.put(closed, p.fresh(), 0).is_err());
     }
 
     #[tokio::test]
@@ -673,12 +769,12 @@ mod tests {
         let p = pool(None, 0);
         let c = conn(true);
         let open = Arc::clone(&c.open);
-        p.put(c, p.fresh(), 0, 0).unwrap();
+        p.put(c, p.fresh(), 0).unwrap();
         open.store(false, Ordering::Relaxed);
         assert!(p.take(Proven::Yes, 0).is_none());
         let c = conn(true);
         let open = Arc::clone(&c.open);
-        p.put(c, p.fresh(), 0, 0).unwrap();
+        p.put(c, p.fresh(), 0).unwrap();
         open.store(false, Ordering::Relaxed);
         assert_eq!(counts(&p).4, 0);
     }
@@ -686,12 +782,12 @@ mod tests {
     #[tokio::test]
     async fn low_idle_keeps_threads_to_their_own() {
         let p = pool(None, 2);
-        p.put(conn(true), p.fresh(), 0, 0).unwrap();
+        p.put(conn(true), p.fresh(), 0).unwrap();
         assert!(
             p.take(Proven::Any, 1).is_none(),
             "below pool-low-conn: no stealing"
         );
-        p.put(conn(true), p.fresh(), 0, 0).unwrap();
+        p.put(conn(true), p.fresh(), 0).unwrap();
         assert!(p.take(Proven::Any, 1).is_some());
     }
 }

@@ -30,9 +30,16 @@ pub struct Session {
     pub accept_proxy: bool,
     /// TLS to terminate (`bind ... ssl`), after the PROXY header if any.
     pub tls: Option<crate::tls::TlsListener>,
-    /// Held for the whole session: global and frontend `maxconn` slots.
-    pub _slots: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub _slots: Slots,
 }
+
+/// Held for a session's whole life: its global and frontend `maxconn` slots, and the client
+/// socket's place in the descriptor count that pooling yields to.
+pub type Slots = (
+    OwnedSemaphorePermit,
+    OwnedSemaphorePermit,
+    crate::pool::Descriptor,
+);
 
 /// What the log line needs to know about how the session went.
 struct Outcome {
@@ -244,11 +251,7 @@ impl Session {
         self: Box<Self>,
         session: SessionGuard,
         tls: bool,
-    ) -> (
-        crate::http::Connection,
-        TcpStream,
-        (OwnedSemaphorePermit, OwnedSemaphorePermit),
-    ) {
+    ) -> (crate::http::Connection, TcpStream, Slots) {
         let Session {
             process,
             client,
@@ -316,13 +319,16 @@ impl Session {
             return outcome;
         };
         outcome.backend_session = Some(BackendSession::start(&backend));
-        if let Some((server_stream, lease)) = Box::pin(self.connect(&backend, &mut outcome)).await {
+        if let Some((server_stream, socket, lease)) =
+            Box::pin(self.connect(&backend, &mut outcome)).await
+        {
             outcome.server = Some(Arc::clone(&lease.server));
             if let Ok(mut server) = info.server.lock() {
                 *server = Some((Arc::clone(&backend), Arc::clone(&lease.server)));
             }
             self.relay(&backend, server_stream, &lease.server, info, &mut outcome)
                 .await;
+            drop(socket);
             outcome.lease = Some(lease);
         }
         outcome
@@ -333,7 +339,7 @@ impl Session {
         &self,
         backend: &Arc<Backend>,
         outcome: &mut Outcome,
-    ) -> Option<(TcpStream, Lease)> {
+    ) -> Option<(TcpStream, crate::pool::Descriptor, Lease)> {
         // In TCP, only the client address can key a stick table (the parser sees to it).
         let stick_key = crate::stick::StickKey::Ip(self.client_addr.ip());
         let stick = backend.stick.as_ref().map(|t| &t.rules);
@@ -357,7 +363,7 @@ impl Session {
         )
         .await
         .map(|(connection, lease)| match connection {
-            Connected::Fresh(stream) => (stream, lease),
+            Connected::Fresh(stream, socket) => (stream, socket, lease),
             Connected::Reused(never) => match never {},
         });
         outcome.queue_wait = report.queue_wait;
@@ -470,7 +476,8 @@ pub(crate) type Reuse<'a, T> = dyn FnMut(&Arc<Server>) -> Option<T> + Send + 'a;
 
 /// A server connection: new, or an idle one `connect_server` was allowed to reuse.
 pub(crate) enum Connected<T> {
-    Fresh(TcpStream),
+    /// A new connection, and its socket's place in the descriptor count.
+    Fresh(TcpStream, crate::pool::Descriptor),
     Reused(T),
 }
 
@@ -562,7 +569,11 @@ where
             }
         };
         // An idle connection to the chosen server (HTTP keep-alive) spares a new one.
-        if let Some(reused) = reuse.as_mut().and_then(|reuse| reuse(&current.server)) {
+        let reused = reuse.as_mut().and_then(|reuse| reuse(&current.server));
+        // Short of descriptors, an idle connection of the server closes, reused or not
+        // (HAProxy's `connect_server`).
+        current.server.pool.make_room(crate::workers::current());
+        if let Some(reused) = reused {
             report.connect_time = Some(Duration::ZERO);
             return Some((Connected::Reused(reused), current));
         }
@@ -590,7 +601,10 @@ where
             Ok(stream) => {
                 crate::health::report_traffic_success(&current.server);
                 report.connect_time = Some(started.elapsed());
-                return Some((Connected::Fresh(stream), current));
+                return Some((
+                    Connected::Fresh(stream, crate::pool::Descriptor::open()),
+                    current,
+                ));
             }
             Err(error) => {
                 tracing::debug!(server = %current.server.name, %target, %error, "connect failed");

@@ -606,6 +606,17 @@ struct Parity {
 }
 
 impl Parity {
+    /// Comparing the stats sockets `hap` and `sy`, server times within [`TIME_SLACK`].
+    fn between(hap: u16, sy: u16) -> Parity {
+        Parity {
+            hap,
+            sy,
+            slack: TIME_SLACK,
+            failures: Vec::new(),
+            compared: 0,
+        }
+    }
+
     /// Sends `command` to both and records a readable diff if the normalised replies differ.
     fn same(&mut self, command: &str) {
         self.compare(command, false);
@@ -1161,20 +1172,8 @@ listen li_unpooled
         Some(&[sp.stats]),
     )
     .expect("starting switchyard");
-    let mut p = Parity {
-        hap: hp.stats,
-        sy: sp.stats,
-        slack: TIME_SLACK,
-        failures: Vec::new(),
-        compared: 0,
-    };
-    let client = |port: u16| {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream
-    };
+    let mut p = Parity::between(hp.stats, sp.stats);
+    let client = keep_alive_client;
     let pool_fields = |p: &mut Parity| {
         p.same("show servers conn");
         p.same_fields(
@@ -1226,5 +1225,104 @@ listen li_unpooled
         http_get(&mut b);
     }
     pool_fields(&mut p);
+    p.report();
+}
+
+/// A client connection for a few keep-alive requests.
+fn keep_alive_client(port: u16) -> TcpStream {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+}
+
+/// Short of descriptors, pooling yields as in HAProxy 2.6: with `maxconn 60` the budget is
+/// 145 descriptors (ten reserved, two listening sockets, ten for the CLI, two per
+/// connection, three for the thread), so connections stop going idle from 37 in use, and
+/// each connection made past that closes an idle one. Clients arrive one after another,
+/// send one request each and stay connected: after 10 the server keeps an idle connection,
+/// after 50 (one descriptor each) none, in both proxies.
+#[test]
+fn pooling_yields_to_descriptors_like_haproxy() {
+    if !require_command("haproxy", "haproxy") {
+        return;
+    }
+    let server = http_port_server();
+    let config = |stats: u16, front: u16| {
+        format!(
+            "global
+    maxconn 60
+    nbthread 1
+    stats socket ipv4@127.0.0.1:{stats} level admin
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+
+listen li_web
+    bind 127.0.0.1:{front}
+    server w1 127.0.0.1:{server} pool-purge-delay 1h
+"
+        )
+    };
+    let (hp, sp) = (Ports::new(), Ports::new());
+    let _haproxy = start_haproxy(&config(hp.stats, hp.front), hp);
+    let _switchyard =
+        Switchyard::start_with(BIN, &config(sp.stats, sp.front), &[], Some(&[sp.stats]))
+            .expect("starting switchyard");
+    let mut p = Parity::between(hp.stats, sp.stats);
+    let client = keep_alive_client;
+    let idle = |port: u16| {
+        let reply = cli(port, "show servers conn li_web");
+        let line = reply
+            .lines()
+            .find(|l| l.contains("li_web/w1"))
+            .unwrap_or_else(|| panic!("no li_web/w1 in {reply}"));
+        // `... idle_cur idle_per_thr[...]`: the second field from the end of the fixed ones.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let header: Vec<&str> = reply
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        let at = header
+            .iter()
+            .position(|h| *h == "idle_cur")
+            .expect("an idle_cur column")
+            - 1; // the header starts with "#"
+        fields[at].parse::<u32>().expect("idle_cur")
+    };
+    let mut held = Vec::new();
+    let mut first = None;
+    for arrived in 1..=50 {
+        let (mut a, mut b) = (client(hp.front), client(sp.front));
+        let served = (http_get(&mut a), http_get(&mut b));
+        first.get_or_insert(served);
+        held.push((a, b));
+        if arrived == 10 {
+            p.same("show servers conn li_web");
+            assert_eq!(idle(sp.stats), 1, "a connection kept idle");
+            assert_eq!(idle(hp.stats), 1, "HAProxy keeps one too");
+        }
+    }
+    p.same("show servers conn li_web");
+    assert_eq!(
+        idle(sp.stats),
+        0,
+        "past the threshold the idle connection was closed"
+    );
+    assert_eq!(idle(hp.stats), 0);
+    // The first client's next request cannot have its old server connection back.
+    let first = first.unwrap();
+    let (a, b) = &mut held[0];
+    let again = (http_get(a), http_get(b));
+    assert!(
+        again.0 != first.0 && again.1 != first.1,
+        "{again:?} {first:?}"
+    );
     p.report();
 }
