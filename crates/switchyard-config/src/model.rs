@@ -309,6 +309,9 @@ pub struct Proxy {
     pub retries: u32,
     /// `http-reuse`: which requests may go over another client's idle server connection.
     pub http_reuse: HttpReuse,
+    /// `max-session-srv-conns`: server connections a client connection keeps idle for its
+    /// next requests when they are its own (`http-reuse never`); HAProxy's default is 5.
+    pub max_session_srv_conns: u32,
     pub options: ProxyOptions,
     pub timeouts: Timeouts,
     /// Log targets of this proxy (`log global` expands to the global ones).

@@ -155,6 +155,7 @@ impl Draft {
                 fullconn: None,
                 retries: 3,
                 http_reuse: HttpReuse::Safe,
+                max_session_srv_conns: 5,
                 options: ProxyOptions::default(),
                 timeouts: Timeouts::default(),
                 logs: Vec::new(),
@@ -1311,7 +1312,6 @@ const UNIMPLEMENTED_PROXY_KEYWORDS: &[&str] = &[
     "grace",
     "hash-balance-factor",
     "retry-on",
-    "max-session-srv-conns",
     "http-error",
     "clitcpka-cnt",
     "clitcpka-idle",
@@ -1501,6 +1501,15 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
                     Some(reuse) if be => d.proxy.http_reuse = reuse,
                     Some(_) => cap_warning(sink, d, kw, span, true),
                     None => {}
+                }
+            }
+        }
+        "max-session-srv-conns" => {
+            if let Some(v) = single_arg(sink, w, span) {
+                match parse_u32(v) {
+                    Ok(n) if fe => d.proxy.max_session_srv_conns = n,
+                    Ok(_) => cap_warning(sink, d, kw, span, false),
+                    Err(e) => sink.err(span, format!("'max-session-srv-conns' {e}")),
                 }
             }
         }

@@ -567,6 +567,27 @@ fn http_reuse_strategies() {
 }
 
 #[test]
+fn max_session_srv_conns() {
+    let p = ok("defaults\n mode http\n max-session-srv-conns 2\nfrontend f1\n bind :80\n default_backend b\nfrontend f2\n bind :81\n max-session-srv-conns 0\n default_backend b\nbackend b\n server s 1.1.1.1:1\n");
+    let max: Vec<u32> = p
+        .config
+        .proxies
+        .iter()
+        .map(|p| p.max_session_srv_conns)
+        .collect();
+    assert_eq!(max, [2, 0, 2]);
+    let p = ok("listen l\n mode http\n bind :80\n server s 1.1.1.1:1\n");
+    assert_eq!(
+        p.config.proxies[0].max_session_srv_conns, 5,
+        "HAProxy's default"
+    );
+    let e = errs("frontend f\n max-session-srv-conns many\n");
+    assert!(has(&e, "t.cfg:2: 'max-session-srv-conns'"), "{e:?}");
+    let w = warnings("backend b\n mode http\n max-session-srv-conns 3\n");
+    assert!(has(&w, "max-session-srv-conns"), "{w:?}");
+}
+
+#[test]
 fn server_connection_pool_settings() {
     let p = ok("backend b\n default-server pool-purge-delay 10s\n server s1 1.1.1.1:1 pool-max-conn -1 pool-low-conn 4\n server s2 1.1.1.1:2 pool-max-conn 0 pool-purge-delay 250\n server s3 1.1.1.1:3\n");
     let s = &p.config.proxies[0].servers;

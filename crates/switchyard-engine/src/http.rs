@@ -93,6 +93,8 @@ pub struct FrontendHttp {
     pub httplog: bool,
     /// `option http-ignore-probes`.
     pub ignore_probes: bool,
+    /// `max-session-srv-conns`.
+    pub max_session_srv_conns: u32,
 }
 
 /// A backend's HTTP settings.
@@ -121,6 +123,43 @@ impl BackendHttp {
 struct Private {
     server: Arc<Server>,
     idle: Idle,
+}
+
+/// The server connections a client connection keeps for its own next requests (`http-reuse
+/// never`), to any of its servers, up to `max-session-srv-conns` (HAProxy's session
+/// connection list). Boxed, so that a client keeping none holds one word where a `Vec`
+/// would hold three in every idle keep-alive connection's state.
+#[derive(Debug, Default)]
+struct PrivateConns(Option<Box<KeptConns>>);
+
+#[derive(Debug, Default)]
+struct KeptConns(Vec<Private>);
+
+impl PrivateConns {
+    /// An open connection to `server`, taken out of the list (the oldest, as HAProxy walks
+    /// its list); closed ones met on the way are dropped.
+    fn take_for(&mut self, server: &Arc<Server>) -> Option<Idle> {
+        let kept = &mut self.0.as_mut()?.0;
+        while let Some(index) = kept.iter().position(|p| Arc::ptr_eq(&p.server, server)) {
+            let private = kept.remove(index);
+            if private.idle.conn.is_open() {
+                return Some(private.idle);
+            }
+        }
+        None
+    }
+
+    /// Keeps `private` unless `max` connections are kept already, counting only those
+    /// still open; HAProxy then closes the one going idle, as is done here by dropping it.
+    fn keep(&mut self, private: Private, max: u32) {
+        let kept = &mut self.0.get_or_insert_with(Box::default).0;
+        if kept.len() >= max as usize {
+            kept.retain(|p| p.idle.conn.is_open());
+        }
+        if kept.len() < max as usize {
+            kept.push(private);
+        }
+    }
 }
 
 /// An idle connection to `server` for a request (see [`crate::pool::Pool::take`]). As in
@@ -393,7 +432,7 @@ pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> +
         Client {
             conn,
             peer: Peer::new(client),
-            private: None,
+            private: PrivateConns::default(),
             // Headers of a request must arrive within `timeout http-request` (else `timeout
             // client`), counted from the end of the previous response (or the start).
             head_limit: timeouts.http_request.or(timeouts.client),
@@ -496,8 +535,8 @@ impl std::task::Wake for SideWake {
 struct Client<'c> {
     conn: &'c Connection,
     peer: Peer,
-    /// `http-reuse never`: the server connection the last response came over.
-    private: Option<Box<Private>>,
+    /// `http-reuse never`: the server connections this client keeps for itself.
+    private: PrivateConns,
     head_limit: Option<Duration>,
     keep_alive: Option<Duration>,
     close: CloseMode,
@@ -896,17 +935,14 @@ impl<'c> Client<'c> {
         let (mut server_conn, response, lease) = loop {
             let mut report = std::mem::take(&mut exchange.report);
             let first_request = self.peer.served == 0;
-            let mut private = self.private.take();
+            let mut private = std::mem::take(&mut self.private);
             let mut reuse = |server: &Arc<Server>| {
                 if fresh_only || close != CloseMode::KeepAlive {
                     return None;
                 }
                 if settings.reuse == HttpReuse::Never {
-                    // The client's own connection, if to this server; another one closes.
-                    return private
-                        .take()
-                        .filter(|p| Arc::ptr_eq(&p.server, server) && p.idle.conn.is_open())
-                        .map(|p| p.idle);
+                    // One of the client's own connections, if it has one to this server.
+                    return private.take_for(server);
                 }
                 take_idle(server, first_request, settings.reuse)
             };
@@ -919,6 +955,8 @@ impl<'c> Client<'c> {
                 &mut report,
             )
             .await;
+            // The client's other connections stay for its later requests.
+            self.private = private;
             exchange.report = report;
             let Some((connection, lease)) = connected else {
                 let failed = exchange.report.failure.unwrap_or(crate::session::Failed {
@@ -1220,14 +1258,21 @@ impl<'c> Client<'c> {
         conn.served = conn.served.saturating_add(1);
         let here = crate::workers::current();
         if reuse == HttpReuse::Never {
-            self.private = Some(Box::new(Private {
+            let max = self
+                .conn
+                .frontend()
+                .http
+                .as_ref()
+                .map_or(0, |http| http.max_session_srv_conns);
+            let private = Private {
                 server: Arc::clone(server),
                 idle: Idle {
                     conn,
                     since: Instant::now(),
                     thread: here,
                 },
-            }));
+            };
+            self.private.keep(private, max);
         } else if let Some(in_use) = conn.in_use.take() {
             // Refused (the server has all the connections it needs): closed here.
             let _ = server.pool.put(conn, in_use, here);

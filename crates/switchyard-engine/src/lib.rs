@@ -238,6 +238,7 @@ impl Engine {
                     close: http::CloseMode::of(&proxy.options),
                     httplog: proxy.options.httplog,
                     ignore_probes: proxy.options.http_ignore_probes,
+                    max_session_srv_conns: proxy.max_session_srv_conns,
                 }),
             });
             for bind in &proxy.binds {
@@ -621,7 +622,8 @@ fn haproxy_maxsock(config: &Config, maxconn: u32, threads: usize) -> (u64, u32) 
         .proxies
         .iter()
         .filter(|proxy| proxy.kind.has_frontend() && !proxy.disabled)
-        .map(|proxy| proxy.binds.len())
+        .flat_map(|proxy| &proxy.binds)
+        .map(|bind| bind.addresses.len())
         .sum();
     let stats_sockets = config.global.stats_sockets.len();
     let listening = binds + stats_sockets;

@@ -1228,6 +1228,25 @@ listen li_unpooled
     p.report();
 }
 
+/// A `mode http` configuration with one thread, a stats socket on `stats`, `global` lines
+/// and the `sections` after the defaults.
+fn one_thread_http(stats: u16, global: &str, sections: &str) -> String {
+    format!(
+        "global
+    nbthread 1
+    stats socket ipv4@127.0.0.1:{stats} level admin
+    {global}
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+
+{sections}"
+    )
+}
+
 /// A client connection for a few keep-alive requests.
 fn keep_alive_client(port: u16) -> TcpStream {
     let stream = TcpStream::connect(("127.0.0.1", port)).expect("connecting");
@@ -1250,22 +1269,15 @@ fn pooling_yields_to_descriptors_like_haproxy() {
     }
     let server = http_port_server();
     let config = |stats: u16, front: u16| {
-        format!(
-            "global
-    maxconn 60
-    nbthread 1
-    stats socket ipv4@127.0.0.1:{stats} level admin
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-
-listen li_web
+        one_thread_http(
+            stats,
+            "maxconn 60",
+            &format!(
+                "listen li_web
     bind 127.0.0.1:{front}
     server w1 127.0.0.1:{server} pool-purge-delay 1h
 "
+            ),
         )
     };
     let (hp, sp) = (Ports::new(), Ports::new());
@@ -1325,4 +1337,67 @@ listen li_web
         "{again:?} {first:?}"
     );
     p.report();
+}
+
+/// `http-reuse never` keeps a client's server connections for its own later requests, to
+/// any of its servers, up to `max-session-srv-conns` (HAProxy's session connection list):
+/// one client alternating between two servers (round robin) reuses a connection to each;
+/// with `max-session-srv-conns 1` the second server's connection closes after each
+/// response. Which connection carried each request follows the same pattern in HAProxy.
+#[test]
+fn http_reuse_never_keeps_a_clients_connections_like_haproxy() {
+    if !require_command("haproxy", "haproxy") {
+        return;
+    }
+    let (one, two) = (http_port_server(), http_port_server());
+    let config = |stats: u16, front: u16, max: &str| {
+        one_thread_http(
+            stats,
+            "",
+            &format!(
+                "listen li_never
+    bind 127.0.0.1:{front}
+    balance roundrobin
+    http-reuse never
+    {max}
+    server n1 127.0.0.1:{one}
+    server n2 127.0.0.1:{two}
+"
+            ),
+        )
+    };
+    // Each request's connection, numbered in order of first use: [0, 1, 0, 1] reuses both.
+    let pattern = |port: u16| {
+        let mut client = keep_alive_client(port);
+        let mut seen: Vec<String> = Vec::new();
+        (0..6)
+            .map(|_| {
+                let carried = http_get(&mut client);
+                match seen.iter().position(|s| *s == carried) {
+                    Some(index) => index,
+                    None => {
+                        seen.push(carried);
+                        seen.len() - 1
+                    }
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    for (max, expected) in [
+        ("", vec![0, 1, 0, 1, 0, 1]),
+        ("max-session-srv-conns 1", vec![0, 1, 0, 2, 0, 3]),
+    ] {
+        let (hp, sp) = (Ports::new(), Ports::new());
+        let _haproxy = start_haproxy(&config(hp.stats, hp.front, max), hp);
+        let _switchyard = Switchyard::start_with(
+            BIN,
+            &config(sp.stats, sp.front, max),
+            &[],
+            Some(&[sp.stats]),
+        )
+        .expect("starting switchyard");
+        let (theirs, ours) = (pattern(hp.front), pattern(sp.front));
+        assert_eq!(theirs, expected, "HAProxy with '{max}'");
+        assert_eq!(ours, expected, "Switchyard with '{max}'");
+    }
 }
