@@ -79,7 +79,10 @@ async fn check_loop(
     while still_member(&backend, &server) {
         if server.checks_enabled.load(Ordering::Relaxed) {
             let target = check_target(&backend, &server);
+            // The check's socket counts among the descriptors in use, as in HAProxy.
+            let socket = crate::pool::Descriptor::open();
             let outcome = run_check(&backend.health_check, &target).await;
+            drop(socket);
             apply_outcome(&backend, &server, outcome);
         }
         let delay = {
@@ -340,7 +343,9 @@ async fn agent_loop(backend: Arc<Backend>, server: Arc<Server>, mut stop: watch:
                 .connect
                 .map_or(agent.inter, |c| c.min(agent.inter)),
         };
+        let socket = crate::pool::Descriptor::open();
         let reply = kinds::run_agent(&target, agent.send.as_deref()).await;
+        drop(socket);
         server.pool.passing();
         apply_agent(&backend, &server, reply);
         if sleep_or_stop(agent.inter, &server, &mut stop).await {
