@@ -158,7 +158,11 @@ unit=request
 [[ "$WORKLOAD" == conn ]] && unit=connection
 echo "ab.sh: ${#NAMES[@]} proxies (nbthread $THREADS, $WORKLOAD) on CPUs $PROXY_CPUS, load generator and server on CPUs $LOADGEN_CPUS, $ROUNDS rounds of ${SECONDS_PER_RUN}s"
 for round in $(seq "$ROUNDS"); do
-    for i in "${!NAMES[@]}"; do
+    # The order rotates each round: a proxy run right after another inherits its TIME_WAIT
+    # sockets and the state it left the machine in.
+    nproxies=${#NAMES[@]}
+    for step in $(seq 0 $((nproxies - 1))); do
+        i=$(((step + round - 1) % nproxies))
         read -r u0 s0 < <(cpu_ticks "${PROXY_PIDS[$i]}")
         i0="$(idle_ticks)"
         result="$(load "${PORTS[$i]}")" || die "the load generator through ${NAMES[$i]} failed"
