@@ -858,10 +858,25 @@ fn parse_positive(s: &str) -> Result<u32, String> {
     }
 }
 
+/// `KW N` with N ≥ 0.
+fn count_arg(sink: &mut Sink, w: &[String], span: &Span) -> Option<u32> {
+    number_arg(sink, w, span, parse_u32)
+}
+
 /// `KW N` with N > 0.
 fn positive_arg(sink: &mut Sink, w: &[String], span: &Span) -> Option<u32> {
+    number_arg(sink, w, span, parse_positive)
+}
+
+/// The keyword's one argument as `parse` reads it; an error names the keyword.
+fn number_arg(
+    sink: &mut Sink,
+    w: &[String],
+    span: &Span,
+    parse: fn(&str) -> Result<u32, String>,
+) -> Option<u32> {
     let v = single_arg(sink, w, span)?;
-    match parse_positive(v) {
+    match parse(v) {
         Ok(n) => Some(n),
         Err(e) => {
             sink.err(span, format!("'{}' {e}", w[0]));
@@ -1505,20 +1520,20 @@ fn proxy_keyword(sink: &mut Sink, d: &mut Draft, is_defaults: bool, w: &[String]
             }
         }
         "max-session-srv-conns" => {
-            if let Some(v) = single_arg(sink, w, span) {
-                match parse_u32(v) {
-                    Ok(n) if fe => d.proxy.max_session_srv_conns = n,
-                    Ok(_) => cap_warning(sink, d, kw, span, false),
-                    Err(e) => sink.err(span, format!("'max-session-srv-conns' {e}")),
+            if let Some(n) = count_arg(sink, w, span) {
+                if fe {
+                    d.proxy.max_session_srv_conns = n;
+                } else {
+                    cap_warning(sink, d, kw, span, false);
                 }
             }
         }
         "retries" => {
-            if let Some(v) = single_arg(sink, w, span) {
-                match parse_u32(v) {
-                    Ok(n) if be => d.proxy.retries = n,
-                    Ok(_) => cap_warning(sink, d, kw, span, true),
-                    Err(e) => sink.err(span, format!("'retries' {e}")),
+            if let Some(n) = count_arg(sink, w, span) {
+                if be {
+                    d.proxy.retries = n;
+                } else {
+                    cap_warning(sink, d, kw, span, true);
                 }
             }
         }

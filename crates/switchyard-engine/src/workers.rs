@@ -116,30 +116,35 @@ where
     };
     let pending = Box::new((client, make));
     if http {
-        runtime.spawn(async move {
-            let _share = share;
-            // In a block of its own, so that nothing of the pending session stays in the
-            // task's state across the await.
-            let session = {
-                let (client, make) = *pending;
-                register(client).map(|client| Box::new(make(client)))
-            };
-            if let Some(session) = session {
-                session.run_http().await;
-            }
-        });
+        hand_over(runtime, pending, share, Session::run_http);
     } else {
-        runtime.spawn(async move {
-            let _share = share;
-            let task = {
-                let (client, make) = *pending;
-                register(client).map(|client| Box::new(make(client)).into_tcp_task())
-            };
-            if let Some(task) = task {
-                task.await;
-            }
-        });
+        hand_over(runtime, pending, share, Session::into_tcp_task);
     }
+}
+
+/// Runs the pending session on `runtime`'s thread: its socket registered there, then
+/// `start`ed. The session waits in `pending`, unpacked in a block of its own, so that none
+/// of it stays in the task's state across the await.
+fn hand_over<F, S, T>(
+    runtime: &Handle,
+    pending: Box<(std::net::TcpStream, F)>,
+    share: Share,
+    start: S,
+) where
+    F: FnOnce(TcpStream) -> Session + Send + 'static,
+    S: FnOnce(Box<Session>) -> T + Send + 'static,
+    T: Future<Output = ()> + Send + 'static,
+{
+    runtime.spawn(async move {
+        let _share = share;
+        let task = {
+            let (client, make) = *pending;
+            register(client).map(|client| start(Box::new(make(client))))
+        };
+        if let Some(task) = task {
+            task.await;
+        }
+    });
 }
 
 /// The socket, registered with this thread's reactor; `None` (the connection closed) if that

@@ -1293,7 +1293,7 @@ fn pooling_yields_to_descriptors_like_haproxy() {
             .lines()
             .find(|l| l.contains("li_web/w1"))
             .unwrap_or_else(|| panic!("no li_web/w1 in {reply}"));
-        // `... idle_cur idle_per_thr[...]`: the second field from the end of the fixed ones.
+        // The `idle_cur` column, found by the header's name.
         let fields: Vec<&str> = line.split_whitespace().collect();
         let header: Vec<&str> = reply
             .lines()
