@@ -34,10 +34,10 @@
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use smallvec::SmallVec;
@@ -247,21 +247,37 @@ impl Peer {
     /// Through `AsyncRead` rather than `try_read`: a read that does not fill the buffer
     /// clears the socket's readiness there, so the next read waits for epoll instead of
     /// spending a `recvfrom` on `EAGAIN` (one per request otherwise).
-    async fn read_more(&mut self) -> io::Result<usize> {
+    fn read_more(&mut self) -> impl Future<Output = io::Result<usize>> + '_ {
+        std::future::poll_fn(move |cx| self.poll_read_more(cx))
+    }
+
+    /// Reads what the socket has into the buffer, growing it first if little room is left.
+    /// Each poll makes a fresh `read_buf` future (it keeps nothing between polls), so that
+    /// the futures waiting on a read are a reference, not `read_buf`'s state: they are part
+    /// of every idle connection.
+    fn poll_read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < BUF_SIZE / 4 {
             self.buf.reserve(BUF_SIZE);
         }
-        self.stream.read_buf(&mut self.buf).await
+        std::pin::pin!(self.stream.read_buf(&mut self.buf)).poll(cx)
     }
 
-    /// Waits until the socket has something to read (or is closed) without holding a
-    /// buffer meanwhile: an idle keep-alive connection keeps no memory for its next request.
-    async fn wait_readable(&mut self) -> io::Result<usize> {
-        if self.buf.is_empty() {
-            self.buf = Vec::new();
-            std::future::poll_fn(|cx| self.stream.poll_read_ready(cx)).await?;
-        }
-        self.read_more().await
+    /// Waits until the socket has something to read (or is closed), then reads it, without
+    /// holding a buffer meanwhile: an idle keep-alive connection keeps no memory for its
+    /// next request.
+    fn wait_readable(&mut self) -> impl Future<Output = io::Result<usize>> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.buf.is_empty() {
+                self.buf = Vec::new();
+                std::task::ready!(self.stream.poll_read_ready(cx))?;
+            }
+            let read = self.poll_read_more(cx);
+            if read.is_pending() {
+                // Readable, yet nothing came: waiting again, still without a buffer.
+                self.release();
+            }
+            read
+        })
     }
 
     /// Whether an idle connection is still usable: not closed by its server, and with
@@ -396,6 +412,11 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Whole milliseconds, saturating at ~49 days.
+fn millis_u32(duration: Duration) -> u32 {
+    u32::try_from(duration.as_millis()).unwrap_or(u32::MAX)
+}
+
 /// One client connection being served.
 pub struct Connection {
     pub process: Arc<Process>,
@@ -435,8 +456,11 @@ pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> +
             private: PrivateConns::default(),
             // Headers of a request must arrive within `timeout http-request` (else `timeout
             // client`), counted from the end of the previous response (or the start).
-            head_limit: timeouts.http_request.or(timeouts.client),
-            keep_alive: timeouts.http_keep_alive.or(timeouts.http_request),
+            head_limit_ms: timeouts.http_request.or(timeouts.client).map(millis_u32),
+            keep_alive_ms: timeouts
+                .http_keep_alive
+                .or(timeouts.http_request)
+                .map(millis_u32),
             close: settings
                 .close
                 .max(backend_http.map_or(CloseMode::KeepAlive, |b| b.close)),
@@ -457,77 +481,36 @@ pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> +
         let Some(client) = &mut client else {
             return;
         };
-        // The connection is polled at every wake-up of the task; the kill order only when
-        // its own waker fired.
-        let side = Arc::new(SideWake::default());
-        let mut work = pin!(client.run());
-        std::future::poll_fn(|cx| {
-            if work.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(());
-            }
-            if side.woken(cx.waker()) {
-                // Made when needed rather than kept: it would be part of every idle state.
-                let side_waker = Waker::from(Arc::clone(&side));
-                let mut side_cx = Context::from_waker(&side_waker);
-                if conn.session.info.kill.poll_killed(&mut side_cx).is_ready() {
-                    return Poll::Ready(());
-                }
-            }
-            Poll::Pending
-        })
+        let kill = &client.conn.session.info.kill;
+        Killable {
+            kill,
+            work: client.run(),
+        }
         .await;
     }
 }
 
-/// The waker `serve` gives the kill order: it notes that it fired, then wakes the
-/// connection's task.
-struct SideWake {
-    fired: AtomicBool,
-    task: Mutex<Option<Waker>>,
-}
-
-impl Default for SideWake {
-    fn default() -> SideWake {
-        SideWake {
-            // Polled once at the start, to register.
-            fired: AtomicBool::new(true),
-            task: Mutex::new(None),
-        }
+pin_project_lite::pin_project! {
+    /// A connection's work, cut short by its kill order (`shutdown session`, server kill
+    /// orders, hard-stop). The order is looked at on every wake-up of the task, as the TCP
+    /// relay does: a load and, unchanged, the waker already registered, cheaper than a waker
+    /// of its own that every idle connection would keep.
+    struct Killable<'k, F> {
+        kill: &'k crate::state::KillSwitch,
+        #[pin]
+        work: F,
     }
 }
 
-impl SideWake {
-    /// Keeps `task` as the waker to wake, then says whether a side waker fired since the
-    /// last call (the waker is stored first, so a wake-up in between is not lost).
-    fn woken(&self, task: &Waker) -> bool {
-        {
-            let mut current = self
-                .task
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if !current.as_ref().is_some_and(|c| c.will_wake(task)) {
-                *current = Some(task.clone());
-            }
-        }
-        self.fired.swap(false, Ordering::AcqRel)
-    }
-}
+impl<F: Future<Output = ()>> Future for Killable<'_, F> {
+    type Output = ();
 
-impl std::task::Wake for SideWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.fired.store(true, Ordering::Release);
-        let task = self
-            .task
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        if let Some(task) = task {
-            task.wake();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        if this.work.poll(cx).is_ready() || this.kill.poll_killed(cx).is_ready() {
+            return Poll::Ready(());
         }
+        Poll::Pending
     }
 }
 
@@ -537,8 +520,10 @@ struct Client<'c> {
     peer: Peer,
     /// `http-reuse never`: the server connections this client keeps for itself.
     private: PrivateConns,
-    head_limit: Option<Duration>,
-    keep_alive: Option<Duration>,
+    /// The limits in milliseconds, half the room of a `Duration` in every idle connection
+    /// (HAProxy's timeouts are 32-bit milliseconds too).
+    head_limit_ms: Option<u32>,
+    keep_alive_ms: Option<u32>,
     close: CloseMode,
     deadlines: Deadlines,
 }
@@ -607,12 +592,15 @@ impl<'c> Client<'c> {
     ) -> impl Future<Output = Option<(Head, Option<Instant>)>> + use<'s, 'c> {
         let logging = logs_requests(self.conn.frontend());
         let idle_start = now_ms();
-        let ms = |limit: Option<Duration>| limit.map(|l| idle_start.saturating_add(millis(l)));
-        let head_deadline = ms(self.head_limit);
+        let ms = |limit: Option<u32>| limit.map(|l| idle_start.saturating_add(u64::from(l)));
+        let head_deadline = ms(self.head_limit_ms);
         // Between requests `timeout http-keep-alive` applies until the first byte.
         let idle_deadline = match awaited {
             Awaited::First { .. } => head_deadline,
-            Awaited::Next => ms(self.keep_alive).into_iter().chain(head_deadline).min(),
+            Awaited::Next => ms(self.keep_alive_ms)
+                .into_iter()
+                .chain(head_deadline)
+                .min(),
         };
         async move {
             // Pipelined bytes already here began this request now.

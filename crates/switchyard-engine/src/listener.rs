@@ -147,8 +147,7 @@ impl Listener {
                     let frontend = Arc::clone(&frontend);
                     let (accepted_at, accepted) = (SystemTime::now(), Instant::now());
                     let (accept_proxy, tls) = (self.accept_proxy, self.tls.clone());
-                    let http = frontend.http.is_some();
-                    crate::workers::dispatch(client, http, move |client| Session {
+                    crate::workers::dispatch(client, move |client| Session {
                         process,
                         frontend,
                         client,

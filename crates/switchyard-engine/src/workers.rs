@@ -81,14 +81,17 @@ pub(crate) fn current() -> usize {
 /// Runs a freshly accepted session on the least loaded thread. `make` builds the session
 /// around the client socket once that socket is registered with the chosen thread's reactor
 /// (the accept loop registers it with none: a connection handed over costs no more
-/// `epoll_ctl` than one that stays). `http`: the session is a `mode http` connection.
+/// `epoll_ctl` than one that stays).
 ///
 /// The tasks are shaped for what they hold while idle, since tokio rounds each task up to
-/// a multiple of 128 bytes: an HTTP connection's whole future lives in its task (~640
-/// bytes) instead of a task pointing to a boxed future (256 + 512), and a session handed
-/// to another thread waits for it in a box of its own, so that the task does not keep the
-/// `make` closure's captures for the session's whole life (docs/performance.md).
-pub(crate) fn dispatch<F>(client: std::net::TcpStream, http: bool, make: F)
+/// a multiple of 128 bytes: an HTTP connection's whole future lives in its task (512
+/// bytes) instead of a task pointing to a boxed future. A session handed to another thread
+/// goes there as a short task of its own that registers the socket, builds the session and
+/// spawns its task on that thread, as the accepting thread does: a task that carried the
+/// session's future itself would keep, beside it, what it was built from (the closure's
+/// captures, or a second copy of the future: 1,024 bytes per HTTP connection, twice the
+/// task the accepting thread makes).
+pub(crate) fn dispatch<F>(client: std::net::TcpStream, make: F)
 where
     F: FnOnce(TcpStream) -> Session + Send + 'static,
 {
@@ -101,50 +104,43 @@ where
         threads.get(index).map(|thread| (index, thread))
     });
     let Some((index, thread)) = chosen else {
-        if let Some(client) = register(client) {
-            spawn_here(Box::new(make(client)), None);
-        }
+        start_here(client, make, None);
         return;
     };
     thread.sessions.fetch_add(1, Ordering::Relaxed);
-    let share = Share(index);
+    let share = Share(u32::try_from(index).unwrap_or(u32::MAX));
     let Some(runtime) = &thread.runtime else {
-        if let Some(client) = register(client) {
-            spawn_here(Box::new(make(client)), Some(share));
-        }
+        start_here(client, make, Some(share));
         return;
     };
+    // Boxed: the short task then holds a pointer, not the closure's captures.
     let pending = Box::new((client, make));
-    if http {
-        hand_over(runtime, pending, share, Session::run_http);
-    } else {
-        hand_over(runtime, pending, share, Session::into_tcp_task);
-    }
+    runtime.spawn(async move {
+        let (client, make) = *pending;
+        start_here(client, make, Some(share));
+    });
 }
 
-/// Runs the pending session on `runtime`'s thread: its socket registered there, then
-/// `start`ed. The session waits in `pending`, unpacked in a block of its own, so that none
-/// of it stays in the task's state across the await.
-fn hand_over<F, S, T>(
-    runtime: &Handle,
-    pending: Box<(std::net::TcpStream, F)>,
-    share: Share,
-    start: S,
-) where
-    F: FnOnce(TcpStream) -> Session + Send + 'static,
-    S: FnOnce(Box<Session>) -> T + Send + 'static,
-    T: Future<Output = ()> + Send + 'static,
+/// Registers `client` with this thread's reactor and spawns its session's task here.
+fn start_here<F>(client: std::net::TcpStream, make: F, share: Option<Share>)
+where
+    F: FnOnce(TcpStream) -> Session,
 {
-    runtime.spawn(async move {
-        let _share = share;
-        let task = {
-            let (client, make) = *pending;
-            register(client).map(|client| start(Box::new(make(client))))
-        };
-        if let Some(task) = task {
-            task.await;
-        }
-    });
+    let Some(client) = register(client) else {
+        return;
+    };
+    let session = Box::new(make(client));
+    if session.is_http() {
+        tokio::spawn(Counted {
+            task: session.run_http(),
+            _share: share,
+        });
+    } else {
+        tokio::spawn(Counted {
+            task: session.into_tcp_task(),
+            _share: share,
+        });
+    }
 }
 
 /// The socket, registered with this thread's reactor; `None` (the connection closed) if that
@@ -162,20 +158,6 @@ fn least_loaded(sessions: impl Iterator<Item = u32>) -> usize {
         .enumerate()
         .min_by_key(|&(index, sessions)| (sessions, index))
         .map_or(0, |(index, _)| index)
-}
-
-fn spawn_here(session: Box<Session>, share: Option<Share>) {
-    if session.is_http() {
-        tokio::spawn(Counted {
-            task: session.run_http(),
-            _share: share,
-        });
-    } else {
-        tokio::spawn(Counted {
-            task: session.into_tcp_task(),
-            _share: share,
-        });
-    }
 }
 
 pin_project_lite::pin_project! {
@@ -197,12 +179,16 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
     }
 }
 
-/// A session counted on a thread; uncounted when its task ends or is dropped.
-struct Share(usize);
+/// A session counted on a thread; uncounted when its task ends or is dropped. The thread's
+/// index as a `u32`: with its `Option`, 8 bytes of every session's task instead of 16.
+struct Share(u32);
 
 impl Drop for Share {
     fn drop(&mut self) {
-        if let Some(thread) = THREADS.get().and_then(|threads| threads.get(self.0)) {
+        if let Some(thread) = THREADS
+            .get()
+            .and_then(|threads| threads.get(self.0 as usize))
+        {
             thread.sessions.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -210,7 +196,23 @@ impl Drop for Share {
 
 #[cfg(test)]
 mod tests {
-    use super::least_loaded;
+    use super::{least_loaded, Counted};
+    use crate::session::Session;
+
+    /// Every idle keep-alive connection is one such task: past 512 bytes tokio rounds it up
+    /// to 640 (docs/performance.md).
+    #[test]
+    fn an_http_connection_task_fits_in_512_bytes() {
+        fn counted_size<T>(_: fn(Box<Session>) -> T) -> usize {
+            std::mem::size_of::<Counted<T>>()
+        }
+        // tokio's task: a 32-byte header, the scheduler's handle and the task id (16), the
+        // future in a stage with an 8-byte tag, a 48-byte trailer.
+        let task = 32 + 16 + 8 + counted_size(Session::run_http) + 48;
+        // Unoptimized builds keep a few more temporaries across suspend points.
+        let limit = if cfg!(debug_assertions) { 520 } else { 512 };
+        assert!(task <= limit, "an HTTP connection's task is {task} bytes");
+    }
 
     #[test]
     fn the_thread_with_fewest_sessions_wins_and_ties_stay_on_the_lowest() {
