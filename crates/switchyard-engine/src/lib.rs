@@ -354,7 +354,22 @@ impl Engine {
 pub(crate) async fn timer_floor() {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        if let Some(work) = HOUSEKEEPING.get() {
+            work();
+        }
     }
+}
+
+/// What each thread does at every tick of its timer floor, besides waking: set once by the
+/// binary, which knows the allocator (the engine does not).
+static HOUSEKEEPING: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets the work every session thread does twice a second (the first call wins). The binary
+/// gives its allocator's collection of freed memory: an allocator that returns freed pages
+/// to the system only on its next allocations keeps, once a burst of connections is over
+/// and the process falls idle, the memory of everything the burst freed.
+pub fn set_thread_housekeeping(work: fn()) {
+    let _ = HOUSEKEEPING.set(work);
 }
 
 /// Stops accepting and waits for sessions to finish.

@@ -14,8 +14,20 @@ mod state_file;
 /// measured trade (instructions per connection vs. idle memory). Built with `no_thp`: asking
 /// for transparent huge pages made RSS grow 2 MiB at a time, ~4.5 MiB more at start, for no
 /// measured gain in a proxy's small heap.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Lets mimalloc give back to the system the pages freed on this thread since the last call
+/// (it purges them once `purge_delay` has passed, but only when the thread next allocates or
+/// frees): called by every session thread twice a second, so that memory a burst of
+/// connections freed leaves the RSS once the process is idle, not at its next burst.
+#[cfg(not(feature = "system-alloc"))]
+fn return_freed_memory() {
+    // SAFETY: `mi_collect` only walks the calling thread's own heap and the shared arenas,
+    // under mimalloc's own locks; it takes no pointer from us.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -209,6 +221,8 @@ fn run(
     // One single-threaded runtime per thread, as HAProxy's threads: this one (the control
     // plane, the accept loops and a share of the sessions) and `nbthread - 1` others, each
     // keeping the sessions handed to it for their whole life (switchyard_engine::workers).
+    #[cfg(not(feature = "system-alloc"))]
+    switchyard_engine::set_thread_housekeeping(return_freed_memory);
     if let Err(error) = switchyard_engine::workers::start(threads.saturating_sub(1)) {
         eprintln!("switchyard: cannot start {threads} threads: {error}");
         return ExitCode::FAILURE;
