@@ -680,8 +680,15 @@ established_to() { # port -> number of established connections to 127.0.0.1:port
     ss -Htn state established "( dport = :$1 )" 2>/dev/null | wc -l
 }
 
-run_idle() { # path rep -> KiB of proxy RSS per idle proxied connection (fresh proxy process)
-    local path="$1" rep="$2" pid r0 r1 hp out connected per i
+run_idle() { # path rep [http] -> KiB of proxy RSS per idle proxied connection (fresh proxy process)
+    # With "http": keep-alive clients of the mode http section, each after one GET.
+    local path="$1" rep="$2" http="${3:-}" pid r0 r1 hp out connected per i key port
+    local -a hold_args=()
+    if [[ "$http" == http ]]; then
+        key=idleh; port="${HTTP_PORT_OF[$path]}"; hold_args=(--http)
+    else
+        key=idle; port="${ECHO_PORT_OF[$path]}"
+    fi
     # a fresh process, so that memory kept by earlier tests (allocator, pools) does not hide growth
     stop_proxy "$path"
     start_proxy "$path"
@@ -689,32 +696,32 @@ run_idle() { # path rep -> KiB of proxy RSS per idle proxied connection (fresh p
     pid="$(proxy_pid "$path")"
     sleep 0.5
     r0="$(rss_kib "$pid")"
-    loadgen_pin "$BENCH_BIN" hold --target "127.0.0.1:${ECHO_PORT_OF[$path]}" -n "$IDLE_CONNS" --sources "$SOURCES" \
-        --hold $((DURATION + 60)) >"$WORK/idle-$path-$rep.log" 2>&1 &
+    loadgen_pin "$BENCH_BIN" hold --target "127.0.0.1:$port" -n "$IDLE_CONNS" --sources "$SOURCES" \
+        --hold $((DURATION + 60)) "${hold_args[@]}" >"$WORK/$key-$path-$rep.log" 2>&1 &
     hp=$!; PIDS+=("$hp")
     for i in $(seq 600); do   # up to 60 s to open them all
-        grep -q '^ready' "$WORK/idle-$path-$rep.log" 2>/dev/null && break
+        grep -q '^ready' "$WORK/$key-$path-$rep.log" 2>/dev/null && break
         kill -0 "$hp" 2>/dev/null || break
         sleep 0.1
     done
-    out="$(grep -m1 '^ready' "$WORK/idle-$path-$rep.log")"
+    out="$(grep -m1 '^ready' "$WORK/$key-$path-$rep.log")"
     connected="$(kv connected "$out")"
     sleep 1   # let the proxy settle (lazy frees, timers)
     r1="$(rss_kib "$pid")"
     kill "$hp" 2>/dev/null; wait "$hp" 2>/dev/null; forget_pid "$hp"
     if [[ -z "$connected" || "$connected" == 0 || -z "$r0" || -z "$r1" ]]; then
-        log "idle $path rep $rep: failed ($(tail -2 "$WORK/idle-$path-$rep.log"))"
-        record idle.kib "$path" "$rep" FAIL
+        log "$key $path rep $rep: failed ($(tail -2 "$WORK/$key-$path-$rep.log"))"
+        record "$key.kib" "$path" "$rep" FAIL
         return
     fi
-    (( connected < IDLE_CONNS )) && log "idle $path rep $rep: only $connected of $IDLE_CONNS connections opened: $out"
+    (( connected < IDLE_CONNS )) && log "$key $path rep $rep: only $connected of $IDLE_CONNS connections opened: $out"
     per="$(awk -v a="$r0" -v b="$r1" -v n="$connected" 'BEGIN { printf "%.2f", (b - a) / n }')"
-    record idle.kib "$path" "$rep" "$per"
-    record idle.base "$path" "$rep" "$(awk -v a="$r0" 'BEGIN { printf "%.1f", a / 1024 }')"
+    record "$key.kib" "$path" "$rep" "$per"
+    [[ "$key" != idle ]] || record idle.base "$path" "$rep" "$(awk -v a="$r0" 'BEGIN { printf "%.1f", a / 1024 }')"
     printf '  %-9s %-10s rep %d: %12s KiB/conn   (RSS %s KiB idle, %s KiB with %s connections)\n' \
-        idle "$path" "$rep" "$per" "$r0" "$r1" "$connected"
+        "$key" "$path" "$rep" "$per" "$r0" "$r1" "$connected"
     # let the connections drain before the next measurement
-    for i in $(seq 200); do (( $(established_to "${ECHO_PORT_OF[$path]}") < 10 )) && break; sleep 0.1; done
+    for i in $(seq 200); do (( $(established_to "$port") < 10 )) && break; sleep 0.1; done
 }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -767,6 +774,12 @@ echo "== 7. memory: $IDLE_CONNS idle proxied connections, RSS growth of a fresh 
 for rep in $(seq 1 "$REPS"); do
     for path in switchyard haproxy; do run_idle "$path" "$rep"; done
 done
+if [[ "$HTTP" == 1 ]]; then
+    echo "== 8. memory: $IDLE_CONNS idle keep-alive HTTP clients (one GET each), RSS growth of a fresh proxy process"
+    for rep in $(seq 1 "$REPS"); do
+        for path in switchyard haproxy; do run_idle "$path" "$rep" http; done
+    done
+fi
 
 ELAPSED=$((SECONDS - T0))
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -799,10 +812,11 @@ if [[ "$HTTP" == 1 ]]; then
         "http.cpu|proxy CPU per HTTP request|us|0"
     )
 fi
-METRICS+=(
-    "idle.kib|RSS per idle conn (n=$IDLE_CONNS)|KiB|0"
-    "idle.base|proxy RSS, fresh, no conns|MiB|0"
-)
+METRICS+=("idle.kib|RSS per idle conn (n=$IDLE_CONNS)|KiB|0")
+if [[ "$HTTP" == 1 ]]; then
+    METRICS+=("idleh.kib|RSS per idle HTTP keep-alive client (n=$IDLE_CONNS)|KiB|0")
+fi
+METRICS+=("idle.base|proxy RSS, fresh, no conns|MiB|0")
 
 declare -A MED
 for m in "${METRICS[@]}"; do
@@ -932,6 +946,9 @@ version_of() { "$@" 2>&1 | head -1; }
     if (( IDLE_CONNS < IDLE_REQUESTED )); then
         echo "     ($IDLE_CONNS instead of $IDLE_REQUESTED connections: the open-files limit here is $NOFILE and"
         echo "     each proxied connection takes two descriptors in the proxy.)"
+    fi
+    if [[ "$HTTP" == 1 ]]; then
+        echo "  8. The same with $IDLE_CONNS keep-alive clients of the \`mode http\` section, each held after one \`GET\`."
     fi
     echo "- PostgreSQL is a throwaway instance (fsync=off, synchronous_commit=off, full_page_writes=off,"
     echo "  max_connections=300)."
