@@ -220,6 +220,7 @@ impl Engine {
                 name: proxy.name.clone(),
                 id: proxy.id,
                 listen: proxy.kind == ProxyKind::Listen,
+                generation: process.generation,
                 backend,
                 slots: Arc::new(Semaphore::new(fe_maxconn as usize)),
                 maxconn: AtomicU32::new(fe_maxconn),

@@ -218,12 +218,9 @@ impl Session {
             }
         }
 
-        let registered = process.sessions.register(
-            self.client_addr,
-            self.local_addr,
-            &frontend,
-            process.generation,
-        );
+        let registered = process
+            .sessions
+            .register(self.client_addr, self.local_addr, &frontend);
         Some((self, registered))
     }
 

@@ -430,6 +430,8 @@ pub struct Frontend {
     /// A `listen` section: its own backend too, which HAProxy shows as a session's backend
     /// until another is chosen (`show sess`).
     pub listen: bool,
+    /// The engine generation it belongs to (0 at start, +1 per reload): its sessions'.
+    pub generation: u64,
     pub backend: Option<Arc<Backend>>,
     pub slots: Arc<Semaphore>,
     /// Size of `slots`: `maxconn`, changeable with `set maxconn frontend`.
@@ -486,17 +488,23 @@ pub struct SessionInfo {
     pub id: u64,
     pub client: SocketAddr,
     pub local: SocketAddr,
+    /// Its frontend, which also tells the engine generation that accepted it.
     pub frontend: Arc<Frontend>,
-    pub accepted: Instant,
+    /// When it was accepted, on the coarse clock (ms): 144 bytes in all, the allocator's
+    /// 160-byte class with the `Arc`'s counts instead of 192.
+    accepted_ms: u64,
     /// The backend and server once connected (shared, so registering costs no copy).
     pub server: Mutex<Option<(Arc<Backend>, Arc<Server>)>>,
     /// Closes the session (`shutdown session ID`, server kill orders, hard-stop).
     pub kill: KillSwitch,
-    /// The engine generation that accepted it.
-    pub generation: u64,
 }
 
 impl SessionInfo {
+    /// How long ago it was accepted (to the coarse clock's few milliseconds).
+    pub fn age(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(crate::rate::now_ms().saturating_sub(self.accepted_ms))
+    }
+
     /// `backend/server` names once connected.
     pub fn server_names(&self) -> Option<(String, String)> {
         let server = self.server.lock().unwrap_or_else(|p| p.into_inner());
@@ -579,7 +587,6 @@ impl SessionRegistry {
         client: SocketAddr,
         local: SocketAddr,
         frontend: &Arc<Frontend>,
-        generation: u64,
     ) -> SessionGuard {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let info = Arc::new(SessionInfo {
@@ -587,10 +594,9 @@ impl SessionRegistry {
             client,
             local,
             frontend: Arc::clone(frontend),
-            accepted: Instant::now(),
+            accepted_ms: crate::rate::now_ms(),
             server: Mutex::new(None),
             kill: KillSwitch::default(),
-            generation,
         });
         self.live().insert(id, Arc::clone(&info));
         SessionGuard {
@@ -611,7 +617,7 @@ impl SessionRegistry {
         let live = self.live();
         let doomed: Vec<_> = live
             .values()
-            .filter(|s| s.generation == generation)
+            .filter(|s| s.frontend.generation == generation)
             .collect();
         for session in &doomed {
             session.kill.kill(KillCause::Admin);
@@ -641,5 +647,16 @@ pub struct SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         self.registry.live().remove(&self.info.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection keeps one in an `Arc` (16 bytes of counts): up to 144 bytes it is
+    /// in the allocator's 160-byte class, one more byte and it takes 192.
+    #[test]
+    fn session_info_fits_in_144_bytes() {
+        let size = std::mem::size_of::<super::SessionInfo>();
+        assert!(size <= 144, "SessionInfo is {size} bytes");
     }
 }

@@ -325,7 +325,6 @@ impl Executor {
     }
 
     fn show_sess(&self, which: ShowSess) -> String {
-        let now = std::time::Instant::now();
         let mut out = String::new();
         for session in self.runtime.process.sessions.list() {
             if let ShowSess::Id(id) = which {
@@ -354,7 +353,7 @@ impl Executor {
                 session.id,
                 session.client,
                 session.frontend.name,
-                now.duration_since(session.accepted).as_secs()
+                session.age().as_secs()
             ));
         }
         // HAProxy's answer for an ID that names no session (gone, or never was).
