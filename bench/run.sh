@@ -322,6 +322,23 @@ kv() { # key line -> value of key=value in line
     tr ' ' '\n' <<<"$2" | awk -F= -v k="$1" '$1 == k { print $2; exit }'
 }
 
+# Switchyard against HAProxy round by round: the two ran next to each other in each rep, so the
+# ratio of a rep's pair sees the same machine load, which the ratio of medians need not.
+paired() { # metric-key higher-is-better(1|0) -> "r1 r2 ... (k/n)": k = rounds Switchyard was better
+    awk -F'\t' -v k="$1" -v hib="$2" '
+        $1 == k && ($3 == "switchyard" || $3 == "haproxy") && $4 ~ /^[0-9.]+$/ {
+            v[$3, $2] = $4; if ($2 + 0 > last) last = $2 + 0 }
+        END {
+            for (r = 1; r <= last; r++) {
+                if (!((("switchyard", r) in v) && (("haproxy", r) in v)) || v["haproxy", r] + 0 == 0) continue
+                x = v["switchyard", r] / v["haproxy", r]; n++
+                if ((hib && x > 1) || (!hib && x < 1)) better++
+                out = out sprintf("%s%.2f", (n > 1 ? " " : ""), x)
+            }
+            if (n == 0) print "NA"; else printf "%s (%d/%d)\n", out, better, n
+        }' "$RAWLOG"
+}
+
 fmt() { # number -> fixed precision by magnitude
     awk -v x="$1" 'BEGIN { if (x == "NA") print "NA"; else if (x + 0 >= 100) printf "%.0f\n", x;
                            else if (x + 0 >= 1) printf "%.2f\n", x; else printf "%.3f\n", x }'
@@ -828,24 +845,27 @@ for m in "${METRICS[@]}"; do
 done
 
 table() { # style: text | md
-    local style="$1" m key label unit d s h
+    local style="$1" m key label unit hib d s h rounds
     if [[ "$style" == md ]]; then
-        echo "| measurement | unit | direct | switchyard | haproxy | sy/direct | hap/direct | sy/hap |"
-        echo "|---|---|---:|---:|---:|---:|---:|---:|"
+        echo "| measurement | unit | direct | switchyard | haproxy | sy/direct | hap/direct | sy/hap | sy/hap by round (rounds sy better) |"
+        echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
     else
-        printf '%-36s %-7s %10s %11s %10s %10s %11s %8s\n' \
-            measurement unit direct switchyard haproxy sy/direct hap/direct sy/hap
-        printf '%s\n' "-------------------------------------------------------------------------------------------------------"
+        printf '%-36s %-7s %10s %11s %10s %10s %11s %8s %7s\n' \
+            measurement unit direct switchyard haproxy sy/direct hap/direct sy/hap better
+        printf '%s\n' "---------------------------------------------------------------------------------------------------------------"
     fi
     for m in "${METRICS[@]}"; do
-        IFS='|' read -r key label unit _ <<<"$m"
+        IFS='|' read -r key label unit hib _ <<<"$m"
         d="${MED[$key:direct]}"; s="${MED[$key:switchyard]}"; h="${MED[$key:haproxy]}"
+        rounds="$(paired "$key" "$hib")"
         if [[ "$style" == md ]]; then
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
-                "$(fmt "$h")" "$(ratio "$s" "$d")" "$(ratio "$h" "$d")" "$(ratio "$s" "$h")"
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
+                "$(fmt "$h")" "$(ratio "$s" "$d")" "$(ratio "$h" "$d")" "$(ratio "$s" "$h")" "$rounds"
         else
-            printf '%-36s %-7s %10s %11s %10s %10s %11s %8s\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
-                "$(fmt "$h")" "$(ratio "$s" "$d")" "$(ratio "$h" "$d")" "$(ratio "$s" "$h")"
+            # the count alone: the ratios are in the report
+            [[ "$rounds" == NA ]] || rounds="$(sed 's/.*(\(.*\))/\1/' <<<"$rounds")"
+            printf '%-36s %-7s %10s %11s %10s %10s %11s %8s %7s\n' "$label" "$unit" "$(fmt "$d")" "$(fmt "$s")" \
+                "$(fmt "$h")" "$(ratio "$s" "$d")" "$(ratio "$h" "$d")" "$(ratio "$s" "$h")" "$rounds"
         fi
     done
 }
@@ -955,7 +975,9 @@ version_of() { "$@" 2>&1 | head -1; }
     echo "- Ratios: sy/direct and hap/direct are the fraction of direct performance each proxy keeps"
     echo "  (for latency, CPU and memory: the multiple of direct); sy/hap compares Switchyard against"
     echo "  HAProxy (>1 is better for Switchyard for TPS, Gbit/s, conn/s and req/s; <1 is better for"
-    echo "  latency, CPU per Gbit and memory)."
+    echo "  latency, CPU per Gbit and memory). sy/hap by round: each rep's Switchyard value over the"
+    echo "  HAProxy value of the same rep (the two ran one after the other, under the same load), and"
+    echo "  in how many rounds Switchyard was the better: a difference the rounds disagree on is noise."
     echo
     echo "## Results (medians)"
     echo
