@@ -25,8 +25,8 @@
 //! been idle for a second or more (where servers' keep-alive timeouts strike).
 //!
 //! Timeouts (`http-request`, `http-keep-alive`, `client`, `server`) are deadlines on the
-//! coarse clock checked by one timer per connection that ticks at a quarter of the shortest
-//! of them, not a timer per read: a limit is enforced up to a quarter late.
+//! coarse clock, on the thread's timer wheel (`crate::wheel`): a deadline moved later by the
+//! next request costs no timer operation, and a limit is enforced up to ~10 ms late.
 //!
 //! `Upgrade` requests (WebSocket) that the server answers with `101` become a tunnel between
 //! the two connections, bounded by `timeout tunnel` (else `timeout client`).
@@ -336,27 +336,14 @@ async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// The connection's timeouts, as deadlines on the coarse clock (ms) checked at each tick of
-/// one timer.
+/// The connection's timeouts, as deadlines on the coarse clock (ms), on this thread's
+/// timer wheel.
+#[derive(Default)]
 struct Deadlines {
-    ticker: Pin<Box<tokio::time::Sleep>>,
-    tick: Duration,
+    alarm: crate::wheel::Alarm,
 }
 
 impl Deadlines {
-    fn new(limits: impl IntoIterator<Item = Duration>) -> Deadlines {
-        let tick = limits
-            .into_iter()
-            .min()
-            .map_or(Duration::from_secs(3600), |k| {
-                (k / 4).max(Duration::from_millis(10))
-            });
-        Deadlines {
-            ticker: Box::pin(tokio::time::sleep(tick)),
-            tick,
-        }
-    }
-
     /// `future`'s output, or `None` once the coarse clock has passed `deadline` (ms).
     fn within<F: Future>(&mut self, deadline: Option<u64>, future: F) -> Within<'_, F> {
         Within {
@@ -390,15 +377,10 @@ impl<F: Future> Future for Within<'_, F> {
         let Some(deadline) = *this.deadline else {
             return Poll::Pending;
         };
-        let deadlines = this.deadlines;
-        while deadlines.ticker.as_mut().poll(cx).is_ready() {
-            if now_ms() >= deadline {
-                return Poll::Ready(None);
-            }
-            let next = tokio::time::Instant::now() + deadlines.tick;
-            deadlines.ticker.as_mut().reset(next);
-        }
-        Poll::Pending
+        this.deadlines
+            .alarm
+            .poll_deadline(deadline, cx)
+            .map(|()| None)
     }
 }
 
@@ -464,16 +446,7 @@ pub fn serve(conn: &Connection, client: TcpStream) -> impl Future<Output = ()> +
             close: settings
                 .close
                 .max(backend_http.map_or(CloseMode::KeepAlive, |b| b.close)),
-            deadlines: Deadlines::new(
-                [
-                    timeouts.http_request,
-                    timeouts.http_keep_alive,
-                    timeouts.client,
-                ]
-                .into_iter()
-                .chain(backend.map(|b| b.timeouts.server))
-                .flatten(),
-            ),
+            deadlines: Deadlines::default(),
         }
     });
     async move {

@@ -19,6 +19,7 @@ mod session;
 pub mod state;
 pub mod stick;
 mod tls;
+mod wheel;
 pub mod workers;
 
 use std::collections::HashMap;
