@@ -734,7 +734,9 @@ run_idle() { # path rep [http] -> KiB of proxy RSS per idle proxied connection (
     (( connected < IDLE_CONNS )) && log "$key $path rep $rep: only $connected of $IDLE_CONNS connections opened: $out"
     per="$(awk -v a="$r0" -v b="$r1" -v n="$connected" 'BEGIN { printf "%.2f", (b - a) / n }')"
     record "$key.kib" "$path" "$rep" "$per"
-    [[ "$key" != idle ]] || record idle.base "$path" "$rep" "$(awk -v a="$r0" 'BEGIN { printf "%.1f", a / 1024 }')"
+    if [[ "$key" == idle ]]; then
+        record idle.base "$path" "$rep" "$(awk -v a="$r0" 'BEGIN { printf "%.1f", a / 1024 }')"
+    fi
     printf '  %-9s %-10s rep %d: %12s KiB/conn   (RSS %s KiB idle, %s KiB with %s connections)\n' \
         "$key" "$path" "$rep" "$per" "$r0" "$r1" "$connected"
     # let the connections drain before the next measurement

@@ -141,12 +141,19 @@ impl Listener {
     }
 }
 
-fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+/// Binds a control-plane TCP listener (this socket, the stats page) as the engine binds its
+/// frontends: `SO_REUSEADDR`, and `SO_REUSEPORT` unless `noreuseport`, so that a replacing
+/// process (`-sf`) can bind next to this one.
+pub fn bind_tcp(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     if reuse_port {
         socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        // As HAProxy: an IPv6 wildcard also accepts IPv4 unless the system says otherwise.
+        let _ = socket.set_only_v6(false);
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;

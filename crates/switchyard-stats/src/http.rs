@@ -39,23 +39,9 @@ const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
 /// Largest admin form accepted (HAProxy answers `EXCD` past its buffer).
 const MAX_FORM: usize = 16 * 1024;
 
-/// Binds a stats listener like the engine binds its listeners: `SO_REUSEADDR`, and
-/// `SO_REUSEPORT` unless `noreuseport`, so a replacing process (`-sf`) can bind next to this one.
+/// Binds a stats listener as the runtime API binds its TCP socket (see there).
 pub fn bind(addr: SocketAddr, reuseport: bool) -> io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    if reuseport {
-        socket.set_reuse_port(true)?;
-    }
-    if addr.is_ipv6() {
-        // As HAProxy: an IPv6 wildcard also accepts IPv4 unless the system says otherwise.
-        let _ = socket.set_only_v6(false);
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
-    TcpListener::from_std(socket.into())
+    switchyard_api::server::bind_tcp(addr, reuseport)
 }
 
 /// Serves one listener until `stop` turns true (or its sender goes away).
