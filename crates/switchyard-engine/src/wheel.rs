@@ -7,7 +7,10 @@
 //! later does not requeue the task), a deadline that moves later is only written down: the
 //! bucket it sits in re-files it when it comes due, without waking the connection. A
 //! connection is woken only when its deadline has passed, or spuriously once if it stopped
-//! waiting for the deadline it armed.
+//! waiting for the deadline it armed. A closed connection's key is left in its bucket (a
+//! search there would cost as much as the bucket holds); once the stale keys outnumber the
+//! live entries the buckets are rebuilt, so memory follows the live connections, not the
+//! rate at which they come and go.
 //!
 //! Deadlines are in milliseconds on the coarse clock ([`crate::rate::now_ms`]); buckets are
 //! [`GRANULARITY_MS`] wide, so a deadline is met up to that (plus the coarse clock's tick)
@@ -76,7 +79,7 @@ impl Drop for Alarm {
         if let Some((shared, key)) = self.slot.take() {
             // Its key may still sit in a bucket: that bucket skips it (the slot is gone, or
             // a later owner's was filed elsewhere).
-            shared.lock().entries.try_remove(key as usize);
+            shared.lock().remove(key);
         }
     }
 }
@@ -118,6 +121,10 @@ struct Wheel {
     /// Bucket number (deadline / granularity, rounded up) → keys filed there. A key may be
     /// stale (its entry removed or filed elsewhere since): checked when the bucket is due.
     buckets: BTreeMap<u64, Vec<u32>>,
+    /// Keys in `buckets` known to be stale: past as many as there are entries (and a floor),
+    /// the buckets are built again from the entries, so that connections that come and go
+    /// faster than their deadlines do not pile keys up.
+    stale: usize,
     driver: Option<Waker>,
     /// The bucket the driver sleeps until, if it sleeps until one.
     driver_bucket: Option<u64>,
@@ -152,13 +159,45 @@ impl Wheel {
             // Later (or the same): its bucket re-files it when due.
             return None;
         }
+        if entry.filed != 0 {
+            self.stale += 1;
+        }
         entry.filed = deadline;
         let bucket = bucket_of(deadline);
         self.buckets.entry(bucket).or_default().push(key);
+        self.compact_if_stale();
         match self.driver_bucket {
             Some(sleeping_until) if sleeping_until <= bucket => None,
             _ => self.driver.clone(),
         }
+    }
+
+    fn remove(&mut self, key: u32) {
+        if let Some(entry) = self.entries.try_remove(key as usize) {
+            if entry.filed != 0 {
+                self.stale += 1;
+                self.compact_if_stale();
+            }
+        }
+    }
+
+    fn compact_if_stale(&mut self) {
+        const FLOOR: usize = 1024;
+        if self.stale <= FLOOR || self.stale <= self.entries.len() {
+            return;
+        }
+        // Amortised: at least as many keys went stale since the last rebuild as it visits.
+        self.buckets.clear();
+        for (key, entry) in &self.entries {
+            if entry.filed != 0 {
+                let key = u32::try_from(key).unwrap_or(u32::MAX);
+                self.buckets
+                    .entry(bucket_of(entry.filed))
+                    .or_default()
+                    .push(key);
+            }
+        }
+        self.stale = 0;
     }
 
     /// Whether the caller is to start the driver (none runs): it then counts as running.
@@ -182,9 +221,11 @@ impl Wheel {
             }
             for key in entry.remove() {
                 let Some(entry) = self.entries.get_mut(key as usize) else {
+                    self.stale = self.stale.saturating_sub(1);
                     continue;
                 };
                 if entry.filed == 0 || bucket_of(entry.filed) != bucket {
+                    self.stale = self.stale.saturating_sub(1);
                     continue;
                 }
                 if entry.deadline <= now {
@@ -348,6 +389,31 @@ mod tests {
         }
         drop(dropped);
         assert_eq!(this_threads_wheel().lock().entries.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn connections_that_come_and_go_leave_no_keys_behind() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut live = Vec::new();
+        for i in 0..100_000u64 {
+            let mut alarm = Alarm::default();
+            // Deadlines far away, as `timeout client` is for a short connection.
+            assert!(alarm
+                .poll_deadline(now_ms() + 60_000 + i % 1_000, &mut cx)
+                .is_pending());
+            if i % 100 == 0 {
+                live.push(alarm);
+            }
+        }
+        let wheel = this_threads_wheel();
+        let wheel = wheel.lock();
+        assert_eq!(wheel.entries.len(), live.len());
+        let keys: usize = wheel.buckets.values().map(Vec::len).sum();
+        assert!(
+            keys <= 2 * live.len() + 1_100,
+            "{keys} keys for {} alarms",
+            live.len()
+        );
     }
 
     #[test]
