@@ -2,7 +2,7 @@
 //! HAProxy's inactivity timeouts.
 //!
 //! The relay is one hand-written state machine polled by the session's task: both
-//! directions, the inactivity timer and the byte counters live in a few hundred bytes, and
+//! directions, the inactivity deadline and the byte counters live in ~190 bytes, and
 //! the two sockets are shared by reference, so there is no `Arc` per connection and no
 //! cross-task wake-up. An idle connection holds no buffer and no pipe: a buffer is taken
 //! from a small per-thread pool only once a socket is readable and given back as soon as
@@ -27,7 +27,8 @@ use std::time::Duration;
 use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
+
+use crate::wheel::Alarm;
 
 /// Size of one forwarding buffer (HAProxy's default `tune.bufsize`).
 const BUFFER_SIZE: usize = 16 * 1024;
@@ -210,11 +211,8 @@ pub fn forward<'a>(
 ) -> Forward<'a> {
     let open = IdleLimit::from(limits.current(false));
     let half_closed = IdleLimit::from(limits.current(true));
-    // The timer is armed for the first limit now and only re-armed when it fires (see
-    // `poll_timer`), so activity costs a clock read, not a timer-wheel update.
-    let first = open.wait_ms().map_or(NEVER, Duration::from_millis);
     Forward {
-        timer: tokio::time::sleep(first),
+        alarm: Alarm::default(),
         relay: Relay {
             open,
             half_closed,
@@ -230,28 +228,24 @@ pub fn forward<'a>(
     }
 }
 
-/// A timer deadline that is never reached (no inactivity limit applies).
-const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
-
-pin_project_lite::pin_project! {
-    /// The relay of one session, see [`forward`].
-    pub struct Forward<'a> {
-        #[pin]
-        timer: Sleep,
-        relay: Relay,
-        client: &'a TcpStream,
-        server: &'a TcpStream,
-        sink: &'a dyn ByteSink,
-    }
+/// The relay of one session, see [`forward`].
+pub struct Forward<'a> {
+    /// The inactivity deadline on the thread's timer wheel: activity moves it later with a
+    /// clock read, not a timer update (`crate::wheel`).
+    alarm: Alarm,
+    relay: Relay,
+    client: &'a TcpStream,
+    server: &'a TcpStream,
+    sink: &'a dyn ByteSink,
 }
 
 impl Future for Forward<'_> {
     type Output = (Ending, Transferred);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let this = self.get_mut();
         this.relay
-            .poll(cx, this.client, this.server, *this.sink, this.timer)
+            .poll(cx, this.client, this.server, this.sink, &mut this.alarm)
     }
 }
 
@@ -306,9 +300,8 @@ impl Relay {
         client: &TcpStream,
         server: &TcpStream,
         sink: &dyn ByteSink,
-        mut timer: Pin<&mut Sleep>,
+        alarm: &mut Alarm,
     ) -> Poll<(Ending, Transferred)> {
-        let was_half_closed = self.is_half_closed;
         let moves = [
             (client, server, Side::Client),
             (server, client, Side::Server),
@@ -344,44 +337,25 @@ impl Relay {
         if self.up.is_done() && self.down.is_done() {
             return Poll::Ready((Ending::Closed, self.transferred()));
         }
-        if self.is_half_closed && !was_half_closed {
-            // The *-fin limit may be shorter: bring the timer forward if it must fire sooner
-            // (a later deadline is handled when it fires). Never to "now": a timer due
-            // before every other one costs the runtime a wake-up of its driver.
-            if let Some(limit_ms) = self.half_closed.wait_ms() {
-                let idle_ms = coarse_now_ms().saturating_sub(self.last_activity_ms);
-                let due = tokio::time::Instant::now()
-                    + Duration::from_millis(limit_ms.saturating_sub(idle_ms));
-                if due < timer.deadline() {
-                    timer.as_mut().reset(due);
-                }
-            }
-        }
-        match self.poll_timer(cx, timer) {
+        match self.poll_deadline(cx, alarm) {
             Some(side) => Poll::Ready((Ending::TimedOut(side), self.transferred())),
             None => Poll::Pending,
         }
     }
 
-    /// Returns the side to blame once the session has been idle longer than its limit.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, mut timer: Pin<&mut Sleep>) -> Option<Side> {
+    /// Returns the side to blame once the session has been idle longer than its limit (the
+    /// `*-fin` one once half-closed, which may be shorter: the alarm then comes forward).
+    fn poll_deadline(&mut self, cx: &mut Context<'_>, alarm: &mut Alarm) -> Option<Side> {
         let limit = if self.is_half_closed {
             self.half_closed
         } else {
             self.open
         };
-        let limit_ms = limit.wait_ms()?;
-        loop {
-            if timer.as_mut().poll(cx).is_pending() {
-                return None;
-            }
-            let idle_ms = coarse_now_ms().saturating_sub(self.last_activity_ms);
-            if idle_ms >= limit_ms {
-                return Some(limit.side);
-            }
-            let wait = Duration::from_millis(limit_ms - idle_ms);
-            timer.as_mut().reset(tokio::time::Instant::now() + wait);
-        }
+        let deadline = self.last_activity_ms.saturating_add(limit.wait_ms()?);
+        alarm
+            .poll_deadline(deadline, cx)
+            .is_ready()
+            .then_some(limit.side)
     }
 
     fn transferred(&self) -> Transferred {

@@ -376,95 +376,84 @@ impl Session {
         connected
     }
 
-    async fn relay(
-        &self,
-        backend: &Arc<Backend>,
+    /// A plain `fn` around an `async move` block rather than an `async fn`: an async fn keeps
+    /// each argument twice in its state (as passed, and moved into a local), 64 bytes of
+    /// every TCP session's future here.
+    #[allow(clippy::manual_async_fn)] // the point: see above
+    fn relay<'a>(
+        &'a self,
+        backend: &'a Arc<Backend>,
         server_stream: TcpStream,
-        server: &Server,
-        info: &SessionInfo,
-        outcome: &mut Outcome,
-    ) {
-        let timeouts = &self.frontend.timeouts;
-        let limits = Limits {
-            client: timeouts.client,
-            server: backend.timeouts.server,
-            client_fin: timeouts.client_fin,
-            server_fin: backend.timeouts.server_fin,
-            tunnel: backend.timeouts.tunnel,
-        };
-        let sinks = Sinks {
-            frontend: &self.frontend,
-            backend,
-            server,
-        };
-        // Kill orders (this server's, or this session's) are polled in place: an idle
-        // session keeps no waiter future for them.
-        let forwarding = forward::forward(&self.client, &server_stream, limits, &sinks);
-        let killed = tokio::select! {
-            biased;
-            cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
-            result = forwarding => Ok(result),
-        };
-        let (ending, transferred) = match killed {
-            Ok(result) => result,
-            Err(cause) => {
-                outcome.cause = match cause {
-                    KillCause::Down => TerminationCause::Down,
-                    KillCause::Up => TerminationCause::Up,
-                    KillCause::Admin => TerminationCause::Killed,
-                };
-                outcome.state = SessionState::Data;
+        server: &'a Server,
+        info: &'a SessionInfo,
+        outcome: &'a mut Outcome,
+    ) -> impl Future<Output = ()> + Send + 'a {
+        async move {
+            let timeouts = &self.frontend.timeouts;
+            let limits = Limits {
+                client: timeouts.client,
+                server: backend.timeouts.server,
+                client_fin: timeouts.client_fin,
+                server_fin: backend.timeouts.server_fin,
+                tunnel: backend.timeouts.tunnel,
+            };
+            let sinks = Sinks {
+                frontend: &self.frontend,
+                backend,
+                server,
+            };
+            // Kill orders (this server's, or this session's) are polled in place: an idle
+            // session keeps no waiter future for them.
+            let forwarding = forward::forward(&self.client, &server_stream, limits, &sinks);
+            let killed = tokio::select! {
+                biased;
+                cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
+                result = forwarding => Ok(result),
+            };
+            let (ending, transferred) = match killed {
+                Ok(result) => result,
+                Err(cause) => {
+                    outcome.cause = match cause {
+                        KillCause::Down => TerminationCause::Down,
+                        KillCause::Up => TerminationCause::Up,
+                        KillCause::Admin => TerminationCause::Killed,
+                    };
+                    outcome.state = SessionState::Data;
+                    let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
+                    let _ = socket2::SockRef::from(&self.client).set_linger(Some(Duration::ZERO));
+                    return;
+                }
+            };
+            outcome.upstream = transferred.upstream;
+            outcome.downstream = transferred.downstream;
+            outcome.state = SessionState::Data;
+            match ending {
+                Ending::Closed => {
+                    outcome.cause = TerminationCause::Normal;
+                    outcome.state = SessionState::Closed;
+                }
+                Ending::Aborted(Side::Client) => {
+                    outcome.cause = TerminationCause::ClientAbort;
+                    for counters in [&server.counters, &backend.counters] {
+                        counters.client_aborts.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ending::Aborted(Side::Server) => {
+                    outcome.cause = TerminationCause::ServerAbort;
+                    for counters in [&server.counters, &backend.counters] {
+                        counters.server_aborts.fetch_add(1, Ordering::Relaxed);
+                        counters.response_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ending::TimedOut(Side::Client) => outcome.cause = TerminationCause::ClientTimeout,
+                Ending::TimedOut(Side::Server) => outcome.cause = TerminationCause::ServerTimeout,
+            }
+            if !matches!(ending, Ending::Closed) {
+                // Reset rather than linger on a broken or timed-out session.
                 let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
-                let _ = socket2::SockRef::from(&self.client).set_linger(Some(Duration::ZERO));
-                return;
             }
-        };
-        outcome.upstream = transferred.upstream;
-        outcome.downstream = transferred.downstream;
-        outcome.state = SessionState::Data;
-        match ending {
-            Ending::Closed => {
-                outcome.cause = TerminationCause::Normal;
-                outcome.state = SessionState::Closed;
-            }
-            Ending::Aborted(Side::Client) => {
-                outcome.cause = TerminationCause::ClientAbort;
-                server
-                    .counters
-                    .client_aborts
-                    .fetch_add(1, Ordering::Relaxed);
-                backend
-                    .counters
-                    .client_aborts
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Ending::Aborted(Side::Server) => {
-                outcome.cause = TerminationCause::ServerAbort;
-                server
-                    .counters
-                    .server_aborts
-                    .fetch_add(1, Ordering::Relaxed);
-                backend
-                    .counters
-                    .server_aborts
-                    .fetch_add(1, Ordering::Relaxed);
-                server
-                    .counters
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                backend
-                    .counters
-                    .response_errors
-                    .fetch_add(1, Ordering::Relaxed);
-            }
-            Ending::TimedOut(Side::Client) => outcome.cause = TerminationCause::ClientTimeout,
-            Ending::TimedOut(Side::Server) => outcome.cause = TerminationCause::ServerTimeout,
+            drop(server_stream);
         }
-        if !matches!(ending, Ending::Closed) {
-            // Reset rather than linger on a broken or timed-out session.
-            let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
-        }
-        drop(server_stream);
     }
 }
 

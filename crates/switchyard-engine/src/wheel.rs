@@ -1,9 +1,10 @@
 //! Connection deadlines on one coarse timer wheel per thread, instead of a tokio timer per
 //! connection.
 //!
-//! A tokio `Sleep` is a 112-byte allocation per connection, and an idle keep-alive HTTP
-//! client is ~1.2 KB in all; the wheel keeps 40 bytes per connection in a slab plus a 4-byte
-//! key in a bucket. As in HAProxy (a connection's task has an expiry date, and pushing it
+//! A tokio `Sleep` is 112 bytes per connection (a `mode http` connection's was allocated
+//! apart, a TCP session's took that much of its future), and an idle keep-alive HTTP client
+//! is ~1.2 KB in all; the wheel keeps 40 bytes per connection in a slab plus a 4-byte key in
+//! a bucket. As in HAProxy (a connection's task has an expiry date, and pushing it
 //! later does not requeue the task), a deadline that moves later is only written down: the
 //! bucket it sits in re-files it when it comes due, without waking the connection. A
 //! connection is woken only when its deadline has passed, or spuriously once if it stopped
@@ -35,42 +36,44 @@ pub(crate) struct Alarm {
 }
 
 impl Alarm {
-    /// Ready once the coarse clock has reached `deadline_ms`; until then registers `cx`'s
-    /// waker to be woken when it does.
+    /// Ready once the coarse clock has reached `deadline_ms` (as the wheel's driver saw it:
+    /// up to a bucket late); until then registers `cx`'s waker to be woken when it does.
+    /// No clock read here: this runs at every poll of a connection that waits.
     pub(crate) fn poll_deadline(&mut self, deadline_ms: u64, cx: &mut Context<'_>) -> Poll<()> {
-        if now_ms() >= deadline_ms {
-            return Poll::Ready(());
+        if self.slot.is_none() {
+            let shared = this_threads_wheel();
+            let key = shared.lock().insert();
+            self.slot = Some((shared, key));
         }
-        let (shared, key) = match &self.slot {
-            Some((shared, key)) => (Arc::clone(shared), *key),
-            None => {
-                let shared = this_threads_wheel();
-                let key = shared.lock().insert();
-                self.slot = Some((Arc::clone(&shared), key));
-                (shared, key)
-            }
+        let Some((shared, key)) = &self.slot else {
+            return Poll::Pending;
         };
-        let (wake_driver, start_driver) = {
+        let (armed, start_driver) = {
             let mut wheel = shared.lock();
             (
-                wheel.arm(key, deadline_ms, cx.waker()),
+                wheel.arm(*key, deadline_ms, cx.waker()),
                 wheel.claim_driver(),
             )
         };
-        if let Some(driver) = wake_driver {
-            driver.wake();
-        }
         if start_driver {
             // Outside the lock: a runtime that is shutting down drops the task (and with it
             // the guard, which locks the wheel) at once.
-            let guard = DriverGuard(shared);
+            let guard = DriverGuard(Arc::clone(shared));
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => drop(runtime.spawn(drive(guard))),
                 // Not in a runtime: the next arm from within one starts the driver.
                 Err(_) => drop(guard),
             }
         }
-        Poll::Pending
+        match armed {
+            Armed::Passed => Poll::Ready(()),
+            Armed::Waiting(wake_driver) => {
+                if let Some(driver) = wake_driver {
+                    driver.wake();
+                }
+                Poll::Pending
+            }
+        }
     }
 }
 
@@ -110,9 +113,24 @@ impl Shared {
 struct Entry {
     /// The deadline the connection waits for now.
     deadline: u64,
-    /// The deadline its bucket was chosen for (0: in no bucket). `deadline` may be later.
+    /// The deadline its bucket was chosen for (`deadline` may be later since); or 0, in no
+    /// bucket; or [`FIRED`], `deadline` has passed.
     filed: u64,
     waker: Option<Waker>,
+}
+
+const FIRED: u64 = u64::MAX;
+
+impl Entry {
+    fn is_filed(&self) -> bool {
+        self.filed != 0 && self.filed != FIRED
+    }
+}
+
+enum Armed {
+    Passed,
+    /// With the driver's waker if it must wake earlier than it sleeps.
+    Waiting(Option<Waker>),
 }
 
 #[derive(Default)]
@@ -147,34 +165,42 @@ impl Wheel {
         u32::try_from(key).unwrap_or(u32::MAX)
     }
 
-    /// Sets `key`'s deadline and waker; the driver's waker if it must wake earlier.
-    fn arm(&mut self, key: u32, deadline: u64, waker: &Waker) -> Option<Waker> {
-        let entry = self.entries.get_mut(key as usize)?;
+    /// Sets `key`'s deadline and waker: whether that deadline has passed already.
+    fn arm(&mut self, key: u32, deadline: u64, waker: &Waker) -> Armed {
+        let Some(entry) = self.entries.get_mut(key as usize) else {
+            return Armed::Waiting(None);
+        };
+        if entry.filed == FIRED {
+            if deadline <= entry.deadline {
+                return Armed::Passed;
+            }
+            entry.filed = 0;
+        }
         match &entry.waker {
             Some(known) if known.will_wake(waker) => {}
             _ => entry.waker = Some(waker.clone()),
         }
         entry.deadline = deadline;
-        if entry.filed != 0 && bucket_of(entry.filed) <= bucket_of(deadline) {
+        if entry.is_filed() && bucket_of(entry.filed) <= bucket_of(deadline) {
             // Later (or the same): its bucket re-files it when due.
-            return None;
+            return Armed::Waiting(None);
         }
-        if entry.filed != 0 {
+        if entry.is_filed() {
             self.stale += 1;
         }
         entry.filed = deadline;
         let bucket = bucket_of(deadline);
         self.buckets.entry(bucket).or_default().push(key);
         self.compact_if_stale();
-        match self.driver_bucket {
+        Armed::Waiting(match self.driver_bucket {
             Some(sleeping_until) if sleeping_until <= bucket => None,
             _ => self.driver.clone(),
-        }
+        })
     }
 
     fn remove(&mut self, key: u32) {
         if let Some(entry) = self.entries.try_remove(key as usize) {
-            if entry.filed != 0 {
+            if entry.is_filed() {
                 self.stale += 1;
                 self.compact_if_stale();
             }
@@ -189,7 +215,7 @@ impl Wheel {
         // Amortised: at least as many keys went stale since the last rebuild as it visits.
         self.buckets.clear();
         for (key, entry) in &self.entries {
-            if entry.filed != 0 {
+            if entry.is_filed() {
                 let key = u32::try_from(key).unwrap_or(u32::MAX);
                 self.buckets
                     .entry(bucket_of(entry.filed))
@@ -224,12 +250,12 @@ impl Wheel {
                     self.stale = self.stale.saturating_sub(1);
                     continue;
                 };
-                if entry.filed == 0 || bucket_of(entry.filed) != bucket {
+                if !entry.is_filed() || bucket_of(entry.filed) != bucket {
                     self.stale = self.stale.saturating_sub(1);
                     continue;
                 }
                 if entry.deadline <= now {
-                    entry.filed = 0;
+                    entry.filed = FIRED;
                     woken.extend(entry.waker.take());
                 } else {
                     entry.filed = entry.deadline;
