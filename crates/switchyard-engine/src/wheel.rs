@@ -167,6 +167,8 @@ impl Wheel {
 
     /// Sets `key`'s deadline and waker: whether that deadline has passed already.
     fn arm(&mut self, key: u32, deadline: u64, waker: &Waker) -> Armed {
+        // `FIRED` is a state, not a time (and ~585 million years of uptime away).
+        let deadline = deadline.min(FIRED - 1);
         let Some(entry) = self.entries.get_mut(key as usize) else {
             return Armed::Waiting(None);
         };
@@ -347,6 +349,20 @@ mod tests {
         let waited = started.elapsed();
         assert!(waited >= Duration::from_millis(90), "{waited:?}");
         assert!(waited < Duration::from_millis(600), "{waited:?}");
+    }
+
+    #[tokio::test]
+    async fn a_deadline_already_passed_is_noticed_at_once() {
+        let mut alarm = Alarm::default();
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), wait(&mut alarm, now_ms() - 5))
+            .await
+            .expect("a passed deadline fires");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        // Once fired, an earlier or equal deadline is passed without a round trip.
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(alarm.poll_deadline(now_ms() - 10, &mut cx).is_ready());
+        assert!(alarm.poll_deadline(now_ms() + 60_000, &mut cx).is_pending());
     }
 
     #[tokio::test]
