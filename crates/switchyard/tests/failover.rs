@@ -130,6 +130,21 @@ fn a_standby_lagging_past_max_lag_leaves_the_read_only_backend() {
     standby
         .wait_replay_caught_up(&primary, Duration::from_secs(10))
         .unwrap();
+    // A check that ran before the standby replayed any commit found its lag unknown and
+    // took it out of pg_ro until the next one: wait until it has answered there over more
+    // than three check intervals, so that the pause below starts from a standby in pg_ro.
+    let mut in_since = Instant::now();
+    wait_for(
+        "s steadily in pg_ro",
+        Duration::from_secs(20),
+        "steady",
+        || {
+            if node_name_at(ro).ok().as_deref() != Some("s") {
+                in_since = Instant::now();
+            }
+            (in_since.elapsed() >= Duration::from_millis(700)).then(|| "steady".to_string())
+        },
+    );
     standby.pause_replay().unwrap();
     let paused = Instant::now();
     primary
