@@ -10,6 +10,7 @@ mod forward;
 mod health;
 mod http;
 mod listener;
+pub mod park;
 pub mod persist;
 pub mod pool;
 pub mod rate;

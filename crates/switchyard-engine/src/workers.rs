@@ -47,9 +47,7 @@ pub fn start(extra: usize) -> std::io::Result<()> {
         sessions: AtomicU32::new(0),
     });
     for index in 1..=extra {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = runtime()?;
         threads.push(Thread {
             runtime: Some(runtime.handle().clone()),
             sessions: AtomicU32::new(0),
@@ -65,6 +63,16 @@ pub fn start(extra: usize) -> std::io::Result<()> {
     }
     let _ = THREADS.set(threads);
     Ok(())
+}
+
+/// A session thread's runtime (the main thread's too): single-threaded, with I/O and timers,
+/// yielding the CPU before it sleeps after a short burst of work (`park`).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .on_thread_park(crate::park::before_park)
+        .on_thread_unpark(crate::park::after_unpark)
+        .build()
 }
 
 /// Threads in all (what `nbthread` became).

@@ -223,14 +223,15 @@ fn run(
     // keeping the sessions handed to it for their whole life (switchyard_engine::workers).
     #[cfg(not(feature = "system-alloc"))]
     switchyard_engine::set_thread_housekeeping(return_freed_memory);
+    // Yielding before sleep helps when peers share the proxy's CPUs; `off` is for comparing.
+    if let Some(value) = std::env::var_os("SWITCHYARD_PARK_YIELD") {
+        switchyard_engine::park::set_enabled(!matches!(value.to_str(), Some("off" | "0" | "no")));
+    }
     if let Err(error) = switchyard_engine::workers::start(threads.saturating_sub(1)) {
         eprintln!("switchyard: cannot start {threads} threads: {error}");
         return ExitCode::FAILURE;
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match switchyard_engine::workers::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("switchyard: cannot start the runtime: {error}");
