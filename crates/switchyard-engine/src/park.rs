@@ -7,8 +7,8 @@
 //! waits behind it, and the peer's answer must wake it again, often on the other CPU (an IPI,
 //! a VM exit on a virtual machine, and a migration). Yielding first lets the queued peer run:
 //! its answer is then waiting when the thread polls, and the thread does not sleep at all.
-//! With `nbthread 2`, unpinned, this took echo p50 from 1.17 to 0.82 of HAProxy's and the
-//! proxy's CPU per echo from 1.10 to 0.86 (docs/performance.md, "Yield before sleeping").
+//! With `nbthread 2`, unpinned, this took echo p50 from 1.25 to 0.94 of HAProxy's and the
+//! proxy's CPU per echo from 28.0 to 23.4 µs (docs/performance.md, "Yield before sleeping").
 //!
 //! Two guards keep it from costing where it does not pay:
 //! - only after a short burst ([`SHORT_BURST`]): a thread that worked longer served many
