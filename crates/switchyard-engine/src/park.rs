@@ -77,27 +77,27 @@ thread_local! {
 
 /// The runtime's `on_thread_park` hook.
 pub(crate) fn before_park() {
-    if !ENABLED.load(Ordering::Relaxed) {
-        return;
-    }
-    STATE.with(|cell| {
-        let mut state = cell.get();
+    with_state(|state| {
         state.before_park(Instant::now(), || {
             std::thread::yield_now();
             Instant::now()
-        });
-        cell.set(state);
+        })
     });
 }
 
 /// The runtime's `on_thread_unpark` hook.
 pub(crate) fn after_unpark() {
+    with_state(|state| state.unparked(Instant::now()));
+}
+
+/// Runs `update` on this thread's state, unless yielding is off.
+fn with_state(update: impl FnOnce(&mut ParkYield)) {
     if !ENABLED.load(Ordering::Relaxed) {
         return;
     }
     STATE.with(|cell| {
         let mut state = cell.get();
-        state.unparked(Instant::now());
+        update(&mut state);
         cell.set(state);
     });
 }

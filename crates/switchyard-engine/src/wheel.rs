@@ -40,14 +40,11 @@ impl Alarm {
     /// up to a bucket late); until then registers `cx`'s waker to be woken when it does.
     /// No clock read here: this runs at every poll of a connection that waits.
     pub(crate) fn poll_deadline(&mut self, deadline_ms: u64, cx: &mut Context<'_>) -> Poll<()> {
-        if self.slot.is_none() {
+        let (shared, key) = self.slot.get_or_insert_with(|| {
             let shared = this_threads_wheel();
             let key = shared.lock().insert();
-            self.slot = Some((shared, key));
-        }
-        let Some((shared, key)) = &self.slot else {
-            return Poll::Pending;
-        };
+            (shared, key)
+        });
         let (armed, start_driver) = {
             let mut wheel = shared.lock();
             (
