@@ -11,7 +11,7 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 usage: bench/ab.sh [-w http|conn|echo] [-s SECONDS] [-r ROUNDS] [-t THREADS] [--no-haproxy]
-                  [--unpinned] [--rate N] [--conns N] NAME=BINARY [NAME=BINARY ...]
+                  [--unpinned] [--busy-polling] [--rate N] [--conns N] NAME=BINARY [NAME=BINARY ...]
 
   -w WORKLOAD   http: `mode http` requests, wrk -t 2 -c 32 over keep-alive connections (default)
                 conn: short TCP connections through `mode tcp` (connect, 64-byte echo, close;
@@ -25,6 +25,9 @@ usage: bench/ab.sh [-w http|conn|echo] [-s SECONDS] [-r ROUNDS] [-t THREADS] [--
   -t THREADS    nbthread of every proxy (default 1)
   --no-haproxy  compare the given binaries only
   --unpinned    pin nothing, whatever THREADS (as when THREADS >= the number of CPUs)
+  --busy-polling  `busy-polling` in every proxy's `global`; the proxies not being measured
+                are paused (SIGSTOP) so that their spinning threads leave the CPUs alone, and
+                the CPU per request then includes the spinning
   --rate N      echo: requests per second in total (default 5000)
   --conns N     echo: persistent connections (default 16)
 
@@ -44,6 +47,7 @@ ROUNDS=5
 THREADS=1
 HAPROXY=1
 UNPINNED=0
+BUSY_POLLING=0
 WORKLOAD=http
 LAT_RATE=5000
 LAT_CONNS=16
@@ -56,6 +60,7 @@ while (($#)); do
         -t) THREADS="$2"; shift 2 ;;
         --no-haproxy) HAPROXY=0; shift ;;
         --unpinned) UNPINNED=1; shift ;;
+        --busy-polling) BUSY_POLLING=1; shift ;;
         --rate) LAT_RATE="$2"; shift 2 ;;
         --conns) LAT_CONNS="$2"; shift 2 ;;
         -h | --help) usage; exit 0 ;;
@@ -89,7 +94,8 @@ fi
 WORK="$(mktemp -d)"
 PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    # A paused proxy (--busy-polling) acts on the signal once continued.
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && kill -CONT "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
 }
@@ -118,6 +124,7 @@ config() { # port -> the configuration every proxy gets, but for its bind port
 global
     maxconn 4096
     nbthread $THREADS
+$( ((BUSY_POLLING)) && echo "    busy-polling")
 defaults
     mode $mode
     maxconn 4096
@@ -141,6 +148,8 @@ start() { # name command...
     PROXY_PIDS+=($!)
     PORTS+=("$port")
     wait_port "$port" || die "$name did not start: $(cat "$WORK/$name.log")"
+    ((BUSY_POLLING)) && kill -STOP "${PROXY_PIDS[-1]}"
+    return 0
 }
 for i in "${!NAMES[@]}"; do start "${NAMES[$i]}" "${BINS[$i]}"; done
 if ((HAPROXY)); then
@@ -190,11 +199,13 @@ for round in $(seq "$ROUNDS"); do
     nproxies=${#NAMES[@]}
     for step in $(seq 0 $((nproxies - 1))); do
         i=$(((step + round - 1) % nproxies))
+        ((BUSY_POLLING)) && kill -CONT "${PROXY_PIDS[$i]}"
         read -r u0 s0 < <(cpu_ticks "${PROXY_PIDS[$i]}")
         i0="$(idle_ticks)"
         result="$(load "${PORTS[$i]}")" || die "the load generator through ${NAMES[$i]} failed"
         i1="$(idle_ticks)"
         read -r u1 s1 < <(cpu_ticks "${PROXY_PIDS[$i]}")
+        ((BUSY_POLLING)) && kill -STOP "${PROXY_PIDS[$i]}"
         read -r rate count latencies <<<"$result"
         echo "${NAMES[$i]} $rate $count $(((u1 - u0) * TICK_US)) $(((s1 - s0) * TICK_US)) $((i1 - i0)) $round $latencies" >>"$WORK/runs"
         if [[ -n "$latencies" ]]; then

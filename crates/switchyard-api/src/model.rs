@@ -77,6 +77,9 @@ pub struct Info {
     pub listeners: u32,
     /// `DroppedLogs`: log messages dropped (e.g. `EAGAIN` on the log socket).
     pub dropped_logs: u32,
+    /// `BusyPolling`: whether the threads poll without sleeping now (global `busy-polling`,
+    /// dropped once the process stops).
+    pub busy_polling: bool,
     /// `FailedResolutions`: failed DNS resolutions.
     pub failed_resolutions: u32,
     /// `TotalBytesOut`: bytes sent to clients since start.

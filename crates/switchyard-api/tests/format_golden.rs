@@ -201,6 +201,7 @@ fn reference_info() -> Info {
         unstoppable_jobs: 0,
         listeners: 3,
         dropped_logs: 0,
+        busy_polling: false,
         failed_resolutions: 0,
         total_bytes_out: 0,
         bytes_out_rate: 0,

@@ -158,6 +158,9 @@ pub struct Global {
     pub noreuseport: bool,
     /// `nosplice`: never forward with `splice(2)` (bulk flows are copied through user space).
     pub nosplice: bool,
+    /// `busy-polling`: session threads poll for events without ever sleeping, trading a
+    /// spinning CPU for the wake-up latency (`no busy-polling` turns it back off).
+    pub busy_polling: bool,
     /// `grace`: after a stop signal, keep accepting this long before stopping (time for a
     /// front load balancer's checks to notice and move traffic away).
     pub grace: Option<Duration>,

@@ -543,6 +543,34 @@ impl Parser {
             "daemon" => g.daemon = true,
             "noreuseport" => g.noreuseport = true,
             "nosplice" => g.nosplice = true,
+            "busy-polling" => {
+                if w.len() > 1 {
+                    sink.err(span, "'busy-polling' takes no argument");
+                } else {
+                    g.busy_polling = true;
+                }
+            }
+            // HAProxy accepts a negation for a few global keywords only.
+            "no" => match w.get(1).map(String::as_str) {
+                Some("busy-polling") if w.len() == 2 => g.busy_polling = false,
+                Some("busy-polling") => sink.err(span, "'no busy-polling' takes no argument"),
+                Some("log") if w.len() == 2 => g.logs.clear(),
+                Some(
+                    kw @ ("set-dumpable"
+                    | "strict-limits"
+                    | "insecure-fork-wanted"
+                    | "numa-cpu-mapping"),
+                ) => sink.not_implemented(span, &format!("no {kw}")),
+                Some(other) => sink.err(
+                    span,
+                    format!(
+                        "'no {other}': in 'global', only 'busy-polling', 'log', 'set-dumpable', \
+                         'strict-limits', 'insecure-fork-wanted' and 'numa-cpu-mapping' \
+                         accept 'no'"
+                    ),
+                ),
+                None => sink.err(span, "'no' expects a keyword to negate"),
+            },
             "grace" => {
                 if let Some(v) = single_arg(sink, w, span) {
                     match parse_duration(v) {
@@ -764,7 +792,6 @@ fn is_unimplemented_global(kw: &str) -> bool {
         "server-state-file",
         "server-state-base",
         "localpeer",
-        "busy-polling",
         "pp2-never-send-local",
         "unix-bind",
         "set-dumpable",

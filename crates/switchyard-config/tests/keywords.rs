@@ -194,6 +194,47 @@ fn global_errors() {
     assert_eq!(e, want);
 }
 
+/// `busy-polling`, and the negations HAProxy 2.6 accepts in `global`: the last line wins.
+#[test]
+fn global_busy_polling_and_negations() {
+    let p = ok("global\n busy-polling\n");
+    assert!(p.config.global.busy_polling);
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert!(!ok("global\n maxconn 10\n").config.global.busy_polling);
+    assert!(
+        !ok("global\n busy-polling\n no busy-polling\n")
+            .config
+            .global
+            .busy_polling
+    );
+    assert!(
+        ok("global\n no busy-polling\n busy-polling\n")
+            .config
+            .global
+            .busy_polling
+    );
+    // `no log` drops the log targets declared above it.
+    let g = ok("global\n log 127.0.0.1 local0\n no log\n log stderr daemon\n")
+        .config
+        .global;
+    assert_eq!(g.logs.len(), 1);
+    assert_eq!(g.logs[0].address, LogAddress::Stderr);
+    assert_eq!(
+        warnings("global\n no strict-limits\n"),
+        ["t.cfg:2: warning: 'no strict-limits' is not implemented yet, ignored"]
+    );
+    assert_eq!(
+        errs("global\n busy-polling on\n no busy-polling 1\n no maxconn\n no\n"),
+        [
+            "t.cfg:2: 'busy-polling' takes no argument",
+            "t.cfg:3: 'no busy-polling' takes no argument",
+            "t.cfg:4: 'no maxconn': in 'global', only 'busy-polling', 'log', 'set-dumpable', \
+             'strict-limits', 'insecure-fork-wanted' and 'numa-cpu-mapping' accept 'no'",
+            "t.cfg:5: 'no' expects a keyword to negate",
+        ]
+    );
+}
+
 #[test]
 fn out_of_section_keyword() {
     assert_eq!(

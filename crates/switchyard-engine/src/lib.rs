@@ -5,6 +5,7 @@
 //! server names and binding every listener, so configuration mistakes surface before any
 //! traffic is accepted); [`Engine::run`] accepts until [`Engine::stop_accepting`] is called.
 
+pub mod busy;
 mod control;
 mod forward;
 mod health;

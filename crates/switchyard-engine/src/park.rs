@@ -37,6 +37,12 @@ pub fn set_enabled(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
 
+/// Whether threads yield their CPU to peers (here before sleeping; in `busy-polling`, between
+/// polls).
+pub(crate) fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 /// One thread's state between its wake-ups.
 #[derive(Default, Clone, Copy)]
 struct ParkYield {

@@ -58,6 +58,7 @@ pub fn start(extra: usize) -> std::io::Result<()> {
             .name(format!("switchyard-{index}"))
             .spawn(move || {
                 CURRENT.with(|current| current.set(index));
+                runtime.spawn(crate::busy::run());
                 runtime.block_on(crate::timer_floor())
             })?;
     }

@@ -210,6 +210,7 @@ const PROCESS: &[InfoMetric] = &[
     ("unstoppable_jobs", "Current number of unstoppable jobs on the current worker process.", Kind::Gauge, |i| u(i.unstoppable_jobs)),
     ("listeners", "Current number of active listeners on the current worker process.", Kind::Gauge, |i| u(i.listeners)),
     ("dropped_logs_total", "Total number of dropped logs for current worker process since started.", Kind::Counter, |i| u(i.dropped_logs)),
+    ("busy_polling_enabled", "1 if busy-polling is currently in use on the worker process, otherwise zero (config.busy-polling).", Kind::Gauge, |i| u(i.busy_polling)),
     ("failed_resolutions_total", "Total number of failed DNS resolutions in current worker process since started.", Kind::Counter, |i| u(i.failed_resolutions)),
     ("bytes_out_total", "Total number of bytes emitted by current worker process since started.", Kind::Counter, |i| u(i.total_bytes_out)),
     ("bytes_out_rate", "Number of bytes emitted by current worker process over the last second.", Kind::Gauge, |i| u(i.bytes_out_rate)),
@@ -747,6 +748,7 @@ mod tests {
             version: "0.1.0".into(),
             uptime_sec: 60,
             curr_conns: 1,
+            busy_polling: true,
             ..Default::default()
         };
         (stats, info)
@@ -769,6 +771,10 @@ mod tests {
         );
         assert_eq!(
             value(&text, "haproxy_process_build_info{version=\"0.1.0\"}").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            value(&text, "haproxy_process_busy_polling_enabled").as_deref(),
             Some("1")
         );
         assert_eq!(

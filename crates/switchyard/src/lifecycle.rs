@@ -68,6 +68,8 @@ struct Live {
 
 impl Live {
     fn start(engine: Engine, config: Config) -> Live {
+        // The configuration in force decides, through reloads.
+        switchyard_engine::busy::set(config.global.busy_polling);
         Live {
             runtime: engine.runtime(),
             stopper: engine.stopper(),
@@ -239,6 +241,8 @@ async fn serve_until_stopped(
         }
     }
     let _ = process_stop.send(true);
+    // A draining process must not hold CPUs spinning (HAProxy's soft stop does the same).
+    switchyard_engine::busy::set(false);
     // A master resigns first (priority 0): the backup takes the addresses within its skew
     // time while this process drains.
     for task in vrrp {

@@ -238,6 +238,8 @@ fn run(
             return ExitCode::FAILURE;
         }
     };
+    // Idle unless `busy-polling` is on (then this thread never sleeps, as the others).
+    runtime.spawn(switchyard_engine::busy::run());
     match runtime.block_on(lifecycle::serve(source, parsed, startup, replaces)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

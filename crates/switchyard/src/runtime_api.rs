@@ -456,6 +456,7 @@ impl Executor {
             jobs: listeners + process.active.load(Ordering::Relaxed) + 1,
             listeners,
             total_bytes_out: bytes_out,
+            busy_polling: switchyard_engine::busy::is_on(),
             ..Default::default()
         }
     }

@@ -4,7 +4,7 @@
 //! frontend and the TCP stats socket.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -20,6 +20,19 @@ fn config(stats: u16, front: u16, echo: u16) -> String {
          defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
          listen db\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{echo}\n"
     )
+}
+
+/// Starts Switchyard on `cfg` and waits for its frontend and stats socket.
+fn start(cfg: &std::path::Path, front: u16, stats: u16) -> (ChildGuard, SocketAddr) {
+    let proxy = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(cfg)).unwrap();
+    let front_addr: SocketAddr = format!("127.0.0.1:{front}").parse().unwrap();
+    wait_for_port(front_addr, Duration::from_secs(10)).unwrap();
+    wait_for_port(
+        format!("127.0.0.1:{stats}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    (proxy, front_addr)
 }
 
 /// CPU time (clock ticks, user + system) of each thread of `pid`, by thread name.
@@ -78,14 +91,7 @@ fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() 
     let (stats, front, echo) = (free_port(), free_port(), echo_server());
     let cfg = dir.path().join("sy.cfg");
     std::fs::write(&cfg, config(stats, front, echo)).unwrap();
-    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
-    let front_addr = format!("127.0.0.1:{front}").parse().unwrap();
-    wait_for_port(front_addr, Duration::from_secs(10)).unwrap();
-    wait_for_port(
-        format!("127.0.0.1:{stats}").parse().unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let (mut old, front_addr) = start(&cfg, front, stats);
     let pid = old.pid();
 
     let info = cli(stats, "show info");
@@ -223,4 +229,102 @@ fn an_idle_server_connection_moves_to_the_thread_of_the_client_that_takes_it() {
             i + 2
         );
     }
+}
+
+/// CPU ticks each thread of `pid` used over `period`, by thread name.
+fn ticks_over(pid: u32, period: Duration) -> Vec<(String, u64)> {
+    let before = thread_ticks(pid);
+    std::thread::sleep(period);
+    thread_ticks(pid)
+        .into_iter()
+        .map(|(name, ticks)| {
+            let was = before
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, t)| *t);
+            (name, ticks - was)
+        })
+        .collect()
+}
+
+fn ticks_of(threads: &[(String, u64)], name: &str) -> u64 {
+    threads
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no thread {name} among {threads:?}"))
+        .1
+}
+
+/// Both session threads of `pid` (the main one and `switchyard-1`) use next to no CPU over
+/// a second (two timer-floor wake-ups each).
+fn assert_session_threads_sleep(pid: u32, when: &str) {
+    let ticks = ticks_over(pid, Duration::from_secs(1));
+    for name in ["switchyard", "switchyard-1"] {
+        assert!(
+            ticks_of(&ticks, name) <= 5,
+            "{name} spins {when}: {ticks:?}"
+        );
+    }
+}
+
+/// `busy-polling`: both session threads (the main one and `switchyard-1`) use CPU while no
+/// traffic flows, traffic still does, `show info` says so; a reload to a configuration
+/// without it lets them sleep again, one with it turns it back on, and a soft stop drops it
+/// while sessions drain.
+#[test]
+fn busy_polling_keeps_every_session_thread_polling_until_a_reload_drops_it() {
+    let dir = TempDir::new("switchyard-busy").unwrap();
+    let (stats, front, echo) = (free_port(), free_port(), echo_server());
+    let cfg = dir.path().join("sy.cfg");
+    let calm = config(stats, front, echo);
+    let busy = calm.replacen("global\n", "global\n    busy-polling\n", 1);
+    std::fs::write(&cfg, &busy).unwrap();
+    let (mut proxy, front_addr) = start(&cfg, front, stats);
+    let pid = proxy.pid();
+    let info = cli(stats, "show info");
+    assert!(info.contains("\nBusyPolling: 1\n"), "show info:\n{info}");
+    let mut held = TcpStream::connect(front_addr).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    echoes(&mut held, b"while spinning");
+
+    // A spinning thread is always runnable: even sharing two CPUs with the test and the
+    // other tests it gets far more than the 20 % asked here (100 ticks is a whole CPU).
+    let spinning = ticks_over(pid, Duration::from_secs(1));
+    for name in ["switchyard", "switchyard-1"] {
+        assert!(
+            ticks_of(&spinning, name) >= 20,
+            "{name} does not spin: {spinning:?}"
+        );
+    }
+
+    std::fs::write(&cfg, &calm).unwrap();
+    let answer = cli(stats, "reload");
+    assert!(answer.starts_with("Success=1"), "reload: {answer}");
+    let info = cli(stats, "show info");
+    assert!(info.contains("\nBusyPolling: 0\n"), "show info:\n{info}");
+    echoes(&mut held, b"calm again");
+    assert_session_threads_sleep(pid, "after the reload");
+
+    // On again by a reload; then a soft stop (SIGUSR1) drops it while a session drains.
+    std::fs::write(&cfg, &busy).unwrap();
+    let answer = cli(stats, "reload");
+    assert!(answer.starts_with("Success=1"), "reload: {answer}");
+    let info = cli(stats, "show info");
+    assert!(info.contains("\nBusyPolling: 1\n"), "show info:\n{info}");
+    let mut draining = TcpStream::connect(front_addr).unwrap();
+    draining
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    echoes(&mut draining, b"spinning again");
+    let status = Command::new("kill")
+        .args(["-USR1", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    proxy
+        .wait_for_output("waiting for 1 session(s)", Duration::from_secs(10))
+        .unwrap();
+    echoes(&mut draining, b"draining");
+    assert_session_threads_sleep(pid, "while the process drains");
 }

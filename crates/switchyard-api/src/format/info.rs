@@ -53,6 +53,7 @@ fn value(info: &Info, name: &str) -> Option<Value> {
         "Unstoppable Jobs" => U32(info.unstoppable_jobs),
         "Listeners" => U32(info.listeners),
         "DroppedLogs" => U32(info.dropped_logs),
+        "BusyPolling" => U32(info.busy_polling as u32),
         "FailedResolutions" => U32(info.failed_resolutions),
         "TotalBytesOut" => U64(info.total_bytes_out),
         "BytesOutRate" => U64(info.bytes_out_rate),
