@@ -3,14 +3,14 @@
 //! HAProxy's `busy-polling` calls its poller with a zero timeout in a loop, so that a thread
 //! never sleeps in `epoll_wait` and an event is seen without a wake-up: no scheduler wake-up
 //! and, on a virtual machine, no halt and VM exit of an idle vCPU (HAProxy's documentation
-//! reports 30 to 100 µs less latency). The price is a CPU at 100 % per thread, which pays
-//! only when the threads have CPUs of their own.
+//! reports 30 to 100 µs less latency). The price is a CPU at 100 % per thread, which
+//! HAProxy advises only for threads with CPUs of their own.
 //!
 //! Here each session runtime runs one [`spin`] task. While the setting is on, it yields to
 //! the runtime at every turn: tokio's current-thread scheduler then polls its I/O driver
 //! with a zero timeout instead of parking (a deferred task counts as pending work), which is
-//! the same loop. Unlike HAProxy, every few turns it also yields the CPU to the kernel, so
-//! that a peer on the same CPU is not kept waiting for a whole time slice ([`YIELD_EVERY`]).
+//! the same loop. Unlike HAProxy, it also yields the CPU to the kernel at every turn, so
+//! that a peer on the same CPU is not kept waiting for a whole time slice.
 //! While off, it waits for the setting to change and costs nothing. The setting follows the
 //! configuration through reloads and is dropped when the process stops (as HAProxy's old
 //! process does on a soft stop), so that a draining process does not burn CPU.
@@ -18,13 +18,6 @@
 use std::sync::LazyLock;
 
 use tokio::sync::watch;
-
-/// Turns of the polling loop between two yields of the CPU (`sched_yield`). A spinning
-/// thread sharing its CPU with a client or a database would otherwise hold it for whole
-/// time slices while they wait: at `nbthread 2` on two CPUs, echo p99 was 4.9 ms without
-/// yields, 0.17 ms with them, HAProxy's 4.0 ms. Every turn cost ~10 % of p50 with the thread
-/// alone on its CPU; every 16th does not show (docs/performance.md, "Busy polling").
-const YIELD_EVERY: u32 = 16;
 
 static SETTING: LazyLock<watch::Sender<bool>> = LazyLock::new(|| watch::channel(false).0);
 
@@ -50,14 +43,16 @@ async fn spin(mut setting: watch::Receiver<bool>) {
     loop {
         if *setting.borrow_and_update() {
             // A `has_changed` is one atomic load: cheap enough for every turn of the loop.
-            let mut turns = 0u32;
             while let Ok(false) = setting.has_changed() {
                 tokio::task::yield_now().await;
-                turns = turns.wrapping_add(1);
-                // Every few turns, once the tasks the last poll woke have run (a deferred
-                // task runs after them), a peer waiting for this CPU (a client, a server)
-                // runs now instead of at the end of the spinning thread's time slice.
-                if turns.is_multiple_of(YIELD_EVERY) && crate::park::is_enabled() {
+                // The tasks the last poll woke have run (a deferred task runs after them): a
+                // peer waiting for this CPU (a client, a server) runs now instead of at the
+                // end of the spinning thread's time slice. A spinning thread sharing its CPU
+                // held them for whole time slices: at `nbthread 2` on two CPUs, echo p99 was
+                // 3.2 ms without this, 0.16 ms with it (HAProxy's busy polling: 1.8 ms).
+                // Alone on its CPU, the call returns at once (docs/performance.md, "Busy
+                // polling").
+                if crate::park::is_enabled() {
                     std::thread::yield_now();
                 }
             }
