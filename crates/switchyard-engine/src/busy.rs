@@ -53,7 +53,10 @@ async fn spin(mut setting: watch::Receiver<bool>) {
                 // Alone on its CPU, the call returns at once (docs/performance.md, "Busy
                 // polling").
                 if crate::park::is_enabled() {
+                    let started = std::time::Instant::now();
                     std::thread::yield_now();
+                    // HAProxy spins inside its poller: waiting, for `Idle_pct`.
+                    crate::idle::spun(started.elapsed());
                 }
             }
         } else if setting.changed().await.is_err() {

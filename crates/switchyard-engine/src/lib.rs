@@ -10,6 +10,7 @@ mod control;
 mod forward;
 mod health;
 mod http;
+pub mod idle;
 mod listener;
 pub mod park;
 pub mod persist;
@@ -358,6 +359,7 @@ impl Engine {
 pub(crate) async fn timer_floor() {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
+        idle::sample();
         if let Some(work) = HOUSEKEEPING.get() {
             work();
         }

@@ -448,7 +448,7 @@ impl Executor {
             max_conn_rate: process.connection_rate.max(),
             sess_rate: process.session_rate.rate(now_ms),
             max_sess_rate: process.session_rate.max(),
-            idle_pct: 100,
+            idle_pct: switchyard_engine::idle::percent(),
             node: hostname(),
             ulimit_n: nofile,
             maxsock: nofile,

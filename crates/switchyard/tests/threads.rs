@@ -267,6 +267,15 @@ fn assert_session_threads_sleep(pid: u32, when: &str) {
     }
 }
 
+/// `Idle_pct` from `show info`.
+fn idle_pct(stats: u16) -> u32 {
+    let info = cli(stats, "show info");
+    info.lines()
+        .find_map(|line| line.strip_prefix("Idle_pct: "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Idle_pct in:\n{info}"))
+}
+
 /// `busy-polling`: both session threads (the main one and `switchyard-1`) use CPU while no
 /// traffic flows, traffic still does, `show info` says so; a reload to a configuration
 /// without it lets them sleep again, one with it turns it back on, and a soft stop drops it
@@ -297,6 +306,9 @@ fn busy_polling_keeps_every_session_thread_polling_until_a_reload_drops_it() {
             "{name} does not spin: {spinning:?}"
         );
     }
+    // As in HAProxy, spinning in wait of events is idle time.
+    let idle = idle_pct(stats);
+    assert!(idle >= 50, "Idle_pct {idle} while only spinning");
 
     std::fs::write(&cfg, &calm).unwrap();
     let answer = cli(stats, "reload");
@@ -305,6 +317,8 @@ fn busy_polling_keeps_every_session_thread_polling_until_a_reload_drops_it() {
     assert!(info.contains("\nBusyPolling: 0\n"), "show info:\n{info}");
     echoes(&mut held, b"calm again");
     assert_session_threads_sleep(pid, "after the reload");
+    let idle = idle_pct(stats);
+    assert!(idle >= 90, "Idle_pct {idle} with nothing to do");
 
     // On again by a reload; then a soft stop (SIGUSR1) drops it while a session drains.
     std::fs::write(&cfg, &busy).unwrap();
