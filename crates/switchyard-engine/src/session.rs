@@ -707,8 +707,8 @@ async fn connect_nonblocking(socket: socket2::Socket, target: SocketAddr) -> io:
         Err(error) => return Err(error),
     }
     let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
-    let ready = stream.ready(Interest::WRITABLE).await?;
-    if ready.is_write_closed() || ready.is_error() || !ready.is_writable() {
+    // Resolves writable or write-closed; mio reports EPOLLERR and EPOLLHUP as write-closed.
+    if stream.ready(Interest::WRITABLE).await?.is_write_closed() {
         if let Some(error) = stream.take_error()? {
             return Err(error);
         }

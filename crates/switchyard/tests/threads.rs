@@ -55,6 +55,30 @@ fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
     threads
 }
 
+/// CPU ticks each thread used from `before` to `after` (two `thread_ticks`), by name.
+fn ticks_between(before: &[(String, u64)], after: &[(String, u64)]) -> Vec<(String, u64)> {
+    after
+        .iter()
+        .map(|(name, ticks)| {
+            let was = before
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |(_, t)| *t);
+            (name.clone(), ticks - was)
+        })
+        .collect()
+}
+
+/// A connection through the proxy at `front` that has echoed `message` once.
+fn connect_echoing(front: SocketAddr, message: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(front).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    echoes(&mut stream, message);
+    stream
+}
+
 fn echoes(stream: &mut TcpStream, message: &[u8]) {
     stream.write_all(message).unwrap();
     let mut reply = vec![0; message.len()];
@@ -106,14 +130,7 @@ fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() 
     // alternate (a probe connection of the start-up wait may still count on one thread for
     // the first of them, which shifts the order but not the spread).
     let mut held: Vec<TcpStream> = (0..4)
-        .map(|i| {
-            let mut stream = TcpStream::connect(front_addr).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-            echoes(&mut stream, format!("hello {i}").as_bytes());
-            stream
-        })
+        .map(|i| connect_echoing(front_addr, format!("hello {i}").as_bytes()))
         .collect();
 
     // Bulk data through each session in turn: the thread whose CPU time grows carries it.
@@ -122,15 +139,9 @@ fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() 
         let before = thread_ticks(pid);
         pump(stream, 64 << 20);
         let after = thread_ticks(pid);
-        let busiest = after
-            .iter()
-            .map(|(name, ticks)| {
-                let was = before
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map_or(0, |(_, t)| *t);
-                (ticks - was, name.clone())
-            })
+        let busiest = ticks_between(&before, &after)
+            .into_iter()
+            .map(|(name, ticks)| (ticks, name))
             .max()
             .unwrap();
         assert!(
@@ -161,11 +172,7 @@ fn nbthread_2_alternates_held_sessions_over_two_threads_and_drains_both_on_sf() 
     for (i, stream) in held.iter_mut().enumerate() {
         echoes(stream, format!("still here {i}").as_bytes());
     }
-    let mut fresh = TcpStream::connect(front_addr).unwrap();
-    fresh
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    echoes(&mut fresh, b"to the new process");
+    let _fresh = connect_echoing(front_addr, b"to the new process");
 
     held.clear();
     assert!(
@@ -235,16 +242,7 @@ fn an_idle_server_connection_moves_to_the_thread_of_the_client_that_takes_it() {
 fn ticks_over(pid: u32, period: Duration) -> Vec<(String, u64)> {
     let before = thread_ticks(pid);
     std::thread::sleep(period);
-    thread_ticks(pid)
-        .into_iter()
-        .map(|(name, ticks)| {
-            let was = before
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |(_, t)| *t);
-            (name, ticks - was)
-        })
-        .collect()
+    ticks_between(&before, &thread_ticks(pid))
 }
 
 fn ticks_of(threads: &[(String, u64)], name: &str) -> u64 {
@@ -276,6 +274,16 @@ fn idle_pct(stats: u16) -> u32 {
         .unwrap_or_else(|| panic!("no Idle_pct in:\n{info}"))
 }
 
+/// Rewrites `cfg` to `text`, reloads through the stats socket and checks that `show info`
+/// then contains `expected`.
+fn reload_to(cfg: &std::path::Path, text: &str, stats: u16, expected: &str) {
+    std::fs::write(cfg, text).unwrap();
+    let answer = cli(stats, "reload");
+    assert!(answer.starts_with("Success=1"), "reload: {answer}");
+    let info = cli(stats, "show info");
+    assert!(info.contains(expected), "show info:\n{info}");
+}
+
 /// `busy-polling`: both session threads (the main one and `switchyard-1`) use CPU while no
 /// traffic flows, traffic still does, `show info` says so; a reload to a configuration
 /// without it lets them sleep again, one with it turns it back on, and a soft stop drops it
@@ -292,10 +300,7 @@ fn busy_polling_keeps_every_session_thread_polling_until_a_reload_drops_it() {
     let pid = proxy.pid();
     let info = cli(stats, "show info");
     assert!(info.contains("\nBusyPolling: 1\n"), "show info:\n{info}");
-    let mut held = TcpStream::connect(front_addr).unwrap();
-    held.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    echoes(&mut held, b"while spinning");
+    let mut held = connect_echoing(front_addr, b"while spinning");
 
     // A spinning thread is always runnable: even sharing two CPUs with the test and the
     // other tests it gets far more than the 20 % asked here (100 ticks is a whole CPU).
@@ -310,27 +315,15 @@ fn busy_polling_keeps_every_session_thread_polling_until_a_reload_drops_it() {
     let idle = idle_pct(stats);
     assert!(idle >= 50, "Idle_pct {idle} while only spinning");
 
-    std::fs::write(&cfg, &calm).unwrap();
-    let answer = cli(stats, "reload");
-    assert!(answer.starts_with("Success=1"), "reload: {answer}");
-    let info = cli(stats, "show info");
-    assert!(info.contains("\nBusyPolling: 0\n"), "show info:\n{info}");
+    reload_to(&cfg, &calm, stats, "\nBusyPolling: 0\n");
     echoes(&mut held, b"calm again");
     assert_session_threads_sleep(pid, "after the reload");
     let idle = idle_pct(stats);
     assert!(idle >= 90, "Idle_pct {idle} with nothing to do");
 
     // On again by a reload; then a soft stop (SIGUSR1) drops it while a session drains.
-    std::fs::write(&cfg, &busy).unwrap();
-    let answer = cli(stats, "reload");
-    assert!(answer.starts_with("Success=1"), "reload: {answer}");
-    let info = cli(stats, "show info");
-    assert!(info.contains("\nBusyPolling: 1\n"), "show info:\n{info}");
-    let mut draining = TcpStream::connect(front_addr).unwrap();
-    draining
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    echoes(&mut draining, b"spinning again");
+    reload_to(&cfg, &busy, stats, "\nBusyPolling: 1\n");
+    let mut draining = connect_echoing(front_addr, b"spinning again");
     let status = Command::new("kill")
         .args(["-USR1", &pid.to_string()])
         .status()
