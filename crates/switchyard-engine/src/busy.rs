@@ -45,6 +45,8 @@ async fn spin(mut setting: watch::Receiver<bool>) {
             // A `has_changed` is one atomic load: cheap enough for every turn of the loop.
             while let Ok(false) = setting.has_changed() {
                 tokio::task::yield_now().await;
+                // The thread never sleeps, so nothing wakes it for a hand-over.
+                crate::workers::take_arrivals();
                 // The tasks the last poll woke have run (a deferred task runs after them): a
                 // peer waiting for this CPU (a client, a server) runs now instead of at the
                 // end of the spinning thread's time slice. A spinning thread sharing its CPU

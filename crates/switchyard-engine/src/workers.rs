@@ -8,12 +8,17 @@
 //! their own, HTTP requests take 5-15 % less user time (docs/performance.md, "More than one
 //! thread").
 //!
+//! A connection handed to a thread that is awake waits in that thread's inbox, which the
+//! thread empties before it sleeps and whenever it polls a session: only a sleeping thread
+//! is woken (an eventfd write and one more `epoll_wait`), as HAProxy wakes only sleeping
+//! threads.
+//!
 //! With `nbthread 1` nothing here runs: sessions are spawned where they are accepted.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::task::{Context, Poll};
 
 use tokio::net::TcpStream;
@@ -26,6 +31,114 @@ struct Thread {
     /// `None` for thread 0, the runtime the accept loops run on.
     runtime: Option<Handle>,
     sessions: AtomicU32,
+    inbox: Inbox,
+}
+
+/// A session waiting for the thread it was handed to: registers its socket there and spawns
+/// its task.
+type Arrival = Box<dyn FnOnce() + Send>;
+
+/// Sessions handed to a thread while it was awake. Its flags sit on cache lines of their own:
+/// `filled` is read at every poll of a session on the receiving thread and written by the
+/// accepting one, `asleep` the other way round.
+struct Inbox {
+    arrivals: Mutex<Vec<Arrival>>,
+    /// Set after an arrival is queued; cleared by the thread as it takes them.
+    filled: Padded<AtomicBool>,
+    /// Set by the thread before it sleeps; cleared when it wakes, or by the one thread that
+    /// wakes it (so that arrivals until it runs add no more wake-ups).
+    asleep: Padded<AtomicBool>,
+}
+
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl Inbox {
+    fn new() -> Self {
+        Inbox {
+            arrivals: Mutex::new(Vec::new()),
+            filled: Padded(AtomicBool::new(false)),
+            asleep: Padded(AtomicBool::new(false)),
+        }
+    }
+
+    /// Queues `arrival`; true if the thread sleeps and must be woken to take it.
+    ///
+    /// The thread sets `asleep` before it checks `filled` and sleeps; this sets `filled`
+    /// before it checks `asleep`. Sequentially consistent, one of the two sees the other's
+    /// store: the thread finds the arrival, or this finds the thread asleep.
+    fn queue(&self, arrival: Arrival) -> bool {
+        lock(&self.arrivals).push(arrival);
+        self.filled.0.store(true, Ordering::SeqCst);
+        self.asleep.0.swap(false, Ordering::SeqCst)
+    }
+
+    /// Runs the sessions waiting here (on the thread this inbox is for); whether there were
+    /// any.
+    fn take(&self) -> bool {
+        // A plain load first: this runs at every poll of a session, and an empty inbox
+        // must not cost a write to a line the accepting thread reads.
+        if !self.filled.0.load(Ordering::SeqCst) || !self.filled.0.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        let arrivals = std::mem::take(&mut *lock(&self.arrivals));
+        let any = !arrivals.is_empty();
+        for arrival in arrivals {
+            arrival();
+        }
+        any
+    }
+
+    /// Before the thread sleeps: takes what arrived; whether anything did (tokio then runs it
+    /// instead of sleeping).
+    fn before_sleep(&self) -> bool {
+        self.asleep.0.store(true, Ordering::SeqCst);
+        self.take()
+    }
+
+    fn after_wake(&self) {
+        self.asleep.0.store(false, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// This thread's inbox: `None` on thread 0 and on threads not started here.
+fn own_inbox() -> Option<&'static Inbox> {
+    let index = current();
+    if index == 0 {
+        return None;
+    }
+    THREADS.get()?.get(index).map(|thread| &thread.inbox)
+}
+
+/// Starts the sessions handed to this thread while it was awake (called as sessions are
+/// polled, and by the busy-polling loop).
+pub(crate) fn take_arrivals() {
+    if let Some(inbox) = own_inbox() {
+        inbox.take();
+    }
+}
+
+/// The session runtimes' `on_thread_park` hook: takes what arrived while the thread was
+/// awake, else yields before sleeping (`park`).
+fn before_park() {
+    if own_inbox().is_some_and(Inbox::before_sleep) {
+        return;
+    }
+    crate::park::before_park();
+}
+
+/// The session runtimes' `on_thread_unpark` hook.
+fn after_unpark() {
+    if let Some(inbox) = own_inbox() {
+        inbox.after_wake();
+    }
+    crate::park::after_unpark();
 }
 
 static THREADS: OnceLock<Vec<Thread>> = OnceLock::new();
@@ -45,12 +158,14 @@ pub fn start(extra: usize) -> std::io::Result<()> {
     threads.push(Thread {
         runtime: None,
         sessions: AtomicU32::new(0),
+        inbox: Inbox::new(),
     });
     for index in 1..=extra {
         let runtime = runtime()?;
         threads.push(Thread {
             runtime: Some(runtime.handle().clone()),
             sessions: AtomicU32::new(0),
+            inbox: Inbox::new(),
         });
         // The thread's own timer floor keeps it busy forever; its sessions are spawned
         // onto it from thread 0.
@@ -71,8 +186,8 @@ pub fn start(extra: usize) -> std::io::Result<()> {
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .on_thread_park(crate::park::before_park)
-        .on_thread_unpark(crate::park::after_unpark)
+        .on_thread_park(before_park)
+        .on_thread_unpark(after_unpark)
         .build()
 }
 
@@ -95,11 +210,12 @@ pub(crate) fn current() -> usize {
 /// The tasks are shaped for what they hold while idle, since tokio rounds each task up to
 /// a multiple of 128 bytes: an HTTP connection's whole future lives in its task (512
 /// bytes) instead of a task pointing to a boxed future. A session handed to another thread
-/// goes there as a short task of its own that registers the socket, builds the session and
-/// spawns its task on that thread, as the accepting thread does: a task that carried the
+/// goes there as a boxed closure that registers the socket, builds the session and spawns
+/// its task on that thread, as the accepting thread does: a task that carried the
 /// session's future itself would keep, beside it, what it was built from (the closure's
 /// captures, or a second copy of the future: 1,024 bytes per HTTP connection, twice the
-/// task the accepting thread makes).
+/// task the accepting thread makes). The closure waits in the thread's inbox; a sleeping
+/// thread is woken by a short task that empties it.
 pub(crate) fn dispatch<F>(client: std::net::TcpStream, make: F)
 where
     F: FnOnce(TcpStream) -> Session + Send + 'static,
@@ -122,12 +238,10 @@ where
         start_here(client, make, Some(share));
         return;
     };
-    // Boxed: the short task then holds a pointer, not the closure's captures.
-    let pending = Box::new((client, make));
-    runtime.spawn(async move {
-        let (client, make) = *pending;
-        start_here(client, make, Some(share));
-    });
+    let arrival: Arrival = Box::new(move || start_here(client, make, Some(share)));
+    if thread.inbox.queue(arrival) {
+        runtime.spawn(async { take_arrivals() });
+    }
 }
 
 /// Registers `client` with this thread's reactor and spawns its session's task here.
@@ -184,6 +298,9 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A thread busy with its sessions may not sleep for a while: it takes what was
+        // handed to it as it goes.
+        take_arrivals();
         self.project().task.poll(cx)
     }
 }
@@ -205,11 +322,112 @@ impl Drop for Share {
 
 #[cfg(test)]
 mod tests {
-    use super::{least_loaded, Counted};
+    use super::{least_loaded, Counted, Inbox};
     use crate::session::Session;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{mpsc, Arc};
+    use std::time::{Duration, Instant};
 
-    /// Every idle keep-alive connection is one such task: past 512 bytes tokio rounds it up
-    /// to 640 (docs/performance.md).
+    /// A thread running a runtime whose park hooks use `inbox`, as a session thread's use its
+    /// own; it runs until `stop` is dropped.
+    fn receiving_thread(
+        inbox: &'static Inbox,
+    ) -> (tokio::runtime::Handle, tokio::sync::oneshot::Sender<()>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .on_thread_park(move || {
+                inbox.before_sleep();
+            })
+            .on_thread_unpark(move || inbox.after_wake())
+            .build()
+            .expect("runtime");
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let _ = runtime.block_on(stopped);
+        });
+        (handle, stop)
+    }
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn is_asleep(inbox: &Inbox) -> bool {
+        inbox.asleep.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn only_a_sleeping_thread_is_woken_and_only_once() {
+        let inbox: &'static Inbox = Box::leak(Box::new(Inbox::new()));
+        let (handle, _stop) = receiving_thread(inbox);
+        let (ran, arrived) = mpsc::channel::<&str>();
+        wait_until("the thread sleeps", || is_asleep(inbox));
+
+        let sender = ran.clone();
+        assert!(inbox.queue(Box::new(move || sender.send("first").unwrap())));
+        let sender = ran.clone();
+        assert!(
+            !inbox.queue(Box::new(move || sender.send("second").unwrap())),
+            "a wake-up is already on its way"
+        );
+        handle.spawn(async move {
+            inbox.take();
+        });
+        let timeout = Duration::from_secs(10);
+        assert_eq!(arrived.recv_timeout(timeout), Ok("first"));
+        assert_eq!(arrived.recv_timeout(timeout), Ok("second"));
+
+        // Busy with a task that takes arrivals at every turn, as sessions do: never asleep,
+        // and what is queued runs without a wake-up.
+        handle.spawn(async move {
+            loop {
+                tokio::task::yield_now().await;
+                inbox.take();
+            }
+        });
+        wait_until("the thread is awake", || !is_asleep(inbox));
+        let sender = ran.clone();
+        assert!(!inbox.queue(Box::new(move || sender.send("third").unwrap())));
+        assert_eq!(arrived.recv_timeout(timeout), Ok("third"));
+    }
+
+    #[test]
+    fn no_arrival_is_lost_to_a_thread_falling_asleep() {
+        let inbox: &'static Inbox = Box::leak(Box::new(Inbox::new()));
+        let (handle, _stop) = receiving_thread(inbox);
+        let started = Arc::new(AtomicUsize::new(0));
+        let (mut wakes, arrivals) = (0, 20_000);
+        for n in 0..arrivals {
+            let counter = Arc::clone(&started);
+            if inbox.queue(Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            })) {
+                wakes += 1;
+                handle.spawn(async move {
+                    inbox.take();
+                });
+            }
+            // Each arrival must start without the help of a later one (which would wake the
+            // thread if an earlier wake-up was lost).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while started.load(Ordering::SeqCst) <= n {
+                assert!(Instant::now() < deadline, "arrival {n} never started");
+                std::hint::spin_loop();
+            }
+            // Vary the gap, so that arrivals meet the thread in every phase of falling
+            // asleep after the last one.
+            for _ in 0..(n % 128) * 8 {
+                std::hint::spin_loop();
+            }
+        }
+        assert!(wakes > 0, "the thread slept between some arrivals");
+    }
+
     #[test]
     fn an_http_connection_task_fits_in_512_bytes() {
         fn counted_size<T>(_: fn(Box<Session>) -> T) -> usize {
