@@ -744,6 +744,9 @@ run_idle() { # path rep [http] -> KiB of proxy RSS per idle proxied connection (
 }
 
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+# Steal time: on a virtual machine, the time the host ran something else while a vCPU had work.
+cpu_times() { awk '/^cpu / { total = 0; for (i = 2; i <= 9; i++) total += $i; print $9, total }' /proc/stat; }  # guest time is already in user time
+CPU_START="$(cpu_times)"
 T0=$SECONDS
 
 if (( WARMUP > 0 )); then
@@ -802,6 +805,7 @@ fi
 
 ELAPSED=$((SECONDS - T0))
 LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+STEAL_PCT="$(echo "$CPU_START $(cpu_times)" | awk '{ d = $4 - $2; printf "%.1f", (d > 0 ? 100 * ($3 - $1) / d : 0) }')"
 alive switchyard || log "WARNING: switchyard exited during the run (log: $WORK/switchyard.log)"
 alive haproxy || log "WARNING: haproxy exited during the run (log: $WORK/haproxy.log)"
 
@@ -897,6 +901,7 @@ echo "$ADDED_NOTE"
 [[ -n "$NOISE_NOTE" ]] && echo "$NOISE_NOTE"
 LAT_NOTE="latency runs run again because the load generator lagged (the machine was busy): $LAT_RERUNS"
 echo "$LAT_NOTE"
+echo "steal time during the measurements: ${STEAL_PCT}% of all CPU time"
 
 # ---------------------------------------------------------------------------- report
 SHA="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo nogit)"
@@ -997,6 +1002,7 @@ version_of() { "$@" 2>&1 | head -1; }
     echo
     echo "- Host: $(uname -srm), $NCPU CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'))"
     echo "- Load average at start: $LOAD_START; at end: $LOAD_END (the machine may be shared; check the spread of raw runs)"
+    echo "- Steal time during the measurements: ${STEAL_PCT}% of all CPU time (a virtual machine's vCPUs waiting for the host: the more, the noisier)"
     echo "- Measurement time: ${ELAPSED}s"
     echo "- switchyard: \`$SWITCHYARD_BIN\` ($(version_of "$SWITCHYARD_BIN" --version))"
     echo "- haproxy: \`$HAPROXY_BIN\` ($(version_of "$HAPROXY_BIN" -v))"

@@ -39,12 +39,15 @@ pub async fn run() {
 
 /// Keeps the runtime polling without sleeping while `setting` is on. Returns when the
 /// setting's sender is gone.
-async fn spin(mut setting: watch::Receiver<bool>) {
+pub(crate) async fn spin(mut setting: watch::Receiver<bool>) {
     loop {
         if *setting.borrow_and_update() {
+            let metrics = tokio::runtime::Handle::current().metrics();
+            let mut idle = crate::idle::Spinning::new(metrics.worker_total_busy_duration(0));
             // A `has_changed` is one atomic load: cheap enough for every turn of the loop.
             while let Ok(false) = setting.has_changed() {
                 tokio::task::yield_now().await;
+                idle.turned(metrics.worker_total_busy_duration(0));
                 // The thread never sleeps, so nothing wakes it for a hand-over.
                 crate::workers::take_arrivals();
                 // The tasks the last poll woke have run (a deferred task runs after them): a
@@ -58,7 +61,7 @@ async fn spin(mut setting: watch::Receiver<bool>) {
                     let started = std::time::Instant::now();
                     std::thread::yield_now();
                     // HAProxy spins inside its poller: waiting, for `Idle_pct`.
-                    crate::idle::spun(started.elapsed());
+                    idle.yielded(started.elapsed());
                 }
             }
         } else if setting.changed().await.is_err() {

@@ -7,7 +7,9 @@
 //! (`worker_total_busy_duration`); every thread's timer floor, which wakes it twice a second,
 //! turns that into the idle share of its last window. Under `busy-polling`, HAProxy's loop
 //! spins inside its poller, so its spinning counts as idle; ours spins in a task (`busy.rs`),
-//! whose turns are counted idle here ([`spun`]) so that the two agree.
+//! whose turns are counted idle here ([`Spinning`]) so that the two agree: a turn in which no
+//! session was polled is idle as a whole (tokio's work between turns included), and of a turn
+//! with sessions, only the time its `sched_yield` gave away.
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,13 +24,65 @@ static THREADS: Mutex<Vec<Arc<AtomicU32>>> = Mutex::new(Vec::new());
 
 thread_local! {
     static SAMPLER: RefCell<Option<Sampler>> = const { RefCell::new(None) };
-    /// Time the busy-polling task spent in its own turns on this thread.
+    /// Time tokio counted busy on this thread that busy polling spent waiting.
     static SPUN: Cell<Duration> = const { Cell::new(Duration::ZERO) };
+    /// Polls of sessions' tasks on this thread.
+    static SESSION_POLLS: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Counts `spent` of the busy-polling task's own time as waiting, not working.
-pub(crate) fn spun(spent: Duration) {
+/// Counts `spent` of tokio's busy time as waiting, not working.
+fn spun(spent: Duration) {
     SPUN.with(|total| total.set(total.get() + spent));
+}
+
+/// Called at every poll of a session's task: busy polling's turns without one are idle.
+pub(crate) fn session_polled() {
+    SESSION_POLLS.with(|polls| polls.set(polls.get().wrapping_add(1)));
+}
+
+fn session_polls() -> u64 {
+    SESSION_POLLS.with(Cell::get)
+}
+
+/// The accounting of one busy-polling loop, from turn to turn. Tokio adds each batch of task
+/// polls to its busy total when it polls its driver; the busy-polling task is polled once per
+/// batch, so at each turn the total has grown by the previous batch, which held the previous
+/// turn and its `sched_yield`.
+pub(crate) struct Spinning {
+    busy: Duration,
+    polls: u64,
+    yielded: Duration,
+}
+
+impl Spinning {
+    /// Starts counting from tokio's busy total `busy`.
+    pub(crate) fn new(busy: Duration) -> Self {
+        Spinning {
+            busy,
+            polls: session_polls(),
+            yielded: Duration::ZERO,
+        }
+    }
+
+    /// A new turn, tokio's busy total now `busy`: the batch since the last turn was waiting
+    /// as a whole if no session was polled since, else only for its `sched_yield`.
+    pub(crate) fn turned(&mut self, busy: Duration) {
+        let polls = session_polls();
+        let batch = busy.saturating_sub(self.busy);
+        spun(if polls == self.polls {
+            batch
+        } else {
+            self.yielded.min(batch)
+        });
+        self.busy = busy;
+        self.polls = polls;
+        self.yielded = Duration::ZERO;
+    }
+
+    /// This turn gave the CPU away for `yielded`.
+    pub(crate) fn yielded(&mut self, yielded: Duration) {
+        self.yielded = yielded;
+    }
 }
 
 /// One thread's measurements at the start of its current window.
@@ -140,20 +194,52 @@ mod tests {
         });
         let idle = slot.load(Ordering::Relaxed);
         assert!(idle >= 80, "a sleeping window reported {idle} % idle");
-        // The spinner's own time counts as waiting.
+        assert!((0..=100).contains(&percent()));
+    }
+
+    /// Busy polling with nothing to do is idle, as HAProxy's spinning in its poller.
+    #[test]
+    fn busy_polling_alone_is_idle() {
+        let runtime = crate::workers::runtime().expect("runtime");
+        let (_setting, receiver) = tokio::sync::watch::channel(true);
+        let slot = runtime.block_on(async {
+            tokio::spawn(crate::busy::spin(receiver));
+            sample();
+            SAMPLER.with(|s| Arc::clone(&s.borrow().as_ref().expect("registered").idle_pct))
+        });
         runtime.block_on(async {
-            let until = Instant::now() + Duration::from_millis(600);
-            tokio::spawn(async move {
-                let started = Instant::now();
-                while Instant::now() < until {}
-                spun(started.elapsed());
-            })
-            .await
-            .unwrap();
+            tokio::time::sleep(Duration::from_millis(600)).await;
             sample();
         });
-        let spinning = slot.load(Ordering::Relaxed);
-        assert!(spinning >= 80, "busy polling reported {spinning} % idle");
-        assert!((0..=100).contains(&percent()));
+        let idle = slot.load(Ordering::Relaxed);
+        assert!(idle >= 97, "busy polling alone reported {idle} % idle");
+    }
+
+    /// The turns' accounting: a batch without a session poll is waiting as a whole, one with
+    /// a session only for its `sched_yield` (whatever the machine's load, which decides how
+    /// long a yield takes in a real loop).
+    #[test]
+    fn spinning_turns_count_idle_unless_a_session_was_polled() {
+        let us = Duration::from_micros;
+        let total = || SPUN.with(Cell::get);
+        let start = total();
+        let mut turns = Spinning::new(us(1_000));
+        turns.yielded(us(3));
+        turns.turned(us(1_010));
+        assert_eq!(total() - start, us(10), "an idle batch, its yield included");
+        turns.yielded(us(4));
+        session_polled();
+        turns.turned(us(1_300));
+        assert_eq!(total() - start, us(14), "a working batch: its yield only");
+        turns.yielded(us(500));
+        session_polled();
+        turns.turned(us(1_302));
+        assert_eq!(
+            total() - start,
+            us(16),
+            "a yield longer than its batch (read late) counts the batch"
+        );
+        turns.turned(us(1_302));
+        assert_eq!(total() - start, us(16), "tokio's total not yet grown");
     }
 }

@@ -301,6 +301,7 @@ impl<F: Future<Output = ()>> Future for Counted<F> {
         // A thread busy with its sessions may not sleep for a while: it takes what was
         // handed to it as it goes.
         take_arrivals();
+        crate::idle::session_polled();
         self.project().task.poll(cx)
     }
 }
