@@ -160,15 +160,25 @@ pub fn start(extra: usize) -> std::io::Result<()> {
         sessions: AtomicU32::new(0),
         inbox: Inbox::new(),
     });
-    for index in 1..=extra {
+    let mut runtimes = Vec::with_capacity(extra);
+    for _ in 1..=extra {
         let runtime = runtime()?;
         threads.push(Thread {
             runtime: Some(runtime.handle().clone()),
             sessions: AtomicU32::new(0),
             inbox: Inbox::new(),
         });
-        // The thread's own timer floor keeps it busy forever; its sessions are spawned
-        // onto it from thread 0.
+        runtimes.push(runtime);
+    }
+    // Before any of them runs: a thread finds its inbox through `THREADS` when it goes to
+    // sleep, and one that slept unseen would not be woken for what is handed to it (until
+    // its timer floor fired, half a second later).
+    if THREADS.set(threads).is_err() {
+        return Ok(());
+    }
+    for (index, runtime) in (1..).zip(runtimes) {
+        // The thread's own timer floor keeps it busy forever; its sessions are handed to it
+        // from thread 0.
         std::thread::Builder::new()
             .name(format!("switchyard-{index}"))
             .spawn(move || {
@@ -177,7 +187,6 @@ pub fn start(extra: usize) -> std::io::Result<()> {
                 runtime.block_on(crate::timer_floor())
             })?;
     }
-    let _ = THREADS.set(threads);
     Ok(())
 }
 
