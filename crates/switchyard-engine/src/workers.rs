@@ -28,9 +28,16 @@ use crate::session::Session;
 
 /// One thread's share of the sessions.
 struct Thread {
-    /// `None` for thread 0, the runtime the accept loops run on.
-    runtime: Option<Handle>,
     sessions: AtomicU32,
+    /// `None` for thread 0, the runtime the accept loops run on: what it accepts it starts
+    /// itself.
+    remote: Option<Remote>,
+}
+
+/// A thread other than thread 0: what it is handed goes through its inbox, and its runtime
+/// runs the task that wakes it.
+struct Remote {
+    runtime: Handle,
     inbox: Inbox,
 }
 
@@ -109,11 +116,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// This thread's inbox: `None` on thread 0 and on threads not started here.
 fn own_inbox() -> Option<&'static Inbox> {
-    let index = current();
-    if index == 0 {
-        return None;
-    }
-    THREADS.get()?.get(index).map(|thread| &thread.inbox)
+    let thread = THREADS.get()?.get(current())?;
+    thread.remote.as_ref().map(|remote| &remote.inbox)
 }
 
 /// Starts the sessions handed to this thread while it was awake (called as sessions are
@@ -156,17 +160,18 @@ pub fn start(extra: usize) -> std::io::Result<()> {
     }
     let mut threads = Vec::with_capacity(extra + 1);
     threads.push(Thread {
-        runtime: None,
         sessions: AtomicU32::new(0),
-        inbox: Inbox::new(),
+        remote: None,
     });
     let mut runtimes = Vec::with_capacity(extra);
     for _ in 1..=extra {
         let runtime = runtime()?;
         threads.push(Thread {
-            runtime: Some(runtime.handle().clone()),
             sessions: AtomicU32::new(0),
-            inbox: Inbox::new(),
+            remote: Some(Remote {
+                runtime: runtime.handle().clone(),
+                inbox: Inbox::new(),
+            }),
         });
         runtimes.push(runtime);
     }
@@ -243,13 +248,13 @@ where
     };
     thread.sessions.fetch_add(1, Ordering::Relaxed);
     let share = Share(u32::try_from(index).unwrap_or(u32::MAX));
-    let Some(runtime) = &thread.runtime else {
+    let Some(remote) = &thread.remote else {
         start_here(client, make, Some(share));
         return;
     };
     let arrival: Arrival = Box::new(move || start_here(client, make, Some(share)));
-    if thread.inbox.queue(arrival) {
-        runtime.spawn(async { take_arrivals() });
+    if remote.inbox.queue(arrival) {
+        remote.runtime.spawn(async { take_arrivals() });
     }
 }
 

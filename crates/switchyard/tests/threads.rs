@@ -309,8 +309,8 @@ fn reload_to(cfg: &std::path::Path, text: &str, stats: u16, expected: &str) {
     assert!(info.contains(expected), "show info:\n{info}");
 }
 
-/// `busy-polling`: both session threads (the main one and `switchyard-1`) use CPU while no
-/// traffic flows, traffic still does, `show info` says so; a reload to a configuration
+/// `busy-polling`: both session threads (the main one and `switchyard-1`) never sleep while
+/// no traffic flows (and `Idle_pct` counts that as waiting), traffic still does, `show info` says so; a reload to a configuration
 /// without it lets them sleep again, one with it turns it back on, and a soft stop drops it
 /// while sessions drain.
 #[test]
