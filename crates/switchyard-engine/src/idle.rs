@@ -106,9 +106,7 @@ pub(crate) fn sample() {
         let mut sampler = sampler.borrow_mut();
         let Some(sampler) = sampler.as_mut() else {
             let idle_pct = Arc::new(AtomicU32::new(100));
-            if let Ok(mut threads) = THREADS.lock() {
-                threads.push(Arc::clone(&idle_pct));
-            }
+            crate::lock(&THREADS).push(Arc::clone(&idle_pct));
             *sampler = Some(Sampler {
                 idle_pct,
                 since: now,
@@ -141,9 +139,7 @@ fn idle_percent(worked: Duration, elapsed: Duration) -> u32 {
 
 /// The session threads' average idle percentage (100 before any has measured a window).
 pub fn percent() -> u32 {
-    let Ok(threads) = THREADS.lock() else {
-        return 100;
-    };
+    let threads = crate::lock(&THREADS);
     if threads.is_empty() {
         return 100;
     }

@@ -40,6 +40,15 @@ pub use control::{ControlError, Weight};
 pub use listener::Listener;
 use state::{AdminState, AgentCheck, Backend, Frontend, LogSettings, Process, Server, ServerCheck};
 
+/// Locks `mutex` even if a thread panicked while holding it. Every mutex here guards plain
+/// data updated in single steps (lists, maps, records), never left half-changed by a
+/// panic; refusing it would turn one failed task into every later session's failure.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// Connections allowed per process when `global maxconn` is not set, before the file
 /// descriptor limit is taken into account.
 const DEFAULT_MAXCONN: u32 = 4096;
@@ -76,29 +85,21 @@ impl Runtime {
     /// Closes this engine's hold on its listening sockets once a reload has taken over the
     /// ones it kept; the others (binds removed from the configuration) close for good.
     pub fn release_listeners(&self) {
-        self.listen_sockets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clear();
+        lock(&self.listen_sockets).clear();
     }
 
     /// The listening sockets (configured address, descriptor) for a replacing process; the
     /// descriptors stay valid while this runtime holds them (until `release_listeners`).
     pub fn listening_fds(&self) -> Vec<(SocketAddr, std::os::fd::RawFd)> {
         use std::os::fd::AsRawFd;
-        self.listen_sockets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.listen_sockets)
             .iter()
             .map(|(addr, socket)| (*addr, socket.as_raw_fd()))
             .collect()
     }
 
     fn inherited_socket(&self, addr: SocketAddr) -> Option<std::io::Result<socket2::Socket>> {
-        let sockets = self
-            .listen_sockets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let sockets = lock(&self.listen_sockets);
         sockets
             .iter()
             .find(|(a, _)| *a == addr)

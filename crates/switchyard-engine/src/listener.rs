@@ -135,6 +135,9 @@ impl Listener {
             match accepted {
                 Ok((client, client_addr)) => {
                     let socket = crate::pool::Descriptor::open();
+                    // Counted from here, not once set up: a graceful stop waits for a
+                    // connection still in its handshake or on its way to another thread.
+                    let global = crate::state::ProcessSlot::admit(&process, permits.0);
                     // HAProxy counts connections as accepted, before any handshake.
                     let now_ms = crate::rate::now_ms();
                     process.connection_rate.add(now_ms);
@@ -157,7 +160,7 @@ impl Listener {
                         accepted,
                         accept_proxy,
                         tls,
-                        _slots: (permits.0, permits.1, socket),
+                        _slots: (global, permits.1, socket),
                     });
                 }
                 Err(error) => {

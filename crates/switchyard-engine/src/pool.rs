@@ -277,9 +277,7 @@ impl<C: Reusable + Send + 'static> Pool<C> {
     }
 
     fn lock(&self) -> MutexGuard<'_, IdleList<C>> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.idle)
     }
 
     /// A connection opened (or being opened) that is not kept: a TCP session's, whose

@@ -37,7 +37,7 @@ pub struct Session {
 /// Held for a session's whole life: its global and frontend `maxconn` slots, and the client
 /// socket's place in the descriptor count that pooling yields to.
 pub type Slots = (
-    OwnedSemaphorePermit,
+    crate::state::ProcessSlot,
     OwnedSemaphorePermit,
     crate::pool::Descriptor,
 );
@@ -116,14 +116,6 @@ impl ByteSink for Sinks<'_> {
     }
 }
 
-/// The end of a session `Session::start` counted: a graceful stop waits for the last.
-fn ended(process: &Process, frontend: &Frontend) {
-    frontend.counters.session_ended();
-    if process.active.fetch_sub(1, Ordering::Relaxed) == 1 {
-        process.idle.notify_waiters();
-    }
-}
-
 impl Session {
     /// A `mode http` connection, which [`Session::run_http`] serves; else a TCP session,
     /// which [`Session::into_tcp_task`] relays.
@@ -199,7 +191,6 @@ impl Session {
                 _slots,
             };
         }
-        process.active.fetch_add(1, Ordering::Relaxed);
         process.total.fetch_add(1, Ordering::Relaxed);
         process.session_rate.add(crate::rate::now_ms());
         frontend.counters.session_started();
@@ -234,17 +225,17 @@ impl Session {
         };
         let (connection, client, slots) = session.into_http(registered, tls);
         crate::http::serve(&connection, client).await;
-        let crate::http::Connection {
-            process, session, ..
-        } = connection;
+        let crate::http::Connection { session, .. } = connection;
         let frontend = Arc::clone(&session.info.frontend);
         drop(session);
-        ended(&process, &frontend);
+        frontend.counters.session_ended();
+        // Last: the process counts the connection until here (`ProcessSlot`).
         drop(slots);
     }
 
     /// What a `mode http` connection keeps once set up. A plain function, so that the box is
     /// freed here: taken apart in an `async fn`, it would stay allocated until the end.
+    #[allow(clippy::boxed_local)] // the point: the caller's box ends here
     fn into_http(
         self: Box<Self>,
         session: SessionGuard,
@@ -290,7 +281,9 @@ impl Session {
             }
         }
         drop(outcome);
-        ended(process, frontend);
+        frontend.counters.session_ended();
+        // The session's box goes next, the client socket closed before its `ProcessSlot`
+        // uncounts it.
     }
 
     async fn proxy(&self, info: &SessionInfo) -> Outcome {
@@ -321,9 +314,7 @@ impl Session {
             Box::pin(self.connect(&backend, &mut outcome)).await
         {
             outcome.server = Some(Arc::clone(&lease.server));
-            if let Ok(mut server) = info.server.lock() {
-                *server = Some((Arc::clone(&backend), Arc::clone(&lease.server)));
-            }
+            *crate::lock(&info.server) = Some((Arc::clone(&backend), Arc::clone(&lease.server)));
             self.relay(&backend, server_stream, &lease.server, info, &mut outcome)
                 .await;
             drop(socket);

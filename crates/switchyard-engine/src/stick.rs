@@ -51,9 +51,7 @@ impl StickTable {
     }
 
     fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<StickKey, Entry>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.entries)
     }
 
     fn expired(&self, entry: &Entry, now: Instant) -> bool {

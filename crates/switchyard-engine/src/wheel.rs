@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -102,8 +102,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Wheel> {
-        // Nothing in the wheel is left half-updated by a panic worth refusing to go on for.
-        self.wheel.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::lock(&self.wheel)
     }
 }
 

@@ -75,7 +75,7 @@ impl Inbox {
     /// before it checks `asleep`. Sequentially consistent, one of the two sees the other's
     /// store: the thread finds the arrival, or this finds the thread asleep.
     fn queue(&self, arrival: Arrival) -> bool {
-        lock(&self.arrivals).push(arrival);
+        crate::lock(&self.arrivals).push(arrival);
         self.filled.0.store(true, Ordering::SeqCst);
         self.asleep.0.swap(false, Ordering::SeqCst)
     }
@@ -88,7 +88,7 @@ impl Inbox {
         if !self.filled.0.load(Ordering::SeqCst) || !self.filled.0.swap(false, Ordering::SeqCst) {
             return false;
         }
-        let arrivals = std::mem::take(&mut *lock(&self.arrivals));
+        let arrivals = std::mem::take(&mut *crate::lock(&self.arrivals));
         let any = !arrivals.is_empty();
         for arrival in arrivals {
             arrival();
@@ -106,12 +106,6 @@ impl Inbox {
     fn after_wake(&self) {
         self.asleep.0.store(false, Ordering::SeqCst);
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// This thread's inbox: `None` on thread 0 and on threads not started here.

@@ -21,6 +21,17 @@ fn config(front: u16, server: u16) -> String {
     )
 }
 
+/// Switchyard on `cfg`, once it listens on `front`.
+fn start(cfg: &Path, front: u16) -> ChildGuard {
+    let child = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(cfg)).unwrap();
+    switchyard_testkit::wait_for_port(
+        format!("127.0.0.1:{front}").parse().unwrap(),
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    child
+}
+
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
@@ -161,12 +172,7 @@ fn sf_replaces_a_running_process_which_drains_and_exits() {
     let dir = TempDir::new("switchyard-sf").unwrap();
     let (front, s1) = (free_port(), greeter("s1"));
     let cfg = write(dir.path(), "sy.cfg", &config(front, s1));
-    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
-    switchyard_testkit::wait_for_port(
-        format!("127.0.0.1:{front}").parse().unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let mut old = start(&cfg, front);
     assert_eq!(greeting_through(front), "s1");
     // The new process sends to an echo server, to tell who answers.
     let echo = switchyard_testkit::echo_server();
@@ -206,12 +212,7 @@ fn st_terminates_the_running_process_once_the_new_one_listens() {
     let dir = TempDir::new("switchyard-st").unwrap();
     let (front, echo) = (free_port(), switchyard_testkit::echo_server());
     let cfg = write(dir.path(), "sy.cfg", &config(front, echo));
-    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
-    switchyard_testkit::wait_for_port(
-        format!("127.0.0.1:{front}").parse().unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let mut old = start(&cfg, front);
     // An idle session through the old process: draining would keep it for `timeout client`
     // (10 s).
     let mut session = std::net::TcpStream::connect(("127.0.0.1", front)).unwrap();
@@ -256,12 +257,7 @@ fn grace_keeps_accepting_for_a_while_after_a_stop_signal() {
         "sy.cfg",
         &format!("global\n    grace 1500ms\n{}", config(front, s1)),
     );
-    let mut child = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
-    switchyard_testkit::wait_for_port(
-        format!("127.0.0.1:{front}").parse().unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let mut child = start(&cfg, front);
     let signalled = Instant::now();
     child.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(300));
@@ -274,6 +270,49 @@ fn grace_keeps_accepting_for_a_while_after_a_stop_signal() {
         signalled.elapsed()
     );
     assert!(std::net::TcpStream::connect(("127.0.0.1", front)).is_err());
+}
+
+/// A soft stop waits for every connection accepted before it, also one not set up yet: here
+/// one still sending its PROXY header. It used to be counted only once set up, and the
+/// process exited under it.
+#[test]
+fn a_soft_stop_waits_for_a_connection_still_in_its_proxy_header() {
+    use std::io::{Read, Write};
+
+    let dir = TempDir::new("switchyard-soft-proxy").unwrap();
+    let (front, echo) = (free_port(), switchyard_testkit::echo_server());
+    let cfg = write(
+        dir.path(),
+        "sy.cfg",
+        &format!(
+            "defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n\
+             listen db\n    bind 127.0.0.1:{front} accept-proxy\n    server s1 127.0.0.1:{echo}\n"
+        ),
+    );
+    let mut child = start(&cfg, front);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", front)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client.write_all(b"PROXY TCP4 192.0.2.7 ").unwrap();
+    // Accepted and reading its header when the stop comes.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.signal(libc::SIGUSR1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.is_running(),
+        "the process exited under a connection it had accepted: {}",
+        child.output_so_far()
+    );
+    client.write_all(b"127.0.0.1 40000 8080\r\nping").unwrap();
+    let mut answer = [0; 4];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"ping");
+    drop(client);
+    assert!(
+        child.wait_timeout(Duration::from_secs(10)).is_some(),
+        "the process did not exit once its last connection closed"
+    );
 }
 
 /// A binary upgrade under load: the new process takes the listening sockets of the old one
@@ -296,12 +335,7 @@ fn x_and_sf_replace_the_process_under_load_without_a_failed_connection() {
             config(front, echo)
         ),
     );
-    let mut old = ChildGuard::spawn(Command::new(BIN).arg("-f").arg(&cfg)).unwrap();
-    switchyard_testkit::wait_for_port(
-        format!("127.0.0.1:{front}").parse().unwrap(),
-        Duration::from_secs(10),
-    )
-    .unwrap();
+    let mut old = start(&cfg, front);
 
     let load = switchyard_testkit::EchoLoad::start(front, 4);
     std::thread::sleep(Duration::from_millis(300));
