@@ -20,7 +20,8 @@
 //!   `default_backend`, `use_backend` (unconditional), `balance`, `hash-type`, `server`,
 //!   `default-server`, `maxconn`, `fullconn`, `retries`, `http-reuse`, `option` (redispatch, tcplog, httplog,
 //!   tcpka, clitcpka, srvtcpka, dontlognull, allbackups, logasap, forwardfor,
-//!   http-server-close, httpclose, http-keep-alive, http-ignore-probes, the check options below;
+//!   http-server-close, httpclose, http-keep-alive, http-ignore-probes, the check options below,
+//!   and kernel-forward, a Switchyard extension: `mode tcp` sessions forwarded by the kernel;
 //!   other HAProxy options warn), `no option`, `log`/`log global`/`no log`, `timeout *` (and the deprecated
 //!   `contimeout`/`clitimeout`/`srvtimeout`), `disabled`, `enabled`, `id`, `description`;
 //!   `acl`, `tcp-request`, `http-request`, `stick-table`, ... warn and are ignored;

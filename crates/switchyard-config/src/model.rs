@@ -352,6 +352,9 @@ pub struct ProxyOptions {
     pub tcpka: bool,
     pub clitcpka: bool,
     pub srvtcpka: bool,
+    /// `option kernel-forward` (Switchyard extension): `mode tcp` sessions are forwarded by
+    /// the kernel (a BPF sockhash) instead of through the process.
+    pub kernel_forward: bool,
     pub dontlognull: bool,
     pub allbackups: bool,
     pub logasap: bool,

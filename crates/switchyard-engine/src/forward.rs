@@ -132,7 +132,7 @@ pub enum Side {
 }
 
 impl Side {
-    fn other(self) -> Side {
+    pub(crate) fn other(self) -> Side {
         match self {
             Side::Client => Side::Server,
             Side::Server => Side::Client,
@@ -164,7 +164,7 @@ pub struct Limits {
 impl Limits {
     /// The inactivity limit that applies now, and the side to blame when it expires.
     /// Once a direction is shut, the `*-fin` timeouts take over for a half-closed session.
-    fn current(&self, half_closed: bool) -> Option<(Duration, Side)> {
+    pub(crate) fn current(&self, half_closed: bool) -> Option<(Duration, Side)> {
         let pick = |client: Option<Duration>, server: Option<Duration>| match (client, server) {
             (Some(c), Some(s)) if s < c => Some((s, Side::Server)),
             (Some(c), _) => Some((c, Side::Client)),

@@ -11,6 +11,7 @@ mod forward;
 mod health;
 mod http;
 pub mod idle;
+pub mod kernel;
 mod listener;
 pub mod park;
 pub mod persist;
@@ -231,6 +232,7 @@ impl Engine {
                 maxconn: AtomicU32::new(fe_maxconn),
                 timeouts: proxy.timeouts,
                 tcpka: proxy.options.tcpka || proxy.options.clitcpka,
+                kernel_forward: proxy.options.kernel_forward,
                 log: LogSettings {
                     logger,
                     tcplog: proxy.options.tcplog,
@@ -489,6 +491,7 @@ async fn build_backend(
         allbackups: proxy.options.allbackups,
         timeouts: proxy.timeouts,
         tcpka: proxy.options.tcpka || proxy.options.srvtcpka,
+        kernel_forward: proxy.options.kernel_forward,
         counters: previous.map_or_else(Arc::default, |b| Arc::clone(&b.counters)),
         slot_freed: Notify::new(),
         queue_limit,

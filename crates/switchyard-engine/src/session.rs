@@ -396,7 +396,24 @@ impl Session {
             };
             // Kill orders (this server's, or this session's) are polled in place: an idle
             // session keeps no waiter future for them.
-            let forwarding = forward::forward(&self.client, &server_stream, limits, &sinks);
+            let in_kernel = self.frontend.kernel_forward || backend.kernel_forward;
+            let forwarding = async {
+                if in_kernel {
+                    // Boxed: a relay in user space keeps no room for it.
+                    let capacity = self.process.hard_maxconn.saturating_mul(2);
+                    let kernel = crate::kernel::forward(
+                        &self.client,
+                        &server_stream,
+                        limits,
+                        &sinks,
+                        capacity,
+                    );
+                    if let Some(result) = Box::pin(kernel).await {
+                        return result;
+                    }
+                }
+                forward::forward(&self.client, &server_stream, limits, &sinks).await
+            };
             let killed = tokio::select! {
                 biased;
                 cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),

@@ -384,6 +384,8 @@ pub struct Backend {
     pub allbackups: bool,
     pub timeouts: config::Timeouts,
     pub tcpka: bool,
+    /// `option kernel-forward`: its TCP sessions are forwarded by the kernel (`kernel`).
+    pub kernel_forward: bool,
     pub counters: Arc<Counters>,
     /// Woken whenever a server slot frees up or eligibility changes, so queued sessions retry.
     pub slot_freed: Notify,
@@ -436,6 +438,8 @@ pub struct Frontend {
     pub maxconn: AtomicU32,
     pub timeouts: config::Timeouts,
     pub tcpka: bool,
+    /// `option kernel-forward`: its TCP sessions are forwarded by the kernel (`kernel`).
+    pub kernel_forward: bool,
     pub log: LogSettings,
     pub counters: Arc<Counters>,
     /// `mode http`: requests are proxied one by one (see the `http` module).

@@ -181,6 +181,12 @@ pub struct PgbenchReport {
 }
 
 impl PgbenchReport {
+    /// Panics unless pgbench exited 0 with no failed transaction, showing its output.
+    pub fn assert_clean(&self) {
+        assert_eq!(self.exit_code, Some(0), "{}", self.raw);
+        assert_eq!(self.failed, 0, "{}", self.raw);
+    }
+
     /// Parses pgbench's summary. Fails if there is no `tps =` or transaction count line.
     pub fn parse(raw: &str) -> Result<PgbenchReport> {
         let value_after = |prefix: &str| -> Option<&str> {
