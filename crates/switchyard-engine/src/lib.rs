@@ -11,7 +11,7 @@ mod forward;
 mod health;
 mod http;
 pub mod idle;
-pub mod kernel;
+mod kernel;
 mod listener;
 pub mod park;
 pub mod persist;
