@@ -153,7 +153,7 @@ impl Listener {
                     crate::workers::dispatch(client, move |client| Session {
                         process,
                         frontend,
-                        client,
+                        client: Some(client),
                         client_addr,
                         local_addr,
                         accepted_at,

@@ -22,7 +22,8 @@ use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionGuard, 
 pub struct Session {
     pub process: Arc<Process>,
     pub frontend: Arc<Frontend>,
-    pub client: TcpStream,
+    /// `None` once handed to the kernel (`option kernel-forward`), which closes it.
+    pub client: Option<TcpStream>,
     pub client_addr: SocketAddr,
     pub local_addr: SocketAddr,
     pub accepted_at: SystemTime,
@@ -144,7 +145,8 @@ impl Session {
         if self.accept_proxy {
             // Boxed, as the other setup steps below: a task's allocation is as large as its
             // largest state, and an idle session should not keep the size of its setup.
-            match Box::pin(read_proxy_header(&self.client, frontend.timeouts.client)).await {
+            let client = self.client.as_ref()?;
+            match Box::pin(read_proxy_header(client, frontend.timeouts.client)).await {
                 Ok(Some(addresses)) => {
                     self.client_addr = addresses.source;
                     self.local_addr = addresses.destination;
@@ -171,7 +173,7 @@ impl Session {
                 _slots,
             } = *self;
             let timeout = frontend.timeouts.client.unwrap_or(Duration::from_secs(5));
-            let client = match Box::pin(tls.accept(client, timeout)).await {
+            let client = match Box::pin(tls.accept(client?, timeout)).await {
                 Ok(client) => client,
                 Err(error) => {
                     tracing::debug!(frontend = %frontend.name, client = %client_addr, %error, "TLS handshake failed");
@@ -181,7 +183,7 @@ impl Session {
             *self = Session {
                 process,
                 frontend,
-                client,
+                client: Some(client),
                 client_addr,
                 local_addr,
                 accepted_at,
@@ -194,7 +196,9 @@ impl Session {
         process.total.fetch_add(1, Ordering::Relaxed);
         process.session_rate.add(crate::rate::now_ms());
         frontend.counters.session_started();
-        tune_client(&self.client, frontend.tcpka);
+        if let Some(client) = &self.client {
+            tune_client(client, frontend.tcpka);
+        }
         let per_request_log = frontend.http.as_ref().is_some_and(|h| h.httplog);
         if !frontend.log.tcplog && !per_request_log {
             if let Some(logger) = &frontend.log.logger {
@@ -223,7 +227,9 @@ impl Session {
         let Some((session, registered)) = self.start().await else {
             return;
         };
-        let (connection, client, slots) = session.into_http(registered, tls);
+        let Some((connection, client, slots)) = session.into_http(registered, tls) else {
+            return;
+        };
         crate::http::serve(&connection, client).await;
         let crate::http::Connection { session, .. } = connection;
         let frontend = Arc::clone(&session.info.frontend);
@@ -240,7 +246,7 @@ impl Session {
         self: Box<Self>,
         session: SessionGuard,
         tls: bool,
-    ) -> (crate::http::Connection, TcpStream, Slots) {
+    ) -> Option<(crate::http::Connection, TcpStream, Slots)> {
         let Session {
             process,
             client,
@@ -252,16 +258,16 @@ impl Session {
             session,
             tls,
         };
-        (connection, client, slots)
+        Some((connection, client?, slots))
     }
 
     /// A `mode tcp` session: relayed, then logged as `option tcplog` does.
     async fn run_tcp(self: Box<Self>) {
-        let Some((session, registered)) = self.start().await else {
+        let Some((mut session, registered)) = self.start().await else {
             return;
         };
-        let (process, frontend) = (&session.process, &session.frontend);
         let outcome = session.proxy(&registered.info).await;
+        let (process, frontend) = (&session.process, &session.frontend);
         drop(registered);
 
         if frontend.log.tcplog {
@@ -286,7 +292,7 @@ impl Session {
         // uncounts it.
     }
 
-    async fn proxy(&self, info: &SessionInfo) -> Outcome {
+    async fn proxy(&mut self, info: &SessionInfo) -> Outcome {
         let mut outcome = Outcome {
             backend: self.frontend.backend.clone(),
             server: None,
@@ -346,7 +352,7 @@ impl Session {
             backend,
             hint,
             (self.client_addr, self.local_addr),
-            || client_closed(&self.client),
+            || client_closed(self.client.as_ref()),
             None::<&mut Reuse<'_, std::convert::Infallible>>,
             &mut report,
         )
@@ -373,7 +379,7 @@ impl Session {
     /// every TCP session's future here.
     #[allow(clippy::manual_async_fn)] // the point: see above
     fn relay<'a>(
-        &'a self,
+        &'a mut self,
         backend: &'a Arc<Backend>,
         server_stream: TcpStream,
         server: &'a Server,
@@ -394,26 +400,32 @@ impl Session {
                 backend,
                 server,
             };
+            let mut server_stream = server_stream;
+            if self.frontend.kernel_forward || backend.kernel_forward {
+                let Some(client) = self.client.take() else {
+                    return;
+                };
+                let capacity = self.process.hard_maxconn.saturating_mul(2);
+                let kernel = KernelRelay {
+                    limits,
+                    sinks: &sinks,
+                    info,
+                    capacity,
+                };
+                // Boxed: a session relayed in user space keeps no room for it.
+                let back = Box::pin(kernel.run(client, server_stream, backend, server, outcome));
+                let Some((client, server)) = back.await else {
+                    return;
+                };
+                self.client = Some(client);
+                server_stream = server;
+            }
+            let Some(client) = self.client.as_ref() else {
+                return;
+            };
             // Kill orders (this server's, or this session's) are polled in place: an idle
             // session keeps no waiter future for them.
-            let in_kernel = self.frontend.kernel_forward || backend.kernel_forward;
-            let forwarding = async {
-                if in_kernel {
-                    // Boxed: a relay in user space keeps no room for it.
-                    let capacity = self.process.hard_maxconn.saturating_mul(2);
-                    let kernel = crate::kernel::forward(
-                        &self.client,
-                        &server_stream,
-                        limits,
-                        &sinks,
-                        capacity,
-                    );
-                    if let Some(result) = Box::pin(kernel).await {
-                        return result;
-                    }
-                }
-                forward::forward(&self.client, &server_stream, limits, &sinks).await
-            };
+            let forwarding = forward::forward(client, &server_stream, limits, &sinks);
             let killed = tokio::select! {
                 biased;
                 cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
@@ -422,47 +434,111 @@ impl Session {
             let (ending, transferred) = match killed {
                 Ok(result) => result,
                 Err(cause) => {
-                    outcome.cause = match cause {
-                        KillCause::Down => TerminationCause::Down,
-                        KillCause::Up => TerminationCause::Up,
-                        KillCause::Admin => TerminationCause::Killed,
-                    };
-                    outcome.state = SessionState::Data;
+                    killed_by(cause, outcome);
                     let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
-                    let _ = socket2::SockRef::from(&self.client).set_linger(Some(Duration::ZERO));
+                    let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
                     return;
                 }
             };
-            outcome.upstream = transferred.upstream;
-            outcome.downstream = transferred.downstream;
-            outcome.state = SessionState::Data;
-            match ending {
-                Ending::Closed => {
-                    outcome.cause = TerminationCause::Normal;
-                    outcome.state = SessionState::Closed;
-                }
-                Ending::Aborted(Side::Client) => {
-                    outcome.cause = TerminationCause::ClientAbort;
-                    for counters in [&server.counters, &backend.counters] {
-                        counters.client_aborts.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ending::Aborted(Side::Server) => {
-                    outcome.cause = TerminationCause::ServerAbort;
-                    for counters in [&server.counters, &backend.counters] {
-                        counters.server_aborts.fetch_add(1, Ordering::Relaxed);
-                        counters.response_errors.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-                Ending::TimedOut(Side::Client) => outcome.cause = TerminationCause::ClientTimeout,
-                Ending::TimedOut(Side::Server) => outcome.cause = TerminationCause::ServerTimeout,
-            }
+            record(ending, transferred, backend, server, outcome);
             if !matches!(ending, Ending::Closed) {
                 // Reset rather than linger on a broken or timed-out session.
                 let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
             }
             drop(server_stream);
         }
+    }
+}
+
+/// A session's relay in the kernel (`option kernel-forward`).
+struct KernelRelay<'a> {
+    limits: Limits,
+    sinks: &'a Sinks<'a>,
+    info: &'a SessionInfo,
+    capacity: u32,
+}
+
+impl KernelRelay<'_> {
+    /// Forwards in the kernel until the session ends; the sockets back if the kernel refused
+    /// them (they are then relayed in user space).
+    async fn run(
+        self,
+        client: TcpStream,
+        server_stream: TcpStream,
+        backend: &Backend,
+        server: &Server,
+        outcome: &mut Outcome,
+    ) -> Option<(TcpStream, TcpStream)> {
+        let mut linked = match crate::kernel::link(client, server_stream, self.capacity) {
+            crate::kernel::Link::Linked(linked) => linked,
+            crate::kernel::Link::Refused(client, server) => return Some((client, server)),
+            crate::kernel::Link::Lost => {
+                outcome.cause = TerminationCause::Proxy;
+                outcome.state = SessionState::Data;
+                return None;
+            }
+        };
+        let killed = tokio::select! {
+            biased;
+            cause = std::future::poll_fn(|cx| self.info.kill.poll_killed(cx)) => Err(cause),
+            result = linked.run(self.limits, self.sinks) => Ok(result),
+        };
+        match killed {
+            Ok((ending, transferred)) => {
+                record(ending, transferred, backend, server, outcome);
+                // As in user space: a broken or timed-out session resets its server side.
+                linked.reset_on_close(false, !matches!(ending, Ending::Closed));
+            }
+            Err(cause) => {
+                killed_by(cause, outcome);
+                linked.reset_on_close(true, true);
+            }
+        }
+        None
+    }
+}
+
+/// A kill order's cause in the session's log line.
+fn killed_by(cause: KillCause, outcome: &mut Outcome) {
+    outcome.cause = match cause {
+        KillCause::Down => TerminationCause::Down,
+        KillCause::Up => TerminationCause::Up,
+        KillCause::Admin => TerminationCause::Killed,
+    };
+    outcome.state = SessionState::Data;
+}
+
+/// How forwarding ended, in the log line and the server's and backend's counters.
+fn record(
+    ending: Ending,
+    transferred: forward::Transferred,
+    backend: &Backend,
+    server: &Server,
+    outcome: &mut Outcome,
+) {
+    outcome.upstream = transferred.upstream;
+    outcome.downstream = transferred.downstream;
+    outcome.state = SessionState::Data;
+    match ending {
+        Ending::Closed => {
+            outcome.cause = TerminationCause::Normal;
+            outcome.state = SessionState::Closed;
+        }
+        Ending::Aborted(Side::Client) => {
+            outcome.cause = TerminationCause::ClientAbort;
+            for counters in [&server.counters, &backend.counters] {
+                counters.client_aborts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ending::Aborted(Side::Server) => {
+            outcome.cause = TerminationCause::ServerAbort;
+            for counters in [&server.counters, &backend.counters] {
+                counters.server_aborts.fetch_add(1, Ordering::Relaxed);
+                counters.response_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ending::TimedOut(Side::Client) => outcome.cause = TerminationCause::ClientTimeout,
+        Ending::TimedOut(Side::Server) => outcome.cause = TerminationCause::ServerTimeout,
     }
 }
 
@@ -818,7 +894,10 @@ async fn send_proxy_header(
 }
 
 /// Completes when the client closes or resets while we are still choosing a server.
-async fn client_closed(client: &TcpStream) {
+async fn client_closed(client: Option<&TcpStream>) {
+    let Some(client) = client else {
+        return;
+    };
     let mut probe = [0u8; 1];
     loop {
         if client.readable().await.is_err() {

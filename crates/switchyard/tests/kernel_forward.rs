@@ -102,6 +102,53 @@ fn bulk_both_ways_with_half_close_stays_in_the_kernel() {
     assert_eq!(state, "--", "{}", lines[0]);
 }
 
+/// Context switches of all the process's threads so far: how often it was woken.
+fn wake_ups(proxy: &Switchyard) -> u64 {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.pid())).unwrap();
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// The kernel tells a socket's reader of every message it redirects; the sockets are out
+/// of the process's event loop, so that does not wake it.
+#[test]
+fn round_trips_do_not_wake_the_process() {
+    let (proxy, front) = start(
+        echo_server(),
+        "    timeout client 10s\n    timeout server 10s\n",
+    );
+    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client.set_nodelay(true).unwrap();
+    let mut answer = [0u8; 200];
+    // The first round trip sets the session up (connect, link).
+    client.write_all(&[1; 200]).unwrap();
+    client.read_exact(&mut answer).unwrap();
+    let before = wake_ups(&proxy);
+    const ROUND_TRIPS: u64 = 2_000;
+    for turn in 0..ROUND_TRIPS {
+        let message = [(turn % 251) as u8; 200];
+        client.write_all(&message).unwrap();
+        client.read_exact(&mut answer).unwrap();
+        assert_eq!(answer, message);
+    }
+    let woken = wake_ups(&proxy) - before;
+    eprintln!("{ROUND_TRIPS} round trips woke the process {woken} times");
+    // Its own timers (a 500 ms floor, stats) still run: a few wake-ups a second.
+    assert!(woken < ROUND_TRIPS / 20, "woken {woken} times");
+}
+
 #[test]
 fn an_idle_session_ends_on_the_client_timeout() {
     let (proxy, front) = start(
