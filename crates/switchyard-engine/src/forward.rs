@@ -586,8 +586,9 @@ fn is_retry(error: &io::Error) -> bool {
     )
 }
 
-/// Half-closes the write side, treating an already disconnected socket as done.
-fn shutdown_write(to: &TcpStream) -> io::Result<()> {
+/// Half-closes the write side, treating an already disconnected socket as done (also for
+/// the sockets the kernel forwards, `kernel`).
+pub(crate) fn shutdown_write(to: &impl AsFd) -> io::Result<()> {
     match socket2::SockRef::from(to).shutdown(Shutdown::Write) {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
         other => other,

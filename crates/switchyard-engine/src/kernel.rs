@@ -3,9 +3,10 @@
 //! one socket receives out of the other. No byte crosses user space, and the process is not
 //! woken per message: the sockets leave the event loop while the kernel forwards (the kernel
 //! signals a socket's reader after every message it redirects), and the session watches
-//! them for a FIN or an error only (`watch`), besides the inactivity timeout. On loopback, pgbench -S keeps 0.80 of a direct connection's rate against 0.63
-//! in user space; short connections and single bulk streams cost more than in user space,
-//! so it is an option (docs/performance.md, "In-kernel forwarding").
+//! them for a FIN or an error only (`watch`), besides the inactivity timeout. On loopback,
+//! pgbench -S keeps 0.80 of a direct connection's rate against 0.63 in user space; short
+//! connections and single bulk streams cost more than in user space, so it is an option
+//! (docs/performance.md, "In-kernel forwarding").
 //!
 //! What changes against the user-space relay (`forward`):
 //! - byte counts come from the kernel (`TCP_INFO`), added to the stats as the session is
@@ -46,7 +47,7 @@ mod watch;
 /// A socket while the kernel forwards it: out of the event loop.
 pub(crate) type Socket = std::net::TcpStream;
 
-use crate::forward::{ByteSink, Ending, Limits, Side, Transferred};
+use crate::forward::{shutdown_write, ByteSink, Ending, Limits, Side, Transferred};
 
 /// How often a side that sent its FIN is checked for its last bytes to have been queued on
 /// the other socket (the kernel gives no signal for it).
@@ -201,12 +202,25 @@ impl Linked {
         sink: &dyn ByteSink,
     ) -> (Ending, Transferred) {
         let ending = self.forward(limits, sink).await;
-        (ending, self.count(sink))
+        let transferred = match (counts(&self.client), counts(&self.server)) {
+            (Ok(client), Ok(server)) => self.count(sink, &client, &server),
+            _ => self.counted,
+        };
+        (ending, transferred)
     }
 
     async fn forward(&mut self, limits: Limits, sink: &dyn ByteSink) -> Ending {
         loop {
-            if let Err(ending) = self.pass_fins() {
+            // One reading of the kernel's counts per turn, for the stats, the FINs and the
+            // inactivity timeout.
+            let client = counts(&self.client).map_err(|_| Ending::Aborted(Side::Client));
+            let server = counts(&self.server).map_err(|_| Ending::Aborted(Side::Server));
+            let (client, server) = match (client, server) {
+                (Ok(client), Ok(server)) => (client, server),
+                (Err(ending), _) | (_, Err(ending)) => return ending,
+            };
+            self.count(sink, &client, &server);
+            if let Err(ending) = self.pass_fins(&client, &server) {
                 return ending;
             }
             if self.up.shut && self.down.shut {
@@ -214,11 +228,12 @@ impl Linked {
             }
             let half_closed = self.up.fin_seen || self.down.fin_seen;
             let limit = limits.current(half_closed);
-            let idle = match (idle_for(&self.client), idle_for(&self.server)) {
-                (Ok(a), Ok(b)) => a.min(b),
-                (Err(_), _) => return Ending::Aborted(Side::Client),
-                (_, Err(_)) => return Ending::Aborted(Side::Server),
-            };
+            for (socket, side) in [(&self.client, Side::Client), (&self.server, Side::Server)] {
+                if !matches!(socket.take_error(), Ok(None)) {
+                    return Ending::Aborted(side);
+                }
+            }
+            let idle = client.idle.min(server.idle);
             if let Some((limit, side)) = limit {
                 if idle >= limit {
                     return Ending::TimedOut(side);
@@ -246,7 +261,6 @@ impl Linked {
                     }
                 }
             }
-            self.count(sink);
         }
     }
 
@@ -272,16 +286,16 @@ impl Linked {
 
     /// Shuts the write side of each socket whose peer sent its FIN, once the kernel has
     /// queued everything received before it.
-    fn pass_fins(&mut self) -> Result<(), Ending> {
+    fn pass_fins(&mut self, client: &Counts, server: &Counts) -> Result<(), Ending> {
         if self.up.draining() {
-            let (received, queued) = self.pair.upstream(&self.client, &self.server, &self.up);
+            let (received, queued) = self.pair.upstream(client, server, &self.up);
             if queued >= received {
                 shutdown_write(&self.server).map_err(|_| Ending::Aborted(Side::Server))?;
                 self.up.shut = true;
             }
         }
         if self.down.draining() {
-            let (received, queued) = self.pair.downstream(&self.client, &self.server, &self.down);
+            let (received, queued) = self.pair.downstream(client, server, &self.down);
             if queued >= received {
                 shutdown_write(&self.client).map_err(|_| Ending::Aborted(Side::Client))?;
                 self.down.shut = true;
@@ -291,9 +305,9 @@ impl Linked {
     }
 
     /// Bytes carried so far; what the stats have not seen yet is added to them.
-    fn count(&mut self, sink: &dyn ByteSink) -> Transferred {
-        let (_, upstream) = self.pair.upstream(&self.client, &self.server, &self.up);
-        let (_, downstream) = self.pair.downstream(&self.client, &self.server, &self.down);
+    fn count(&mut self, sink: &dyn ByteSink, client: &Counts, server: &Counts) -> Transferred {
+        let (_, upstream) = self.pair.upstream(client, server, &self.up);
+        let (_, downstream) = self.pair.downstream(client, server, &self.down);
         if upstream > self.counted.upstream {
             sink.add_upstream(upstream - self.counted.upstream);
             self.counted.upstream = upstream;
@@ -352,20 +366,23 @@ fn read_through(from: &Socket, to: &Socket) -> Result<Read, Failed> {
     }
 }
 
-fn shutdown_write(socket: &Socket) -> io::Result<()> {
-    match socket2::SockRef::from(socket).shutdown(std::net::Shutdown::Write) {
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-        other => other,
-    }
+/// What the kernel says of one socket at one moment.
+struct Counts {
+    /// Bytes received from the peer, its FIN included.
+    received: u64,
+    /// Bytes ever queued for sending (see [`queued`]), this side's FIN included.
+    queued: u64,
+    /// Since the socket last received data.
+    idle: Duration,
 }
 
-/// How long since `socket` last received data; an error if the socket failed.
-fn idle_for(socket: &Socket) -> io::Result<Duration> {
-    if let Some(error) = socket.take_error()? {
-        return Err(error);
-    }
+fn counts(socket: &Socket) -> io::Result<Counts> {
     let info = tcp_info(socket)?;
-    Ok(Duration::from_millis(u64::from(info.last_data_recv_ms)))
+    Ok(Counts {
+        received: info.bytes_received,
+        queued: queued_after(&info, socket)?,
+        idle: Duration::from_millis(u64::from(info.last_data_recv_ms)),
+    })
 }
 
 /// The two sockets of a session in the map, and the kernel's byte counts at that moment.
@@ -406,26 +423,42 @@ impl Pair {
         Ok(pair)
     }
 
-    /// Client bytes received (not counting what user space read before), and queued on the
-    /// server socket since the pair was linked. A FIN takes a sequence number and the kernel
-    /// counts it as a byte, on both sockets.
-    fn upstream(&self, client: &Socket, server: &Socket, flow: &Flow) -> (u64, u64) {
-        let received = tcp_info(client).map_or(0, |i| i.bytes_received);
-        let queued = queued(server).unwrap_or(0);
-        (
-            received.saturating_sub(self.client_consumed + u64::from(flow.fin_seen)),
-            queued.saturating_sub(self.server_queued + u64::from(flow.shut)),
+    /// Client bytes received and queued on the server socket since the pair was linked.
+    fn upstream(&self, client: &Counts, server: &Counts, flow: &Flow) -> (u64, u64) {
+        carried(
+            (client, self.client_consumed),
+            (server, self.server_queued),
+            flow,
         )
     }
 
-    fn downstream(&self, client: &Socket, server: &Socket, flow: &Flow) -> (u64, u64) {
-        let received = tcp_info(server).map_or(0, |i| i.bytes_received);
-        let queued = queued(client).unwrap_or(0);
-        (
-            received.saturating_sub(self.server_consumed + u64::from(flow.fin_seen)),
-            queued.saturating_sub(self.client_queued + u64::from(flow.shut)),
+    /// Server bytes received and queued on the client socket since the pair was linked.
+    fn downstream(&self, client: &Counts, server: &Counts, flow: &Flow) -> (u64, u64) {
+        carried(
+            (server, self.server_consumed),
+            (client, self.client_queued),
+            flow,
         )
     }
+}
+
+/// One direction's bytes since the pair was linked: received on the sender's socket (not
+/// counting what user space read before) and queued on the receiver's (not counting what
+/// user space wrote before). A FIN takes a sequence number and the kernel counts it as a
+/// byte, on both sockets.
+fn carried(
+    (sender, consumed): (&Counts, u64),
+    (receiver, queued): (&Counts, u64),
+    flow: &Flow,
+) -> (u64, u64) {
+    (
+        sender
+            .received
+            .saturating_sub(consumed + u64::from(flow.fin_seen)),
+        receiver
+            .queued
+            .saturating_sub(queued + u64::from(flow.shut)),
+    )
 }
 
 impl Drop for Pair {
@@ -516,8 +549,12 @@ fn socket_cookie(socket: &Socket) -> io::Result<u64> {
 
 /// Bytes ever queued for sending on `socket`: acknowledged plus still queued.
 fn queued(socket: &Socket) -> io::Result<u64> {
-    let acked = tcp_info(socket)?.bytes_acked;
-    Ok(acked + u64::from(ioctl_count(socket, libc::TIOCOUTQ)?))
+    queued_after(&tcp_info(socket)?, socket)
+}
+
+/// [`queued`], with `info` read from `socket` just before.
+fn queued_after(info: &TcpInfo, socket: &Socket) -> io::Result<u64> {
+    Ok(info.bytes_acked + u64::from(ioctl_count(socket, libc::TIOCOUTQ)?))
 }
 
 /// Bytes received from the peer that user space has read: received minus still queued.

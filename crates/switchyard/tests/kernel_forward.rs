@@ -28,6 +28,15 @@ fn start(server: u16, timeouts: &str) -> (Switchyard, u16) {
     (proxy, front)
 }
 
+/// A client of the frontend at `front`, whose reads give up after 10 s.
+fn connect(front: u16) -> TcpStream {
+    let client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+}
+
 /// Bytes the process read through system calls so far (`rchar`).
 fn bytes_read(proxy: &Switchyard) -> u64 {
     let io = std::fs::read_to_string(format!("/proc/{}/io", proxy.pid())).unwrap();
@@ -77,10 +86,7 @@ fn bulk_both_ways_with_half_close_stays_in_the_kernel() {
     let before = bytes_read(&proxy);
     const SIZE: usize = 8 << 20;
     let payload: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
-    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = connect(front);
     let mut writer = client.try_clone().unwrap();
     let sent = payload.clone();
     let sender = std::thread::spawn(move || {
@@ -126,10 +132,7 @@ fn round_trips_do_not_wake_the_process() {
         echo_server(),
         "    timeout client 10s\n    timeout server 10s\n",
     );
-    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    let mut client = connect(front);
     client.set_nodelay(true).unwrap();
     let mut answer = [0u8; 200];
     // The first round trip sets the session up (connect, link).
@@ -155,12 +158,9 @@ fn an_idle_session_ends_on_the_client_timeout() {
         echo_server(),
         "    timeout client 600ms\n    timeout server 10s\n",
     );
-    let mut client = TcpStream::connect(("127.0.0.1", front)).unwrap();
+    let mut client = connect(front);
     client.write_all(b"ping").unwrap();
     let mut answer = [0u8; 4];
-    client
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
     client.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"ping");
     let idle_from = Instant::now();
