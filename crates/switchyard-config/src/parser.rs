@@ -2485,5 +2485,11 @@ fn validate(sink: &mut Sink, proxies: &[Draft]) {
         if p.kind.has_frontend() && accepts && !routes && p.servers.is_empty() && !stats_only {
             sink.warn(&p.span, format!("{kw} '{}' has no backend (no default_backend, use_backend or server); connections will be rejected", p.name));
         }
+        if p.mode == Mode::Http && p.options.kernel_forward && !stats_only {
+            sink.warn(
+                &p.span,
+                format!("{kw} '{}': 'option kernel-forward' applies to 'mode tcp' only; ignored in 'mode http'", p.name),
+            );
+        }
     }
 }

@@ -813,6 +813,17 @@ fn frontend_warnings() {
 }
 
 #[test]
+fn kernel_forward_outside_mode_tcp_is_reported() {
+    let w = warnings("defaults\n option kernel-forward\nlisten db\n bind :1\n server s 127.0.0.1:2\nfrontend web\n mode http\n bind :3\n default_backend app\nbackend app\n mode http\n no option kernel-forward\n server s 127.0.0.1:4\n");
+    assert_eq!(
+        w,
+        ["t.cfg:6: warning: frontend 'web': 'option kernel-forward' applies to 'mode tcp' only; ignored in 'mode http'"]
+    );
+    let p = ok("defaults\n option kernel-forward\nlisten db\n bind :1\n server s 127.0.0.1:2\n");
+    assert!(p.config.proxy("db").unwrap().options.kernel_forward);
+}
+
+#[test]
 fn listen_old_form_with_address() {
     let p = ok("listen pg 0.0.0.0:5432\n server s 1.1.1.1:5432\n");
     let l = &p.config.proxies[0];

@@ -193,6 +193,27 @@ pub struct Transferred {
     pub downstream: u64,
 }
 
+impl Transferred {
+    /// These counts followed by `then`'s (a session relayed in two stages).
+    pub fn then(self, then: Transferred) -> Transferred {
+        Transferred {
+            upstream: self.upstream + then.upstream,
+            downstream: self.downstream + then.downstream,
+        }
+    }
+}
+
+/// How a relay stopped.
+#[derive(Debug, Clone, Copy)]
+pub enum Relayed {
+    /// The session is over.
+    Ended(Ending, Transferred),
+    /// The session settled into small request/response turns (see
+    /// [`Forward::settle_after`]): nothing is buffered, both sides are open, and the caller
+    /// may carry on forwarding it another way. The bytes carried so far.
+    Settled(Transferred),
+}
+
 /// Live byte counters the caller can read while forwarding runs (stats).
 pub trait ByteSink: Sync {
     fn add_upstream(&self, bytes: u64);
@@ -221,6 +242,9 @@ pub fn forward<'a>(
             last_activity_ms: coarse_now_ms(),
             is_half_closed: false,
             splice: SPLICE_ENABLED.load(Ordering::Relaxed),
+            turns: 0,
+            last_sender: None,
+            settle_after: 0,
         },
         client,
         server,
@@ -239,8 +263,19 @@ pub struct Forward<'a> {
     sink: &'a dyn ByteSink,
 }
 
+impl Forward<'_> {
+    /// Stops with [`Relayed::Settled`] once the session has made `turns` turns (the sending
+    /// side changed that often) without a read ever filling a buffer, and nothing waits to
+    /// be written. A database session settles after a few queries; a bulk flow, or a short
+    /// session, never does. `0` (the default) never stops.
+    pub fn settle_after(mut self, turns: u32) -> Self {
+        self.relay.settle_after = turns;
+        self
+    }
+}
+
 impl Future for Forward<'_> {
-    type Output = (Ending, Transferred);
+    type Output = Relayed;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -291,6 +326,11 @@ struct Relay {
     /// One direction has seen a FIN: the `*-fin` timeouts apply.
     is_half_closed: bool,
     splice: bool,
+    /// How often the sending side changed, up to `settle_after`.
+    turns: u32,
+    last_sender: Option<Side>,
+    /// See [`Forward::settle_after`]; 0: never.
+    settle_after: u32,
 }
 
 impl Relay {
@@ -301,7 +341,7 @@ impl Relay {
         server: &TcpStream,
         sink: &dyn ByteSink,
         alarm: &mut Alarm,
-    ) -> Poll<(Ending, Transferred)> {
+    ) -> Poll<Relayed> {
         let moves = [
             (client, server, Side::Client),
             (server, client, Side::Server),
@@ -324,23 +364,43 @@ impl Relay {
                     Side::Server => sink.add_downstream(moved),
                 }
                 self.last_activity_ms = coarse_now_ms();
+                if self.last_sender != Some(from_side) && self.turns < self.settle_after {
+                    self.turns += 1;
+                    self.last_sender = Some(from_side);
+                }
             }
             match progress {
                 // As HAProxy, an error on either side closes both at once.
-                Poll::Ready(Err(side)) => {
-                    return Poll::Ready((Ending::Aborted(side), self.transferred()))
-                }
+                Poll::Ready(Err(side)) => return self.ended(Ending::Aborted(side)),
                 Poll::Ready(Ok(())) => self.is_half_closed = true,
                 Poll::Pending => {}
             }
         }
         if self.up.is_done() && self.down.is_done() {
-            return Poll::Ready((Ending::Closed, self.transferred()));
+            return self.ended(Ending::Closed);
+        }
+        if self.is_settled() {
+            return Poll::Ready(Relayed::Settled(self.transferred()));
         }
         match self.poll_deadline(cx, alarm) {
-            Some(side) => Poll::Ready((Ending::TimedOut(side), self.transferred())),
+            Some(side) => self.ended(Ending::TimedOut(side)),
             None => Poll::Pending,
         }
+    }
+
+    fn ended(&self, ending: Ending) -> Poll<Relayed> {
+        Poll::Ready(Relayed::Ended(ending, self.transferred()))
+    }
+
+    /// See [`Forward::settle_after`]. Called once both directions wait: an idle stage then
+    /// means the source is drained and everything read was written.
+    fn is_settled(&self) -> bool {
+        self.settle_after > 0
+            && self.turns >= self.settle_after
+            && !self.is_half_closed
+            && [&self.up, &self.down]
+                .iter()
+                .all(|direction| matches!(direction.stage, Stage::Idle) && !direction.bulk)
     }
 
     /// Returns the side to blame once the session has been idle longer than its limit (the
@@ -616,6 +676,14 @@ mod tests {
         (accepted.unwrap().0, connected.unwrap())
     }
 
+    /// A relay that is not asked to settle only stops when the session ends.
+    fn ended(relayed: Relayed) -> (Ending, Transferred) {
+        match relayed {
+            Relayed::Ended(ending, transferred) => (ending, transferred),
+            Relayed::Settled(_) => panic!("settled without being asked to"),
+        }
+    }
+
     fn no_limits() -> Limits {
         Limits {
             client: None,
@@ -631,7 +699,7 @@ mod tests {
         let (proxy_client, mut client) = pair().await;
         let (mut server, proxy_server) = pair().await;
         let task = tokio::spawn(async move {
-            forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await
+            ended(forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await)
         });
         client.write_all(b"hello").await.unwrap();
         let mut buf = [0u8; 5];
@@ -654,6 +722,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn request_response_turns_settle_with_nothing_buffered() {
+        let (proxy_client, mut client) = pair().await;
+        let (mut server, proxy_server) = pair().await;
+        let task = tokio::spawn(async move {
+            let relayed = forward(&proxy_client, &proxy_server, no_limits(), &NoSink)
+                .settle_after(6)
+                .await;
+            (relayed, proxy_client, proxy_server)
+        });
+        // Three queries and their answers: six turns.
+        for turn in 0..3u8 {
+            client.write_all(&[turn; 100]).await.unwrap();
+            let mut query = [0u8; 100];
+            server.read_exact(&mut query).await.unwrap();
+            assert_eq!(query, [turn; 100]);
+            server.write_all(&[turn; 300]).await.unwrap();
+            let mut answer = [0u8; 300];
+            client.read_exact(&mut answer).await.unwrap();
+        }
+        let (relayed, proxy_client, proxy_server) =
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("the relay did not stop once settled")
+                .unwrap();
+        let Relayed::Settled(so_far) = relayed else {
+            panic!("not settled: {relayed:?}");
+        };
+        assert_eq!((so_far.upstream, so_far.downstream), (300, 900));
+        // Nothing was held back: a relay taking over (here, another one in user space) sees
+        // the next query first.
+        client.write_all(b"next").await.unwrap();
+        client.shutdown().await.unwrap();
+        let next = tokio::spawn(async move {
+            ended(forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await)
+        });
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"next");
+        server.shutdown().await.unwrap();
+        let (ending, after) = next.await.unwrap();
+        assert_eq!(ending, Ending::Closed);
+        assert_eq!((after.upstream, after.downstream), (4, 0));
+    }
+
+    #[tokio::test]
+    async fn a_bulk_flow_never_settles() {
+        let (proxy_client, mut client) = pair().await;
+        let (mut server, proxy_server) = pair().await;
+        let task = tokio::spawn(async move {
+            forward(&proxy_client, &proxy_server, no_limits(), &NoSink)
+                .settle_after(4)
+                .await
+        });
+        let bulk = vec![1u8; 1 << 20];
+        client.write_all(&bulk).await.unwrap();
+        let mut received = vec![0u8; bulk.len()];
+        server.read_exact(&mut received).await.unwrap();
+        // Small turns after it do not make it a request/response session.
+        for _ in 0..10 {
+            server.write_all(b"ok").await.unwrap();
+            let mut answer = [0u8; 2];
+            client.read_exact(&mut answer).await.unwrap();
+            client.write_all(b"more").await.unwrap();
+            let mut query = [0u8; 4];
+            server.read_exact(&mut query).await.unwrap();
+        }
+        client.shutdown().await.unwrap();
+        server.shutdown().await.unwrap();
+        let (ending, transferred) = ended(task.await.unwrap());
+        assert_eq!(ending, Ending::Closed);
+        assert_eq!(transferred.upstream, (1 << 20) + 40);
+    }
+
+    #[tokio::test]
     async fn idle_timeout_blames_the_shorter_side() {
         let (proxy_client, _client) = pair().await;
         let (_server, proxy_server) = pair().await;
@@ -663,7 +805,7 @@ mod tests {
             ..no_limits()
         };
         let started = Instant::now();
-        let (ending, _) = forward(&proxy_client, &proxy_server, limits, &NoSink).await;
+        let (ending, _) = ended(forward(&proxy_client, &proxy_server, limits, &NoSink).await);
         assert_eq!(ending, Ending::TimedOut(Side::Server));
         assert!(started.elapsed() >= Duration::from_millis(100));
     }
@@ -677,7 +819,7 @@ mod tests {
             .set_linger(Some(Duration::ZERO))
             .unwrap();
         drop(client);
-        let (ending, _) = forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await;
+        let (ending, _) = ended(forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await);
         assert_eq!(ending, Ending::Aborted(Side::Client));
     }
     /// A pattern that does not repeat at any power-of-two period, so a misplaced, dropped
@@ -698,7 +840,7 @@ mod tests {
         let (server, proxy_server) = pair().await;
         let spliced_before = SPLICED_BYTES.load(Ordering::Relaxed);
         let task = tokio::spawn(async move {
-            forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await
+            ended(forward(&proxy_client, &proxy_server, no_limits(), &NoSink).await)
         });
         let up = pattern(8 << 20, 1);
         let down = pattern(6 << 20, 2);
@@ -741,10 +883,9 @@ mod tests {
             client_fin: Some(Duration::from_millis(150)),
             ..no_limits()
         };
-        let task =
-            tokio::spawn(
-                async move { forward(&proxy_client, &proxy_server, limits, &NoSink).await },
-            );
+        let task = tokio::spawn(async move {
+            ended(forward(&proxy_client, &proxy_server, limits, &NoSink).await)
+        });
         client.shutdown().await.unwrap();
         let shut = Instant::now();
         let (ending, _) = tokio::time::timeout(Duration::from_secs(10), task)
@@ -769,10 +910,9 @@ mod tests {
             ..no_limits()
         };
         let started = Instant::now();
-        let task =
-            tokio::spawn(
-                async move { forward(&proxy_client, &proxy_server, limits, &NoSink).await },
-            );
+        let task = tokio::spawn(async move {
+            ended(forward(&proxy_client, &proxy_server, limits, &NoSink).await)
+        });
         // Traffic every 50 ms for 600 ms: three limits' worth, never idle for one.
         for _ in 0..12 {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -4,8 +4,9 @@
 //! woken per message: the sockets leave the event loop while the kernel forwards (the kernel
 //! signals a socket's reader after every message it redirects), and the session watches
 //! them for a FIN or an error only (`watch`), besides the inactivity timeout. On loopback,
-//! pgbench -S keeps 0.80 of a direct connection's rate against 0.63 in user space; short
-//! connections and single bulk streams cost more than in user space, so it is an option
+//! pgbench -S keeps 0.80 of a direct connection's rate against 0.63 in user space. Short
+//! sessions and bulk flows cost less in user space (splice), so a session only moves here
+//! once it has settled into small request/response turns (`session.rs`); it is an option
 //! (docs/performance.md, "In-kernel forwarding").
 //!
 //! What changes against the user-space relay (`forward`):
@@ -13,7 +14,8 @@
 //!   checked and at its end, not per read;
 //! - inactivity is the time since either socket last received data (`tcpi_last_data_recv`);
 //! - a FIN is passed on once everything received before it has been queued on the other
-//!   socket (the kernel's counts compared; checked every millisecond while one waits).
+//!   socket (the kernel's counts compared; checked after 1 ms while one waits, then less
+//!   often while nothing moves).
 //!
 //! The program is fourteen instructions, assembled here: a BPF toolchain (clang, or aya's
 //! bpf-linker on nightly Rust) for that is not worth its weight in the build.
@@ -49,9 +51,11 @@ pub(crate) type Socket = std::net::TcpStream;
 
 use crate::forward::{shutdown_write, ByteSink, Ending, Limits, Side, Transferred};
 
-/// How often a side that sent its FIN is checked for its last bytes to have been queued on
-/// the other socket (the kernel gives no signal for it).
+/// How soon a side that sent its FIN is checked for its last bytes to have been queued on
+/// the other socket (the kernel gives no signal for it); the wait doubles while nothing
+/// moves (a peer that does not read), up to `DRAIN_CHECK_MAX`.
 const DRAIN_CHECK: Duration = Duration::from_millis(1);
+const DRAIN_CHECK_MAX: Duration = Duration::from_millis(32);
 
 /// Bytes the program left on a socket (a FIN racing the pair's set-up) that were read and
 /// written on in user space.
@@ -160,6 +164,8 @@ pub(crate) struct Linked {
     down: Flow,
     /// What the stats were given so far.
     counted: Transferred,
+    /// The next check of a FIN waiting for its last bytes (see [`DRAIN_CHECK`]).
+    drain_check: Duration,
     reset: [bool; 2],
 }
 
@@ -182,6 +188,7 @@ impl Linked {
                 up: Flow::default(),
                 down: Flow::default(),
                 counted: Transferred::default(),
+                drain_check: DRAIN_CHECK,
                 reset: [false; 2],
             }),
             Err(error) => Err((error, client, server)),
@@ -219,7 +226,11 @@ impl Linked {
                 (Ok(client), Ok(server)) => (client, server),
                 (Err(ending), _) | (_, Err(ending)) => return ending,
             };
-            self.count(sink, &client, &server);
+            let before = self.counted;
+            let now = self.count(sink, &client, &server);
+            if (now.upstream, now.downstream) != (before.upstream, before.downstream) {
+                self.drain_check = DRAIN_CHECK;
+            }
             if let Err(ending) = self.pass_fins(&client, &server) {
                 return ending;
             }
@@ -241,7 +252,9 @@ impl Linked {
             }
             let mut wait = limit.map(|(limit, _)| limit - idle);
             if self.up.draining() || self.down.draining() {
-                wait = Some(wait.map_or(DRAIN_CHECK, |w| w.min(DRAIN_CHECK)));
+                let check = self.drain_check;
+                wait = Some(wait.map_or(check, |w| w.min(check)));
+                self.drain_check = (check * 2).min(DRAIN_CHECK_MAX);
             }
             let sleep = async {
                 match wait {

@@ -14,7 +14,14 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::forward::{self, ByteSink, Ending, Limits, Side};
+use crate::forward::{self, ByteSink, Ending, Limits, Relayed, Side};
+
+/// Turns (changes of the sending side) a session of a `kernel-forward` proxy makes in user
+/// space before it moves to the kernel. A database session passes them in its first few
+/// queries (pgbench -S: startup, then two a transaction); a connection per query (pgbench
+/// -C: about six) or a short exchange never moves, and the move's cost (~20 system calls)
+/// is not paid where it cannot be won back (docs/performance.md, "In-kernel forwarding").
+const KERNEL_FORWARD_AFTER_TURNS: u32 = 16;
 use crate::select::{self, Lease, NoServer};
 use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionGuard, SessionInfo};
 
@@ -401,51 +408,69 @@ impl Session {
                 server,
             };
             let mut server_stream = server_stream;
-            if self.frontend.kernel_forward || backend.kernel_forward {
-                let Some(client) = self.client.take() else {
+            // `option kernel-forward`: the session starts in user space and moves to the
+            // kernel once it has settled into small request/response turns.
+            let mut settle_after = if self.frontend.kernel_forward || backend.kernel_forward {
+                KERNEL_FORWARD_AFTER_TURNS
+            } else {
+                0
+            };
+            // Bytes carried before a move to the kernel that the kernel then refused.
+            let mut carried = forward::Transferred::default();
+            loop {
+                let Some(client) = self.client.as_ref() else {
                     return;
                 };
-                let capacity = self.process.hard_maxconn.saturating_mul(2);
-                let kernel = KernelRelay {
-                    limits,
-                    sinks: &sinks,
-                    info,
-                    capacity,
+                // Kill orders (this server's, or this session's) are polled in place: an
+                // idle session keeps no waiter future for them.
+                let forwarding = forward::forward(client, &server_stream, limits, &sinks)
+                    .settle_after(settle_after);
+                let killed = tokio::select! {
+                    biased;
+                    cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
+                    relayed = forwarding => Ok(relayed),
                 };
-                // Boxed: a session relayed in user space keeps no room for it.
-                let back = Box::pin(kernel.run(client, server_stream, backend, server, outcome));
-                let Some((client, server)) = back.await else {
-                    return;
+                let (ending, transferred) = match killed {
+                    Ok(Relayed::Ended(ending, transferred)) => (ending, transferred),
+                    Ok(Relayed::Settled(so_far)) => {
+                        let Some(client) = self.client.take() else {
+                            return;
+                        };
+                        let kernel = KernelRelay {
+                            limits,
+                            sinks: &sinks,
+                            info,
+                            capacity: self.process.hard_maxconn.saturating_mul(2),
+                            carried: carried.then(so_far),
+                        };
+                        // Boxed: a session relayed in user space keeps no room for it.
+                        let back =
+                            Box::pin(kernel.run(client, server_stream, backend, server, outcome));
+                        let Some((client, server)) = back.await else {
+                            return;
+                        };
+                        self.client = Some(client);
+                        server_stream = server;
+                        carried = carried.then(so_far);
+                        settle_after = 0;
+                        continue;
+                    }
+                    Err(cause) => {
+                        killed_by(cause, outcome);
+                        let _ =
+                            socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
+                        let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
+                        return;
+                    }
                 };
-                self.client = Some(client);
-                server_stream = server;
-            }
-            let Some(client) = self.client.as_ref() else {
-                return;
-            };
-            // Kill orders (this server's, or this session's) are polled in place: an idle
-            // session keeps no waiter future for them.
-            let forwarding = forward::forward(client, &server_stream, limits, &sinks);
-            let killed = tokio::select! {
-                biased;
-                cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
-                result = forwarding => Ok(result),
-            };
-            let (ending, transferred) = match killed {
-                Ok(result) => result,
-                Err(cause) => {
-                    killed_by(cause, outcome);
+                record(ending, carried.then(transferred), backend, server, outcome);
+                if !matches!(ending, Ending::Closed) {
+                    // Reset rather than linger on a broken or timed-out session.
                     let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
-                    let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
-                    return;
                 }
-            };
-            record(ending, transferred, backend, server, outcome);
-            if !matches!(ending, Ending::Closed) {
-                // Reset rather than linger on a broken or timed-out session.
-                let _ = socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
+                drop(server_stream);
+                return;
             }
-            drop(server_stream);
         }
     }
 }
@@ -456,6 +481,8 @@ struct KernelRelay<'a> {
     sinks: &'a Sinks<'a>,
     info: &'a SessionInfo,
     capacity: u32,
+    /// Bytes carried in user space before.
+    carried: forward::Transferred,
 }
 
 impl KernelRelay<'_> {
@@ -470,7 +497,16 @@ impl KernelRelay<'_> {
         outcome: &mut Outcome,
     ) -> Option<(TcpStream, TcpStream)> {
         let mut linked = match crate::kernel::link(client, server_stream, self.capacity) {
-            crate::kernel::Link::Linked(linked) => linked,
+            crate::kernel::Link::Linked(linked) => {
+                tracing::debug!(
+                    session = format_args!("{:#x}", self.info.id),
+                    client = %self.info.client,
+                    upstream = self.carried.upstream,
+                    downstream = self.carried.downstream,
+                    "session settled; forwarded in the kernel from now on"
+                );
+                linked
+            }
             crate::kernel::Link::Refused(client, server) => return Some((client, server)),
             crate::kernel::Link::Lost => {
                 outcome.cause = TerminationCause::Proxy;
@@ -485,7 +521,13 @@ impl KernelRelay<'_> {
         };
         match killed {
             Ok((ending, transferred)) => {
-                record(ending, transferred, backend, server, outcome);
+                record(
+                    ending,
+                    self.carried.then(transferred),
+                    backend,
+                    server,
+                    outcome,
+                );
                 // As in user space: a broken or timed-out session resets its server side.
                 linked.reset_on_close(false, !matches!(ending, Ending::Closed));
             }

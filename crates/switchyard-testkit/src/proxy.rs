@@ -67,6 +67,16 @@ impl Switchyard {
         Self::start_with(bin, config, &[], None)
     }
 
+    /// Like [`Switchyard::start`], with its diagnostics filtered by `log_filter` (the
+    /// `SWITCHYARD_LOG` variable, e.g. `warn,switchyard_engine::session=debug`) on stderr.
+    pub fn start_logging(
+        bin: impl AsRef<Path>,
+        config: &str,
+        log_filter: &str,
+    ) -> Result<Switchyard> {
+        Self::spawn(bin, config, &[], None, Some(log_filter))
+    }
+
     /// Like [`Switchyard::start`], with extra command-line arguments after `-f FILE` and an
     /// explicit list of ports to wait for on 127.0.0.1 (None: the config's `bind` lines; an empty
     /// slice: do not wait).
@@ -75,6 +85,16 @@ impl Switchyard {
         config: &str,
         extra_args: &[&str],
         wait_ports: Option<&[u16]>,
+    ) -> Result<Switchyard> {
+        Self::spawn(bin, config, extra_args, wait_ports, None)
+    }
+
+    fn spawn(
+        bin: impl AsRef<Path>,
+        config: &str,
+        extra_args: &[&str],
+        wait_ports: Option<&[u16]>,
+        log_filter: Option<&str>,
     ) -> Result<Switchyard> {
         let dir = TempDir::new("switchyard-cfg")?;
         let config_path = dir.path().join("switchyard.cfg");
@@ -91,6 +111,9 @@ impl Switchyard {
             .arg(&config_path)
             .args(extra_args)
             .current_dir(dir.path());
+        if let Some(filter) = log_filter {
+            cmd.env("SWITCHYARD_LOG", filter);
+        }
         let child = ChildGuard::spawn(&mut cmd)?;
         let mut sy = Switchyard {
             child,
