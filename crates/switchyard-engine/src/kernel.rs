@@ -10,8 +10,8 @@
 //! (docs/performance.md, "In-kernel forwarding").
 //!
 //! What changes against the user-space relay (`forward`):
-//! - byte counts come from the kernel (`TCP_INFO`), added to the stats as the session is
-//!   checked and at its end, not per read;
+//! - byte counts come from the kernel (`TCP_INFO`), added to the stats every second while
+//!   the session carries data (less often while it is idle) and at its end, not per read;
 //! - inactivity is the time since either socket last received data (`tcpi_last_data_recv`);
 //! - a FIN is passed on once everything received before it has been queued on the other
 //!   socket (the kernel's counts compared; checked after 1 ms while one waits, then less
@@ -56,6 +56,13 @@ use crate::forward::{shutdown_write, ByteSink, Ending, Limits, Side, Transferred
 /// moves (a peer that does not read), up to `DRAIN_CHECK_MAX`.
 const DRAIN_CHECK: Duration = Duration::from_millis(1);
 const DRAIN_CHECK_MAX: Duration = Duration::from_millis(32);
+
+/// How soon the kernel's byte counts of a session that carries data are read again for the
+/// stats (the kernel forwards without telling the process); while nothing moves, the wait
+/// doubles, up to `STATS_REFRESH_MAX`: an idle session costs a wake-up every 16 s, and its
+/// counters lag at most that much once it carries data again.
+const STATS_REFRESH: Duration = Duration::from_secs(1);
+const STATS_REFRESH_MAX: Duration = Duration::from_secs(16);
 
 /// Bytes the program left on a socket (a FIN racing the pair's set-up) that were read and
 /// written on in user space.
@@ -166,6 +173,8 @@ pub(crate) struct Linked {
     counted: Transferred,
     /// The next check of a FIN waiting for its last bytes (see [`DRAIN_CHECK`]).
     drain_check: Duration,
+    /// The next reading of the counts for the stats (see [`STATS_REFRESH`]).
+    stats_refresh: Duration,
     reset: [bool; 2],
 }
 
@@ -189,6 +198,7 @@ impl Linked {
                 down: Flow::default(),
                 counted: Transferred::default(),
                 drain_check: DRAIN_CHECK,
+                stats_refresh: STATS_REFRESH,
                 reset: [false; 2],
             }),
             Err(error) => Err((error, client, server)),
@@ -230,6 +240,9 @@ impl Linked {
             let now = self.count(sink, &client, &server);
             if (now.upstream, now.downstream) != (before.upstream, before.downstream) {
                 self.drain_check = DRAIN_CHECK;
+                self.stats_refresh = STATS_REFRESH;
+            } else {
+                self.stats_refresh = (self.stats_refresh * 2).min(STATS_REFRESH_MAX);
             }
             if let Err(ending) = self.pass_fins(&client, &server) {
                 return ending;
@@ -250,22 +263,19 @@ impl Linked {
                     return Ending::TimedOut(side);
                 }
             }
-            let mut wait = limit.map(|(limit, _)| limit - idle);
-            if self.up.draining() || self.down.draining() {
-                let check = self.drain_check;
-                wait = Some(wait.map_or(check, |w| w.min(check)));
-                self.drain_check = (check * 2).min(DRAIN_CHECK_MAX);
+            // The next turn: the stats' refresh, the inactivity deadline, or a FIN's check.
+            let mut wait = self.stats_refresh;
+            if let Some((limit, _)) = limit {
+                wait = wait.min(limit - idle);
             }
-            let sleep = async {
-                match wait {
-                    Some(wait) => tokio::time::sleep(wait).await,
-                    None => std::future::pending().await,
-                }
-            };
+            if self.up.draining() || self.down.draining() {
+                wait = wait.min(self.drain_check);
+                self.drain_check = (self.drain_check * 2).min(DRAIN_CHECK_MAX);
+            }
             let watching = !(self.up.fin_seen && self.down.fin_seen);
             let reported = tokio::select! {
                 sides = std::future::poll_fn(|cx| self.watch.poll_reported(cx)), if watching => sides,
-                () = sleep => [false; 2],
+                () = tokio::time::sleep(wait) => [false; 2],
             };
             for (side, woken) in [(Side::Client, reported[0]), (Side::Server, reported[1])] {
                 if woken {

@@ -68,7 +68,7 @@ pub use maria::{
 };
 pub use net::{
     cli, echo_server, greeter, greeting_through, http_get, http_get_path, http_port_server,
-    EchoLoad, LoadReport,
+    stat_row, stat_rows, EchoLoad, LoadReport,
 };
 pub use pg::{
     have_postgres, node_name_at, pg_bin_dir, pg_tool, pgbench, psql, require_postgres, PgInstance,

@@ -36,6 +36,39 @@ pub fn cli(port: u16, line: &str) -> String {
     reply
 }
 
+/// The rows of a `show stat` table (CSV, HAProxy's header line first) as named cells.
+pub fn stat_rows(csv: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .expect("a CSV header")
+        .trim_start_matches("# ")
+        .split(',')
+        .collect();
+    lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            header
+                .iter()
+                .zip(l.split(','))
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+/// The `show stat` row of `proxy`'s `service` (`FRONTEND`, `BACKEND` or a server name).
+pub fn stat_row(
+    csv: &str,
+    proxy: &str,
+    service: &str,
+) -> std::collections::HashMap<String, String> {
+    stat_rows(csv)
+        .into_iter()
+        .find(|row| row["pxname"] == proxy && row["svname"] == service)
+        .unwrap_or_else(|| panic!("no row {proxy}/{service} in\n{csv}"))
+}
+
 /// A backend on a free loopback port that greets every connection with `NAME\n` and closes.
 pub fn greeter(name: &str) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a greeter");

@@ -1191,27 +1191,14 @@ fn connections_that_send_nothing_are_answered_counted_and_logged_as_haproxy_does
     // Counted as HAProxy 2.6 counts them (its numbers for this sequence), also with
     // `dontlognull`; probes ignored are not counted at all.
     let stat = switchyard_testkit::cli(stats, "show stat -1 1 -1");
-    let header: Vec<&str> = stat
-        .lines()
-        .next()
-        .unwrap()
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
     for (name, [ereq, req_tot, hrsp_4xx]) in
         names
             .iter()
             .zip([["4", "6", "4"], ["4", "6", "4"], ["1", "3", "1"]])
     {
-        let row: Vec<&str> = stat
-            .lines()
-            .find(|l| l.starts_with(&format!("{name},FRONTEND,")))
-            .unwrap()
-            .split(',')
-            .collect();
-        let column = |c: &str| row[header.iter().position(|h| *h == c).unwrap()];
+        let row = switchyard_testkit::stat_row(&stat, name, "FRONTEND");
         assert_eq!(
-            [column("ereq"), column("req_tot"), column("hrsp_4xx")],
+            [&row["ereq"], &row["req_tot"], &row["hrsp_4xx"]],
             [ereq, req_tot, hrsp_4xx],
             "{name}: ereq, req_tot, hrsp_4xx in\n{stat}"
         );

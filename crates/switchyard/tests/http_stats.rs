@@ -95,23 +95,9 @@ fn curl_body(url: &str) -> String {
 
 /// `show stat` CSV rows by `pxname/svname`.
 fn rows(csv: &str) -> HashMap<String, HashMap<String, String>> {
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .expect("a CSV header")
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let row: HashMap<String, String> = header
-                .iter()
-                .zip(l.split(','))
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect();
-            (format!("{}/{}", row["pxname"], row["svname"]), row)
-        })
+    switchyard_testkit::stat_rows(csv)
+        .into_iter()
+        .map(|row| (format!("{}/{}", row["pxname"], row["svname"]), row))
         .collect()
 }
 

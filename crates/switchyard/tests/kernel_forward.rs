@@ -14,9 +14,13 @@ use switchyard_testkit::{
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-fn config(front: u16, server: u16, timeouts: &str) -> String {
+/// `stats`: the port of a Runtime API socket, if any.
+fn config(front: u16, server: u16, timeouts: &str, stats: Option<u16>) -> String {
+    let stats = stats
+        .map(|port| format!("    stats socket ipv4@127.0.0.1:{port} level admin\n"))
+        .unwrap_or_default();
     format!(
-        "global\n    log stdout format raw local0 info\n\
+        "global\n    log stdout format raw local0 info\n{stats}\
          defaults\n    mode tcp\n    log global\n    option tcplog\n    timeout connect 1s\n{timeouts}\
          listen kf\n    bind 127.0.0.1:{front}\n    option kernel-forward\n    server s1 127.0.0.1:{server}\n"
     )
@@ -27,7 +31,7 @@ fn start(server: u16, timeouts: &str) -> (Switchyard, u16) {
     let front = free_port();
     let proxy = Switchyard::start_logging(
         BIN,
-        &config(front, server, timeouts),
+        &config(front, server, timeouts, None),
         "warn,switchyard_engine::session=debug",
     )
     .unwrap();
@@ -235,6 +239,49 @@ fn round_trips_do_not_wake_the_process() {
     eprintln!("{ROUND_TRIPS} round trips woke the process {woken} times");
     // Its own timers (a 500 ms floor, stats) still run: a few wake-ups a second.
     assert!(woken < ROUND_TRIPS / 20, "woken {woken} times");
+}
+
+/// The kernel forwards without telling the process: the session reads its counts every
+/// second while it carries data, so the stats follow a long session before it ends.
+#[test]
+fn the_stats_follow_a_session_in_the_kernel() {
+    let (front, stats) = (free_port(), free_port());
+    let proxy = Switchyard::start_logging(
+        BIN,
+        &config(
+            front,
+            echo_server(),
+            "    timeout client 1m\n    timeout server 1m\n",
+            Some(stats),
+        ),
+        "warn,switchyard_engine::session=debug",
+    )
+    .unwrap();
+    let mut client = connect(front);
+    settle(&mut client);
+    assert_eq!(moved(&proxy, 1), 1, "{}", proxy.stderr_so_far());
+    let mut answer = [0u8; 1000];
+    for turn in 0..200 {
+        let message = [(turn % 251) as u8; 1000];
+        client.write_all(&message).unwrap();
+        client.read_exact(&mut answer).unwrap();
+    }
+    let carried = (100 * SETTLING_ROUND_TRIPS + 200 * 1000) as u64;
+    // Bytes in (client to server) and out of the backend, from `show stat`.
+    let counted = || {
+        let table = switchyard_testkit::cli(stats, "show stat");
+        let row = switchyard_testkit::stat_row(&table, "kf", "BACKEND");
+        let number = |name: &str| row[name].parse::<u64>().unwrap();
+        (number("bin"), number("bout"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(4);
+    let mut seen = counted();
+    while seen != (carried, carried) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = counted();
+    }
+    assert_eq!(seen, (carried, carried), "the session is still open");
+    assert!(log_lines(&proxy).is_empty(), "the session ended");
 }
 
 #[test]

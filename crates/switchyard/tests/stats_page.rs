@@ -8,7 +8,6 @@
 //! `scripts/ensure-deps.sh`; without them those two tests print why and pass, except in CI
 //! (`CI` set), where they fail.
 
-use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -16,8 +15,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use switchyard_testkit::{
-    cli, free_port, greeter, greeting_through, have_command, require_command, tool_missing,
-    ChildGuard, Switchyard, TempDir,
+    cli, free_port, greeter, greeting_through, have_command, require_command, stat_rows,
+    tool_missing, ChildGuard, Switchyard, TempDir,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -213,29 +212,8 @@ fn start() -> (Switchyard, Ports) {
 
 const ADMIN: Option<&str> = Some("admin:s3cret");
 
-/// `show stat` CSV as rows of named cells.
-fn csv_rows(csv: &str) -> Vec<HashMap<String, String>> {
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines
-        .next()
-        .expect("a CSV header")
-        .trim_start_matches("# ")
-        .split(',')
-        .collect();
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            header
-                .iter()
-                .zip(l.split(','))
-                .map(|(h, v)| (h.to_string(), v.to_string()))
-                .collect()
-        })
-        .collect()
-}
-
 fn cell(csv: &str, proxy: &str, server: &str, column: &str) -> String {
-    csv_rows(csv)
+    stat_rows(csv)
         .into_iter()
         .find(|r| r["pxname"] == proxy && r["svname"] == server)
         .unwrap_or_else(|| panic!("no row {proxy}/{server} in\n{csv}"))[column]
@@ -316,7 +294,7 @@ fn every_output_matches_the_runtime_api_and_follows_traffic() {
         "downtime",
         "chkfail",
     ];
-    let (http_rows, cli_rows) = (csv_rows(&csv.body), csv_rows(&shown));
+    let (http_rows, cli_rows) = (stat_rows(&csv.body), stat_rows(&shown));
     assert_eq!(csv.body.lines().next(), shown.lines().next(), "same header");
     assert_eq!(http_rows.len(), cli_rows.len());
     for (a, b) in http_rows.iter().zip(&cli_rows) {
