@@ -264,6 +264,11 @@ pub struct Forward<'a> {
 }
 
 impl Forward<'_> {
+    /// Bytes carried each way so far (for a session ended from outside, by a kill order).
+    pub fn transferred(&self) -> Transferred {
+        self.relay.transferred()
+    }
+
     /// Stops with [`Relayed::Settled`] once the session has made `turns` turns (the sending
     /// side changed that often) without a read ever filling a buffer, and nothing waits to
     /// be written. A database session settles after a few queries; a bulk flow, or a short

@@ -219,11 +219,15 @@ impl Linked {
         sink: &dyn ByteSink,
     ) -> (Ending, Transferred) {
         let ending = self.forward(limits, sink).await;
-        let transferred = match (counts(&self.client), counts(&self.server)) {
+        (ending, self.carried(sink))
+    }
+
+    /// Bytes carried each way so far (the stats are brought up to date).
+    pub(crate) fn carried(&mut self, sink: &dyn ByteSink) -> Transferred {
+        match (counts(&self.client), counts(&self.server)) {
             (Ok(client), Ok(server)) => self.count(sink, &client, &server),
             _ => self.counted,
-        };
-        (ending, transferred)
+        }
     }
 
     async fn forward(&mut self, limits: Limits, sink: &dyn ByteSink) -> Ending {

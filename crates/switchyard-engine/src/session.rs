@@ -423,12 +423,13 @@ impl Session {
                 };
                 // Kill orders (this server's, or this session's) are polled in place: an
                 // idle session keeps no waiter future for them.
-                let forwarding = forward::forward(client, &server_stream, limits, &sinks)
-                    .settle_after(settle_after);
+                let mut forwarding =
+                    std::pin::pin!(forward::forward(client, &server_stream, limits, &sinks)
+                        .settle_after(settle_after));
                 let killed = tokio::select! {
                     biased;
                     cause = std::future::poll_fn(|cx| info.kill.poll_killed(cx)) => Err(cause),
-                    relayed = forwarding => Ok(relayed),
+                    relayed = &mut forwarding => Ok(relayed),
                 };
                 let (ending, transferred) = match killed {
                     Ok(Relayed::Ended(ending, transferred)) => (ending, transferred),
@@ -456,7 +457,7 @@ impl Session {
                         continue;
                     }
                     Err(cause) => {
-                        killed_by(cause, outcome);
+                        killed_by(cause, carried.then(forwarding.transferred()), outcome);
                         let _ =
                             socket2::SockRef::from(&server_stream).set_linger(Some(Duration::ZERO));
                         let _ = socket2::SockRef::from(client).set_linger(Some(Duration::ZERO));
@@ -532,7 +533,11 @@ impl KernelRelay<'_> {
                 linked.reset_on_close(false, !matches!(ending, Ending::Closed));
             }
             Err(cause) => {
-                killed_by(cause, outcome);
+                killed_by(
+                    cause,
+                    self.carried.then(linked.carried(self.sinks)),
+                    outcome,
+                );
                 linked.reset_on_close(true, true);
             }
         }
@@ -540,8 +545,10 @@ impl KernelRelay<'_> {
     }
 }
 
-/// A kill order's cause in the session's log line.
-fn killed_by(cause: KillCause, outcome: &mut Outcome) {
+/// A kill order's cause, and the bytes carried until then, in the session's log line.
+fn killed_by(cause: KillCause, transferred: forward::Transferred, outcome: &mut Outcome) {
+    outcome.upstream = transferred.upstream;
+    outcome.downstream = transferred.downstream;
     outcome.cause = match cause {
         KillCause::Down => TerminationCause::Down,
         KillCause::Up => TerminationCause::Up,

@@ -29,13 +29,23 @@ fn config(front: u16, server: u16, timeouts: &str, stats: Option<u16>) -> String
 /// Switchyard in front of the server at `server`, and its frontend's port.
 fn start(server: u16, timeouts: &str) -> (Switchyard, u16) {
     let front = free_port();
-    let proxy = Switchyard::start_logging(
-        BIN,
-        &config(front, server, timeouts, None),
-        "warn,switchyard_engine::session=debug",
-    )
-    .unwrap();
+    let proxy =
+        Switchyard::start_logging(BIN, &config(front, server, timeouts, None), LOG_MOVES).unwrap();
     (proxy, front)
+}
+
+/// Switchyard in front of an echo server with a Runtime API socket (1 min timeouts): the
+/// process, its frontend's port and its socket's.
+fn start_with_stats() -> (Switchyard, u16, u16) {
+    let (front, stats) = (free_port(), free_port());
+    let config = config(
+        front,
+        echo_server(),
+        "    timeout client 1m\n    timeout server 1m\n",
+        Some(stats),
+    );
+    let proxy = Switchyard::start_logging(BIN, &config, LOG_MOVES).unwrap();
+    (proxy, front, stats)
 }
 
 /// Switchyard in front of an echo server, with 10 s timeouts, and its frontend's port.
@@ -59,6 +69,14 @@ fn echo_both_ways(client: &mut TcpStream, payload: Vec<u8>) -> Vec<u8> {
     client.read_to_end(&mut echoed).unwrap();
     sender.join().unwrap();
     echoed
+}
+
+/// A client of the frontend at `front` whose session has moved to the kernel, the first.
+fn settled(proxy: &Switchyard, front: u16) -> TcpStream {
+    let mut client = connect(front);
+    settle(&mut client);
+    assert_eq!(moved(proxy, 1), 1, "{}", proxy.stderr_so_far());
+    client
 }
 
 /// Sessions moved to the kernel so far (their debug lines on stderr), once `expected` are
@@ -85,6 +103,9 @@ fn connect(front: u16) -> TcpStream {
         .unwrap();
     client
 }
+
+/// Diagnostics with a line for each session moved to the kernel.
+const LOG_MOVES: &str = "warn,switchyard_engine::session=debug";
 
 /// Round trips of small messages after which a session is in the kernel (16 turns).
 const SETTLING_ROUND_TRIPS: usize = 10;
@@ -136,9 +157,7 @@ fn a_settled_session_stays_in_the_kernel_for_bulk_both_ways_with_half_close() {
     let (proxy, front) = start_echo();
     const SIZE: usize = 8 << 20;
     let payload: Vec<u8> = (0..SIZE).map(|i| (i % 253) as u8).collect();
-    let mut client = connect(front);
-    settle(&mut client);
-    assert_eq!(moved(&proxy, 1), 1, "{}", proxy.stderr_so_far());
+    let mut client = settled(&proxy, front);
     let before = wake_ups(&proxy);
     let echoed = echo_both_ways(&mut client, payload.clone());
     assert!(echoed == payload, "{} bytes back of {SIZE}", echoed.len());
@@ -222,11 +241,9 @@ fn wake_ups(proxy: &Switchyard) -> u64 {
 #[test]
 fn round_trips_do_not_wake_the_process() {
     let (proxy, front) = start_echo();
-    let mut client = connect(front);
+    let mut client = settled(&proxy, front);
     client.set_nodelay(true).unwrap();
     let mut answer = [0u8; 200];
-    settle(&mut client);
-    assert_eq!(moved(&proxy, 1), 1, "{}", proxy.stderr_so_far());
     let before = wake_ups(&proxy);
     const ROUND_TRIPS: u64 = 2_000;
     for turn in 0..ROUND_TRIPS {
@@ -245,21 +262,8 @@ fn round_trips_do_not_wake_the_process() {
 /// second while it carries data, so the stats follow a long session before it ends.
 #[test]
 fn the_stats_follow_a_session_in_the_kernel() {
-    let (front, stats) = (free_port(), free_port());
-    let proxy = Switchyard::start_logging(
-        BIN,
-        &config(
-            front,
-            echo_server(),
-            "    timeout client 1m\n    timeout server 1m\n",
-            Some(stats),
-        ),
-        "warn,switchyard_engine::session=debug",
-    )
-    .unwrap();
-    let mut client = connect(front);
-    settle(&mut client);
-    assert_eq!(moved(&proxy, 1), 1, "{}", proxy.stderr_so_far());
+    let (proxy, front, stats) = start_with_stats();
+    let mut client = settled(&proxy, front);
     let mut answer = [0u8; 1000];
     for turn in 0..200 {
         let message = [(turn % 251) as u8; 1000];
@@ -284,15 +288,43 @@ fn the_stats_follow_a_session_in_the_kernel() {
     assert!(log_lines(&proxy).is_empty(), "the session ended");
 }
 
+/// The Runtime API sees a session in the kernel as any other: listed by `show sess`, ended by
+/// `shutdown session` (both sockets reset, `KD` in its log line).
+#[test]
+fn shutdown_session_ends_a_session_in_the_kernel() {
+    let (proxy, front, stats) = start_with_stats();
+    let mut client = settled(&proxy, front);
+    let src = client.local_addr().unwrap();
+    let list = switchyard_testkit::cli(stats, "show sess");
+    let line = list
+        .lines()
+        .find(|l| l.contains(&format!(" src={src} ")))
+        .unwrap_or_else(|| panic!("not listed: {list:?}"));
+    assert!(line.contains(" fe=kf be=kf srv=s1 "), "{line}");
+    let id = line.split_once(':').unwrap().0;
+    assert_eq!(
+        switchyard_testkit::cli(stats, &format!("shutdown session {id}")),
+        "\n"
+    );
+    let mut rest = [0u8; 16];
+    let ended = client.read(&mut rest);
+    assert!(
+        matches!(ended, Ok(0) | Err(_)),
+        "the client still reads: {ended:?}"
+    );
+    let lines = wait_for_lines(&proxy, 1);
+    let (bytes, state) = bytes_and_state(&lines[0]);
+    assert_eq!(bytes, 100 * SETTLING_ROUND_TRIPS as u64, "{}", lines[0]);
+    assert_eq!(state, "KD", "{}", lines[0]);
+}
+
 #[test]
 fn an_idle_session_ends_on_the_client_timeout() {
     let (proxy, front) = start(
         echo_server(),
         "    timeout client 600ms\n    timeout server 10s\n",
     );
-    let mut client = connect(front);
-    settle(&mut client);
-    assert_eq!(moved(&proxy, 1), 1, "{}", proxy.stderr_so_far());
+    let mut client = settled(&proxy, front);
     let idle_from = Instant::now();
     let mut rest = Vec::new();
     // The proxy closes it (a reset on a timed-out session, as in the user-space relay).

@@ -281,11 +281,11 @@ fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
     let (admin, front) = (free_port(), free_port());
     let echo = echo_server();
     let config = format!(
-        "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n\
-         defaults\n    mode tcp\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
+        "global\n    stats socket ipv4@127.0.0.1:{admin} level admin\n    log stdout format raw local0 info\n\
+         defaults\n    mode tcp\n    log global\n    option tcplog\n    timeout connect 1s\n    timeout client 30s\n    timeout server 30s\n\
          listen li\n    bind 127.0.0.1:{front}\n    server s1 127.0.0.1:{echo}\n"
     );
-    let _proxy = Switchyard::start_with(BIN, &config, &[], Some(&[front, admin])).unwrap();
+    let proxy = Switchyard::start_with(BIN, &config, &[], Some(&[front, admin])).unwrap();
 
     // Sessions end asynchronously: waits until none is listed (an empty answer: the CLI's
     // own connection is not a session here).
@@ -340,6 +340,23 @@ fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
     assert_eq!(cli(admin, &format!("shutdown session {id}")), "\n");
     assert_closed_after_shutdown(&mut client);
     no_session_left("still listed after shutdown session");
+    // Its log line: killed (`K`) while forwarding (`D`), with the 6 bytes echoed until then.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let line = loop {
+        let logged = proxy.stdout_so_far();
+        if let Some(line) = logged.lines().find(|l| l.starts_with(&format!("{src} "))) {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line for {src}: {logged}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        line.contains(" li li/s1 ") && line.contains(" 6 KD "),
+        "{line}"
+    );
     assert_eq!(
         cli(admin, &format!("shutdown session {id}")),
         "No such session (use 'show sess').\n\n"
