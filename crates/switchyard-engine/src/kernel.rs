@@ -17,7 +17,7 @@
 //!   socket (the kernel's counts compared; checked after 1 ms while one waits, then less
 //!   often while nothing moves).
 //!
-//! The program is fourteen instructions, assembled here: a BPF toolchain (clang, or aya's
+//! The program is fifteen instructions, assembled here: a BPF toolchain (clang, or aya's
 //! bpf-linker on nightly Rust) for that is not worth its weight in the build.
 //!
 //! Ordering. Bytes that reached a socket before it entered the map wait in its receive
@@ -30,9 +30,12 @@
 //!
 //! FINs. The kernel hands the program a FIN as a packet without data. Redirected, it broke
 //! the pair (Linux 6.18: the socket it was sent to stopped forwarding the other way, so a
-//! server could no longer answer a client that had shut its side), so the program leaves
-//! such packets on their socket; the process sees the FIN there and passes it on itself,
-//! once the bytes before it are out.
+//! server could no longer answer a client that had shut its side). Left on its socket, it
+//! broke that socket's sending when bytes for it were still queued in the kernel (the FIN
+//! queues behind them, and the kernel's worker fails on a packet without data: `EPIPE` on
+//! the socket, the rest of the other direction dropped). So the program drops such packets:
+//! the FIN is in the socket's state already, where the process sees it and passes it on
+//! itself, once the bytes before it are out.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -734,12 +737,14 @@ mod bpf {
     }
 
     /// The verdict: send the packet out of the socket stored under this socket's cookie;
-    /// without one (a pair being built or taken apart), or without data (a FIN, see the
-    /// module's "FINs"), keep it on this socket (SK_PASS) rather than drop it.
+    /// without one (a pair being built or taken apart), keep it on this socket (SK_PASS)
+    /// rather than drop it. A packet without data (a FIN, see the module's "FINs") is
+    /// dropped: the FIN is already in the socket's state, where the process sees it.
     pub(super) fn verdict_program(map: RawFd) -> Vec<u64> {
         vec![
             insn(0x61, 2, 1, 0, 0),                      // r2 = skb->len
-            insn(0x15, 2, 0, 11, 0),                     // if r2 == 0: to SK_PASS
+            insn(0xb7, 0, 0, 0, 0),                      // r0 = SK_DROP
+            insn(0x15, 2, 0, 12, 0),                     // if r2 == 0: exit
             insn(0xbf, 6, 1, 0, 0),                      // r6 = r1 (the packet)
             insn(0x85, 0, 0, 0, FUNC_GET_SOCKET_COOKIE), // r0 = its socket's cookie
             insn(0x7b, 10, 0, -8, 0),                    // *(u64 *)(r10 - 8) = r0

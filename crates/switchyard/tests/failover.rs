@@ -119,17 +119,21 @@ fn a_standby_lagging_past_max_lag_leaves_the_read_only_backend() {
         node_name_at(ro).ok()
     });
 
-    // A fresh commit replayed just before the pause, so the lag starts near zero; then
-    // keep writing on the primary while replay is paused: the standby falls behind.
+    // A fresh commit replayed, so that the standby's lag (measured from its last replayed
+    // commit) is near zero; after the pause the primary keeps writing and the standby falls
+    // behind.
     primary
         .psql(None, "create table if not exists lag_probe(t timestamptz)")
         .unwrap();
-    primary
-        .psql(None, "insert into lag_probe values (now())")
-        .unwrap();
-    standby
-        .wait_replay_caught_up(&primary, Duration::from_secs(10))
-        .unwrap();
+    let commit_replayed = || {
+        primary
+            .psql(None, "insert into lag_probe values (now())")
+            .unwrap();
+        standby
+            .wait_replay_caught_up(&primary, Duration::from_secs(10))
+            .unwrap();
+    };
+    commit_replayed();
     // A check that ran before the standby replayed any commit found its lag unknown and
     // took it out of pg_ro until the next one: wait until it has answered there over more
     // than three check intervals, so that the pause below starts from a standby in pg_ro.
@@ -145,6 +149,9 @@ fn a_standby_lagging_past_max_lag_leaves_the_read_only_backend() {
             (in_since.elapsed() >= Duration::from_millis(700)).then(|| "steady".to_string())
         },
     );
+    // The wait above takes 700 ms or more: a commit again right before the pause, or the lag
+    // would start from that much on a slow machine (CI: out of pg_ro 972 ms after it).
+    commit_replayed();
     standby.pause_replay().unwrap();
     let paused = Instant::now();
     primary
