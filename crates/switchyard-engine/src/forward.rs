@@ -185,7 +185,7 @@ impl Limits {
 }
 
 /// Byte counts of a finished forwarding.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Transferred {
     /// Client to server.
     pub upstream: u64,

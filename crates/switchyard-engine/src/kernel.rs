@@ -37,22 +37,20 @@
 //! the FIN is in the socket's state already, where the process sees it and passes it on
 //! itself, once the bytes before it are out.
 
-use std::io;
+use std::io::{self, Read as _, Write as _};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use std::io::{Read as _, Write as _};
-
 use tokio::net::TcpStream;
+
+use crate::forward::{shutdown_write, ByteSink, Ending, Limits, Side, Transferred};
 
 mod watch;
 
 /// A socket while the kernel forwards it: out of the event loop.
 pub(crate) type Socket = std::net::TcpStream;
-
-use crate::forward::{shutdown_write, ByteSink, Ending, Limits, Side, Transferred};
 
 /// How soon a side that sent its FIN is checked for its last bytes to have been queued on
 /// the other socket (the kernel gives no signal for it); the wait doubles while nothing
@@ -245,7 +243,7 @@ impl Linked {
             };
             let before = self.counted;
             let now = self.count(sink, &client, &server);
-            if (now.upstream, now.downstream) != (before.upstream, before.downstream) {
+            if now != before {
                 self.drain_check = DRAIN_CHECK;
                 self.stats_refresh = STATS_REFRESH;
             } else {

@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::forward::{self, ByteSink, Ending, Limits, Relayed, Side};
+use crate::select::{self, Lease, NoServer};
+use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionGuard, SessionInfo};
 
 /// Turns (changes of the sending side) a session of a `kernel-forward` proxy makes in user
 /// space before it moves to the kernel. A database session passes them in its first few
@@ -22,8 +24,6 @@ use crate::forward::{self, ByteSink, Ending, Limits, Relayed, Side};
 /// -C: about six) or a short exchange never moves, and the move's cost (~20 system calls)
 /// is not paid where it cannot be won back (docs/performance.md, "In-kernel forwarding").
 const KERNEL_FORWARD_AFTER_TURNS: u32 = 16;
-use crate::select::{self, Lease, NoServer};
-use crate::state::{Backend, Frontend, KillCause, Process, Server, SessionGuard, SessionInfo};
 
 /// Everything a session needs, owned so the task is `'static`.
 pub struct Session {
@@ -415,7 +415,7 @@ impl Session {
             } else {
                 0
             };
-            // Bytes carried before a move to the kernel that the kernel then refused.
+            // Bytes carried in user space before a move to the kernel (which may refuse it).
             let mut carried = forward::Transferred::default();
             loop {
                 let Some(client) = self.client.as_ref() else {
@@ -437,12 +437,13 @@ impl Session {
                         let Some(client) = self.client.take() else {
                             return;
                         };
+                        carried = carried.then(so_far);
                         let kernel = KernelRelay {
                             limits,
                             sinks: &sinks,
                             info,
                             capacity: self.process.hard_maxconn.saturating_mul(2),
-                            carried: carried.then(so_far),
+                            carried,
                         };
                         // Boxed: a session relayed in user space keeps no room for it.
                         let back =
@@ -452,7 +453,6 @@ impl Session {
                         };
                         self.client = Some(client);
                         server_stream = server;
-                        carried = carried.then(so_far);
                         settle_after = 0;
                         continue;
                     }

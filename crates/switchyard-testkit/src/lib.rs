@@ -76,8 +76,8 @@ pub use pg::{
 };
 pub use ports::{free_port, is_listening, wait_for_port};
 pub use process::{
-    fds_and_rss, have_command, in_ci, promtool_check, require_command, run_with_timeout,
-    tool_missing, ChildGuard,
+    fds_and_rss, have_command, in_ci, poll_until, promtool_check, require_command,
+    run_with_timeout, tool_missing, ChildGuard,
 };
 pub use proxy::{bind_ports, check_config, check_config_output, CheckOutput, Switchyard};
 pub use tmp::TempDir;

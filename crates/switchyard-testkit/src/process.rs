@@ -356,6 +356,23 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> 
     })
 }
 
+/// Calls `probe` every 20 ms until `done` accepts its answer or `timeout` has passed; the
+/// last answer. For what a process reports asynchronously (log lines, a state change).
+pub fn poll_until<T>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let answer = probe();
+        if done(&answer) || Instant::now() >= deadline {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// True if `name` is an executable file in a `$PATH` directory (or an existing path itself).
 pub fn have_command(name: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;

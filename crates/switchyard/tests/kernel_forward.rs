@@ -9,7 +9,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::{Duration, Instant};
 
 use switchyard_testkit::{
-    echo_server, free_port, require_postgres_or_return, PgInstance, Switchyard,
+    echo_server, free_port, poll_until, require_postgres_or_return, PgInstance, Switchyard,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -82,17 +82,13 @@ fn settled(proxy: &Switchyard, front: u16) -> TcpStream {
 /// Sessions moved to the kernel so far (their debug lines on stderr), once `expected` are
 /// or 2 s passed (the lines reach the test through a pipe).
 fn moved(proxy: &Switchyard, expected: usize) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let moved = proxy
+    let count = || {
+        proxy
             .stderr_so_far()
             .matches("forwarded in the kernel from now on")
-            .count();
-        if moved >= expected || Instant::now() > deadline {
-            return moved;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .count()
+    };
+    poll_until(Duration::from_secs(2), count, |moved| *moved >= expected)
 }
 
 /// A client of the frontend at `front`, whose reads give up after 10 s.
@@ -133,14 +129,11 @@ fn log_lines(proxy: &Switchyard) -> Vec<String> {
 
 /// Waits for `count` log lines.
 fn wait_for_lines(proxy: &Switchyard, count: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let lines = log_lines(proxy);
-        if lines.len() >= count || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        Duration::from_secs(5),
+        || log_lines(proxy),
+        |lines| lines.len() >= count,
+    )
 }
 
 /// The bytes field of a tcplog line (server to client, as HAProxy counts) and its
@@ -278,12 +271,9 @@ fn the_stats_follow_a_session_in_the_kernel() {
         let number = |name: &str| row[name].parse::<u64>().unwrap();
         (number("bin"), number("bout"))
     };
-    let deadline = Instant::now() + Duration::from_secs(4);
-    let mut seen = counted();
-    while seen != (carried, carried) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-        seen = counted();
-    }
+    let seen = poll_until(Duration::from_secs(4), counted, |seen| {
+        *seen == (carried, carried)
+    });
     assert_eq!(seen, (carried, carried), "the session is still open");
     assert!(log_lines(&proxy).is_empty(), "the session ended");
 }

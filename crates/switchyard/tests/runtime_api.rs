@@ -341,18 +341,13 @@ fn show_sess_lists_a_session_and_shutdown_session_closes_it() {
     assert_closed_after_shutdown(&mut client);
     no_session_left("still listed after shutdown session");
     // Its log line: killed (`K`) while forwarding (`D`), with the 6 bytes echoed until then.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let line = loop {
-        let logged = proxy.stdout_so_far();
-        if let Some(line) = logged.lines().find(|l| l.starts_with(&format!("{src} "))) {
-            break line.to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no log line for {src}: {logged}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    let logged = || {
+        let output = proxy.stdout_so_far();
+        let line = output.lines().find(|l| l.starts_with(&format!("{src} ")));
+        line.map(str::to_string).ok_or(output)
     };
+    let line = switchyard_testkit::poll_until(Duration::from_secs(5), logged, Result::is_ok)
+        .unwrap_or_else(|output| panic!("no log line for {src}: {output}"));
     assert!(
         line.contains(" li li/s1 ") && line.contains(" 6 KD "),
         "{line}"
